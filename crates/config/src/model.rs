@@ -1,0 +1,240 @@
+//! The validated configuration: what `validate` produces and `pairgate-routing` compiles.
+//!
+//! Everything here is already checked: names are unique, references resolve to indices, URLs are
+//! parsed, durations are durations and `${VAR}` references are expanded into [`Secret`]s.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A value that came from the environment (`${VAR}`) or is otherwise sensitive.
+///
+/// `Debug` and `Display` print `***`, so a secret cannot leak through a log line or an error
+/// message by accident; [`Secret::expose`] is the one explicit way to read it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a sensitive value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself. Call only where it is put on the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A whole validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `[listen]`.
+    pub listen: Listen,
+    /// `[routing]`.
+    pub routing: Routing,
+    /// `[runtime]`.
+    pub runtime: Runtime,
+    /// `[limits]`: what a client may send and how long it may take.
+    pub limits: Limits,
+    /// `[upstream]`: how pairgate talks to accounts.
+    pub upstream: Upstream,
+    /// `[health]`: the default health check; each account holds its merged copy.
+    pub health: HealthCheck,
+    /// `[failover]`: the default policy; each tenant holds its merged copy.
+    pub failover: FailoverPolicy,
+    /// `[[region]]`, in file order.
+    pub regions: Vec<RegionConfig>,
+    /// `[[account]]`, in file order.
+    pub accounts: Vec<AccountConfig>,
+    /// `[[tenant]]`, in file order.
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// `[listen]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    /// Plain HTTP listener (HTTP/1.1 and h2c prior knowledge). Default `127.0.0.1:8080`.
+    pub http: SocketAddr,
+}
+
+/// `[routing]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Routing {
+    /// Lower-cased header name that names the tenant, for trusted front ends.
+    pub tenant_header: Option<String>,
+}
+
+/// `[runtime]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Runtime {
+    /// Tokio worker threads; `None` means one per core.
+    pub worker_threads: Option<usize>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Time a client has to send a complete request head; also the HTTP/1 keep-alive idle
+    /// timeout, since hyper starts the same timer while waiting for the next request.
+    /// Default 10s.
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line plus headers) in bytes; larger gets 431. Default 64 KiB.
+    pub max_request_header_bytes: usize,
+}
+
+/// `[upstream]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// TCP connect timeout to an account. Default 2s.
+    pub connect_timeout: Duration,
+    /// Time from sending the request until the response head arrives. Default 30s.
+    pub response_header_timeout: Duration,
+    /// How long an idle pooled upstream connection is kept. Default 90s.
+    pub idle_timeout: Duration,
+    /// Idle pooled connections kept per account endpoint. Default 256.
+    pub max_idle_per_account: usize,
+    /// Largest request body buffered so a failed request can be replayed on the other account.
+    /// Default 64 KiB; larger bodies are streamed and never replayed.
+    pub max_replay_body: usize,
+}
+
+/// What a probe does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// An HTTP request; healthy when the status falls in one of `expect`.
+    Http {
+        /// Request method, upper-case. Default `GET`.
+        method: String,
+        /// Path (and query) probed, `/`-led, sent as is (the account's `path_prefix` is not
+        /// prepended). Default `/healthz`.
+        path: String,
+        /// Inclusive status ranges that count as healthy. Default `[200..=399]`.
+        expect: Vec<(u16, u16)>,
+        /// Extra request headers; values may come from `${VAR}`.
+        headers: Vec<(String, Secret)>,
+    },
+    /// A TCP connect; healthy when it completes within the timeout.
+    Tcp,
+}
+
+/// An active health check (`[health]`, or `health = { ... }` in an `[[account]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// `type = "http" | "tcp"` plus the HTTP fields.
+    pub kind: ProbeKind,
+    /// Time between probes (each jittered by about ±10%). Default 2s.
+    pub interval: Duration,
+    /// Time between probes while the account is in transition (rise or fall counting has
+    /// started). Default: a quarter of `interval`, at least 100ms.
+    pub fast_interval: Duration,
+    /// Probe timeout. Default 1s; must be less than `interval`.
+    pub timeout: Duration,
+    /// Consecutive successes to become healthy. Default 2.
+    pub rise: u32,
+    /// Consecutive failures to become unhealthy. Default 3.
+    pub fall: u32,
+}
+
+/// `failback = "auto" | "manual"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failback {
+    /// Return to the primary once it has been healthy for `hold_down`.
+    Auto,
+    /// Stay on the secondary until an operator acts.
+    Manual,
+}
+
+/// `both_down = "stay" | "reject"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BothDown {
+    /// Keep the current side and still attempt requests.
+    Stay,
+    /// Answer 503 with `Retry-After`.
+    Reject,
+}
+
+/// A failover policy (`[failover]`, or the same keys inside a `[[tenant]]`'s `failover = { ... }`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailoverPolicy {
+    /// Default `auto`.
+    pub failback: Failback,
+    /// Uninterrupted health the primary needs before an automatic failback. Default 30s.
+    pub hold_down: Duration,
+    /// Default `stay`.
+    pub both_down: BothDown,
+    /// Share of a region's accounts that must be unhealthy for the region to count as down; only
+    /// for regions with two or more accounts. Default 0.5, within (0, 1].
+    pub region_outage_ratio: f64,
+}
+
+/// One `[[region]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionConfig {
+    /// Unique name, e.g. `eastus`.
+    pub name: String,
+    /// Index into [`Config::regions`] of the paired region, if any.
+    pub pair: Option<usize>,
+}
+
+/// URL scheme of an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `http://`
+    Http,
+    /// `https://` (TLS lands with the TLS issue; until then validation rejects it).
+    Https,
+}
+
+/// One `[[account]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountConfig {
+    /// Unique name.
+    pub name: String,
+    /// Index into [`Config::regions`].
+    pub region: usize,
+    /// Scheme of `url`.
+    pub scheme: Scheme,
+    /// `host[:port]` of `url`, lower-cased, exactly as it is sent in `Host`.
+    pub authority: String,
+    /// Prepended to every forwarded path; empty or `/`-led without a trailing `/`.
+    pub path_prefix: String,
+    /// Headers injected into every request to this account, replacing client values. Names are
+    /// lower-cased and valid header names; values are valid header values.
+    pub headers: Vec<(String, Secret)>,
+    /// Speak HTTP/2 (h2c prior knowledge for `http://`) to this account. Default false.
+    pub http2: bool,
+    /// `[health]` merged with this account's `health = { ... }`.
+    pub health: HealthCheck,
+}
+
+/// One `[[tenant]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantConfig {
+    /// Unique name; also the value of the tenant header.
+    pub name: String,
+    /// Exact host names, lower-cased, without port or trailing dot.
+    pub hosts: Vec<String>,
+    /// Wildcard suffixes: `*.contoso.example.com` is stored as `contoso.example.com`.
+    pub wildcards: Vec<String>,
+    /// `/`-led path prefix without a trailing `/`, or `None`.
+    pub path_prefix: Option<String>,
+    /// Index into [`Config::accounts`].
+    pub primary: usize,
+    /// Index into [`Config::accounts`], if the tenant has failover.
+    pub secondary: Option<usize>,
+    /// `[failover]` merged with this tenant's `failover = { ... }`.
+    pub failover: FailoverPolicy,
+}
