@@ -9,11 +9,21 @@
 //! - this crate does no IO and never reads the process environment itself: `${VAR}` values are
 //!   looked up through the `env` function the caller passes in;
 //! - a `${VAR}` value never appears in a [`Problem`] or a `Debug` string ([`Secret`]).
+//!
+//! [`render`] prints a problem the way `pairgate check` shows it: `FILE:LINE:COL: PATH: message`.
 
+use std::fmt;
+
+mod duration;
 mod model;
+mod parse;
 pub mod spec;
+mod validate;
 
+pub use duration::parse_duration;
 pub use model::*;
+pub use parse::parse;
+pub use validate::validate;
 
 /// How bad a [`Problem`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,3 +55,79 @@ pub struct Problem {
     /// Where in the text, when the parser knows it.
     pub location: Option<Location>,
 }
+
+/// A valid [`Config`] and the warnings found on the way.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The validated configuration.
+    pub config: Config,
+    /// Problems that did not reject the config.
+    pub warnings: Vec<Problem>,
+}
+
+impl fmt::Display for Problem {
+    /// `PATH: message`, with a `warning: ` prefix for warnings; just the message when the path
+    /// is empty (TOML syntax errors). Never includes the location; see [`render`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.severity == Severity::Warning {
+            f.write_str("warning: ")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// One line for a human: `FILE:LINE:COL: PATH: message` when the location is known, else
+/// `FILE: PATH: message` (the part after the file is the problem's `Display`).
+pub fn render(problem: &Problem, file_name: &str) -> String {
+    match problem.location {
+        Some(Location { line, column }) => format!("{file_name}:{line}:{column}: {problem}"),
+        None => format!("{file_name}: {problem}"),
+    }
+}
+
+/// [`parse`] then [`validate`]: the whole way from text to [`Config`].
+///
+/// Unknown keys and validation problems are reported together, so one run shows everything.
+/// `Err` holds errors first, then warnings; within each group problems are in document order
+/// (by [`Location`], which `load` fills in wherever the path names something in the text), with
+/// unlocated ones last.
+pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, Vec<Problem>> {
+    let (spec, mut problems) = parse(text)?;
+    match validate(&spec, env) {
+        Ok(loaded) if problems.is_empty() => {
+            let mut warnings = loaded.warnings;
+            parse::locate(text, &mut warnings);
+            Ok(Loaded {
+                config: loaded.config,
+                warnings,
+            })
+        }
+        Ok(loaded) => {
+            problems.extend(loaded.warnings);
+            Err(finish(text, problems))
+        }
+        Err(found) => {
+            problems.extend(found);
+            Err(finish(text, problems))
+        }
+    }
+}
+
+/// Locates every problem and orders them: errors first, then document order, unlocated last.
+fn finish(text: &str, mut problems: Vec<Problem>) -> Vec<Problem> {
+    parse::locate(text, &mut problems);
+    problems.sort_by_key(|p| {
+        (
+            std::cmp::Reverse(p.severity),
+            p.location
+                .map_or((usize::MAX, usize::MAX), |l| (l.line, l.column)),
+        )
+    });
+    problems
+}
+
+#[cfg(test)]
+mod tests;

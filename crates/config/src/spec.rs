@@ -1,1 +1,218 @@
-//! TOML schema types.
+//! TOML schema types: the shape of the file, with values kept loose for `validate`.
+//!
+//! Every field is optional and every value stays raw (durations and URLs are strings, integers
+//! are `i64`), so that serde only fails on TOML syntax and gross type mismatches; everything else
+//! is checked by [`validate`](crate::validate), which reports every problem at once. Unknown keys
+//! are accepted here and collected by [`parse`](crate::parse) through `serde_ignored`
+//! (`deny_unknown_fields` would stop at the first one).
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ConfigSpec {
+    /// `[listen]`.
+    pub listen: ListenSpec,
+    /// `[routing]`.
+    pub routing: RoutingSpec,
+    /// `[runtime]`.
+    pub runtime: RuntimeSpec,
+    /// `[limits]`.
+    pub limits: LimitsSpec,
+    /// `[upstream]`.
+    pub upstream: UpstreamSpec,
+    /// `[health]`: the default health check of every account.
+    pub health: HealthSpec,
+    /// `[failover]`: the default failover policy of every tenant.
+    pub failover: FailoverSpec,
+    /// `[[region]]`, in file order.
+    #[serde(rename = "region")]
+    pub regions: Vec<RegionSpec>,
+    /// `[[account]]`, in file order.
+    #[serde(rename = "account")]
+    pub accounts: Vec<AccountSpec>,
+    /// `[[tenant]]`, in file order.
+    #[serde(rename = "tenant")]
+    pub tenants: Vec<TenantSpec>,
+}
+
+/// `[listen]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct ListenSpec {
+    /// `http = "IP:PORT"`.
+    pub http: Option<String>,
+}
+
+/// `[routing]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct RoutingSpec {
+    /// `tenant_header = "x-tenant-id"`.
+    pub tenant_header: Option<String>,
+}
+
+/// `[runtime]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct RuntimeSpec {
+    /// `worker_threads = N`.
+    pub worker_threads: Option<i64>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct LimitsSpec {
+    /// Duration string, e.g. `"10s"`.
+    pub header_read_timeout: Option<String>,
+    /// Bytes.
+    pub max_request_header_bytes: Option<i64>,
+}
+
+/// `[upstream]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct UpstreamSpec {
+    /// Duration string.
+    pub connect_timeout: Option<String>,
+    /// Duration string.
+    pub response_header_timeout: Option<String>,
+    /// Duration string.
+    pub idle_timeout: Option<String>,
+    /// Connections.
+    pub max_idle_per_account: Option<i64>,
+    /// Bytes.
+    pub max_replay_body: Option<i64>,
+}
+
+/// `[health]`, or an account's `health = { ... }`; every key unset means "inherit".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct HealthSpec {
+    /// `type = "http" | "tcp"`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// HTTP method.
+    pub method: Option<String>,
+    /// `/`-led path (and query) probed.
+    pub path: Option<String>,
+    /// Healthy statuses, each `"NNN"` or `"NNN-NNN"`.
+    pub expect: Option<Vec<String>>,
+    /// Extra probe headers; values may use `${VAR}`.
+    pub headers: Option<HeadersSpec>,
+    /// Duration string.
+    pub interval: Option<String>,
+    /// Duration string.
+    pub fast_interval: Option<String>,
+    /// Duration string.
+    pub timeout: Option<String>,
+    /// Consecutive successes.
+    pub rise: Option<i64>,
+    /// Consecutive failures.
+    pub fall: Option<i64>,
+}
+
+/// `[failover]`, or a tenant's `failover = { ... }`; every key unset means "inherit".
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct FailoverSpec {
+    /// `"auto" | "manual"`.
+    pub failback: Option<String>,
+    /// Duration string.
+    pub hold_down: Option<String>,
+    /// `"stay" | "reject"`.
+    pub both_down: Option<String>,
+    /// A number in (0, 1].
+    pub region_outage_ratio: Option<f64>,
+}
+
+/// One `[[region]]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct RegionSpec {
+    /// Unique name.
+    pub name: Option<String>,
+    /// Name of the paired region.
+    pub pair: Option<String>,
+}
+
+/// One `[[account]]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct AccountSpec {
+    /// Unique name.
+    pub name: Option<String>,
+    /// Name of a `[[region]]`.
+    pub region: Option<String>,
+    /// `http://host[:port]`.
+    pub url: Option<String>,
+    /// Prepended to every forwarded path.
+    pub path_prefix: Option<String>,
+    /// Injected request headers; values may use `${VAR}`.
+    pub headers: Option<HeadersSpec>,
+    /// Speak HTTP/2 to the account.
+    pub http2: Option<bool>,
+    /// Overrides of `[health]` keys.
+    pub health: Option<HealthSpec>,
+}
+
+/// One `[[tenant]]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct TenantSpec {
+    /// Unique name.
+    pub name: Option<String>,
+    /// Exact hosts and `*.`-led wildcards.
+    pub hosts: Vec<String>,
+    /// `/`-led path prefix.
+    pub path_prefix: Option<String>,
+    /// Name of the primary `[[account]]`.
+    pub primary: Option<String>,
+    /// Name of the secondary `[[account]]`.
+    pub secondary: Option<String>,
+    /// Overrides of `[failover]` keys.
+    pub failover: Option<FailoverSpec>,
+}
+
+/// A `headers = { name = "value" }` table, in file order, before `${VAR}` expansion.
+///
+/// `Debug` prints the names only: a literal value may be a credential.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct HeadersSpec(pub Vec<(String, String)>);
+
+impl fmt::Debug for HeadersSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(name, _)| (name, "***")))
+            .finish()
+    }
+}
+
+impl<'de> Deserialize<'de> for HeadersSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HeadersVisitor;
+
+        impl<'de> Visitor<'de> for HeadersVisitor {
+            type Value = HeadersSpec;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of header names to string values")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HeadersSpec, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(entry) = map.next_entry::<String, String>()? {
+                    entries.push(entry);
+                }
+                Ok(HeadersSpec(entries))
+            }
+        }
+
+        deserializer.deserialize_map(HeadersVisitor)
+    }
+}

@@ -1,0 +1,590 @@
+//! [`ConfigSpec`] to [`Config`]: every semantic check, every problem reported at once.
+//!
+//! A value that fails a check is replaced by its default (or index 0 for a reference) so that
+//! checking can go on; the half-built [`Config`] is thrown away when any error was found.
+//! Duplicate detection uses hash maps, so validation is linear in the size of the config.
+
+mod policy;
+mod rules;
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::model::{
+    AccountConfig, Config, Limits, Listen, RegionConfig, Routing, Runtime, Scheme, TenantConfig,
+    Upstream,
+};
+use crate::spec::{AccountSpec, ConfigSpec, RegionSpec, TenantSpec};
+use crate::{Loaded, Problem, Severity};
+
+use policy::HealthBase;
+use rules::{Host, PrefixOf};
+
+/// How `validate` looks up `${VAR}`.
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Checks `spec` and builds the [`Config`].
+///
+/// `env` resolves `${VAR}` in header values; pass `&|name| std::env::var(name).ok()` in the
+/// binary and a map lookup in tests. `Ok` carries the warnings; `Err` carries every error and
+/// every warning, errors first, each group in the order found. No problem from `validate` has a
+/// [`Location`](crate::Location) ([`load`](crate::load) adds them from the text).
+pub fn validate(
+    spec: &ConfigSpec,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, Vec<Problem>> {
+    let mut problems = Problems::default();
+    let config = build(spec, env, &mut problems);
+    problems.finish(config)
+}
+
+fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
+    let listen = Listen {
+        http: match &spec.listen.http {
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            Some(raw) => raw.parse().unwrap_or_else(|_| {
+                problems.error(
+                    "listen.http",
+                    format!(
+                        "{raw:?} is not a socket address; expected IP:PORT, e.g. 127.0.0.1:8080"
+                    ),
+                );
+                SocketAddr::from(([127, 0, 0, 1], 8080))
+            }),
+        },
+    };
+    let routing = Routing {
+        tenant_header: spec.routing.tenant_header.as_ref().and_then(|raw| {
+            rules::header_name(raw)
+                .map_err(|message| problems.error("routing.tenant_header", message))
+                .ok()
+        }),
+    };
+    let runtime = Runtime {
+        worker_threads: spec
+            .runtime
+            .worker_threads
+            .and_then(|n| count(n, 1, "runtime.worker_threads", problems)),
+    };
+    let limits = Limits {
+        header_read_timeout: duration(
+            &spec.limits.header_read_timeout,
+            "limits.header_read_timeout",
+            Duration::from_secs(10),
+            problems,
+        ),
+        max_request_header_bytes: spec
+            .limits
+            .max_request_header_bytes
+            .and_then(|n| count(n, 1024, "limits.max_request_header_bytes", problems))
+            .unwrap_or(64 * 1024),
+    };
+    let up = &spec.upstream;
+    let upstream = Upstream {
+        connect_timeout: duration(
+            &up.connect_timeout,
+            "upstream.connect_timeout",
+            Duration::from_secs(2),
+            problems,
+        ),
+        response_header_timeout: duration(
+            &up.response_header_timeout,
+            "upstream.response_header_timeout",
+            Duration::from_secs(30),
+            problems,
+        ),
+        idle_timeout: duration(
+            &up.idle_timeout,
+            "upstream.idle_timeout",
+            Duration::from_secs(90),
+            problems,
+        ),
+        max_idle_per_account: up
+            .max_idle_per_account
+            .and_then(|n| count(n, 0, "upstream.max_idle_per_account", problems))
+            .unwrap_or(256),
+        max_replay_body: up
+            .max_replay_body
+            .and_then(|n| count(n, 0, "upstream.max_replay_body", problems))
+            .unwrap_or(64 * 1024),
+    };
+
+    let health_base = policy::health(
+        &spec.health,
+        &HealthBase::defaults(),
+        "health",
+        true,
+        env,
+        problems,
+    );
+    let health = health_base.to_check();
+    let failover = policy::failover(
+        &spec.failover,
+        &policy::failover_defaults(),
+        "failover",
+        problems,
+    );
+
+    let regions = regions(&spec.regions, problems);
+    let region_index = regions.index;
+    let accounts = accounts(
+        &spec.accounts,
+        &region_index,
+        &health_base,
+        &health,
+        env,
+        problems,
+    );
+    let tenants = tenants(
+        &spec.tenants,
+        &accounts,
+        &regions.configs,
+        &failover,
+        routing.tenant_header.is_some(),
+        problems,
+    );
+
+    Config {
+        listen,
+        routing,
+        runtime,
+        limits,
+        upstream,
+        health,
+        failover,
+        regions: regions.configs,
+        accounts: accounts.configs,
+        tenants,
+    }
+}
+
+struct Regions<'s> {
+    configs: Vec<RegionConfig>,
+    index: HashMap<&'s str, usize>,
+}
+
+fn regions<'s>(specs: &'s [RegionSpec], problems: &mut Problems) -> Regions<'s> {
+    let names: Vec<&str> = specs
+        .iter()
+        .map(|r| r.name.as_deref().unwrap_or(""))
+        .collect();
+    let index = unique_names("region", specs.iter().map(|r| r.name.as_deref()), problems);
+    let mut configs = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        let pair = spec.pair.as_deref().and_then(|pair| {
+            let at = format!("region[{i}].pair");
+            let Some(&j) = index.get(pair) else {
+                problems.error(at, format!("unknown region {pair:?}"));
+                return None;
+            };
+            if j == i {
+                problems.error(at, "a region cannot pair with itself");
+                return None;
+            }
+            let back = specs[j].pair.as_deref();
+            if back.and_then(|b| index.get(b)) != Some(&i) {
+                let message = match back {
+                    None => format!(
+                        "pairs with {pair:?}, but {pair:?} does not pair back (set its pair = {:?})",
+                        names[i]
+                    ),
+                    Some(other) => format!(
+                        "pairs with {pair:?}, but {pair:?} pairs with {other:?}; pairs must be mutual"
+                    ),
+                };
+                problems.error(at, message);
+            }
+            Some(j)
+        });
+        configs.push(RegionConfig {
+            name: names[i].to_owned(),
+            pair,
+        });
+    }
+    Regions { configs, index }
+}
+
+struct Accounts<'s> {
+    configs: Vec<AccountConfig>,
+    index: HashMap<&'s str, usize>,
+    /// Region of each account, `None` when its `region` did not resolve.
+    regions: Vec<Option<usize>>,
+}
+
+fn accounts<'s>(
+    specs: &'s [AccountSpec],
+    region_index: &HashMap<&str, usize>,
+    health_base: &HealthBase,
+    health: &crate::model::HealthCheck,
+    env: Env<'_>,
+    problems: &mut Problems,
+) -> Accounts<'s> {
+    let index = unique_names("account", specs.iter().map(|a| a.name.as_deref()), problems);
+    let mut configs = Vec::with_capacity(specs.len());
+    let mut regions = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        let at = |key: &str| format!("account[{i}].{key}");
+        let region = reference(
+            spec.region.as_deref(),
+            &at("region"),
+            "region",
+            region_index,
+            problems,
+        );
+        regions.push(region);
+        let (scheme, authority) = match spec.url.as_deref() {
+            None => {
+                problems.error(
+                    at("url"),
+                    "missing; every account needs a url such as http://host:port",
+                );
+                (Scheme::Http, String::new())
+            }
+            Some(raw) => rules::account_url(raw).unwrap_or_else(|message| {
+                problems.error(at("url"), message);
+                (Scheme::Http, String::new())
+            }),
+        };
+        let path_prefix = spec.path_prefix.as_deref().map_or_else(String::new, |raw| {
+            rules::path_prefix(raw, PrefixOf::Account).unwrap_or_else(|message| {
+                problems.error(at("path_prefix"), message);
+                String::new()
+            })
+        });
+        let headers = spec
+            .headers
+            .as_ref()
+            .map(|h| rules::headers(h, &at("headers"), env, problems))
+            .unwrap_or_default();
+        let health = match &spec.health {
+            None => health.clone(),
+            Some(own) => {
+                policy::health(own, health_base, &at("health"), false, env, problems).to_check()
+            }
+        };
+        configs.push(AccountConfig {
+            name: spec.name.clone().unwrap_or_default(),
+            region: region.unwrap_or(0),
+            scheme,
+            authority,
+            path_prefix,
+            headers,
+            http2: spec.http2.unwrap_or(false),
+            health,
+        });
+    }
+    Accounts {
+        configs,
+        index,
+        regions,
+    }
+}
+
+fn tenants(
+    specs: &[TenantSpec],
+    accounts: &Accounts<'_>,
+    regions: &[RegionConfig],
+    failover: &crate::model::FailoverPolicy,
+    has_tenant_header: bool,
+    problems: &mut Problems,
+) -> Vec<TenantConfig> {
+    // Nothing refers to a tenant by name in the file; only the checks matter here.
+    unique_names("tenant", specs.iter().map(|t| t.name.as_deref()), problems);
+    // Who claimed what first: exact host / wildcard suffix / path prefix -> tenant index.
+    let mut exact: HashMap<String, usize> = HashMap::with_capacity(specs.len());
+    let mut wild: HashMap<String, usize> = HashMap::with_capacity(specs.len());
+    let mut prefixes: HashMap<String, usize> = HashMap::new();
+    let name_of = |i: usize| specs[i].name.as_deref().unwrap_or("");
+    let mut out = Vec::with_capacity(specs.len());
+
+    for (i, spec) in specs.iter().enumerate() {
+        let mut hosts = Vec::new();
+        let mut wildcards = Vec::new();
+        for (j, raw) in spec.hosts.iter().enumerate() {
+            let at = format!("tenant[{i}].hosts[{j}]");
+            let (host, map, list, shown) = match rules::host(raw) {
+                Err(message) => {
+                    problems.error(at, message);
+                    continue;
+                }
+                Ok(Host::Exact(h)) => {
+                    let shown = format!("host {h:?}");
+                    (h, &mut exact, &mut hosts, shown)
+                }
+                Ok(Host::Wildcard(h)) => {
+                    let shown = format!("wildcard \"*.{h}\"");
+                    (h, &mut wild, &mut wildcards, shown)
+                }
+            };
+            match map.entry(host) {
+                Entry::Vacant(slot) => {
+                    list.push(slot.key().clone());
+                    slot.insert(i);
+                }
+                Entry::Occupied(first) if *first.get() == i => {
+                    problems.warning(at, format!("{shown} is listed twice"));
+                }
+                Entry::Occupied(first) => problems.error(
+                    at,
+                    format!(
+                        "{shown} is claimed by both tenant {:?} and tenant {:?}",
+                        name_of(*first.get()),
+                        name_of(i)
+                    ),
+                ),
+            }
+        }
+
+        let path_prefix = spec.path_prefix.as_deref().and_then(|raw| {
+            let at = format!("tenant[{i}].path_prefix");
+            let prefix = rules::path_prefix(raw, PrefixOf::Tenant)
+                .map_err(|message| problems.error(at.clone(), message))
+                .ok()?;
+            match prefixes.entry(prefix.clone()) {
+                Entry::Vacant(slot) => {
+                    slot.insert(i);
+                }
+                Entry::Occupied(first) => problems.error(
+                    at,
+                    format!(
+                        "path_prefix {prefix:?} is claimed by both tenant {:?} and tenant {:?}",
+                        name_of(*first.get()),
+                        name_of(i)
+                    ),
+                ),
+            }
+            Some(prefix)
+        });
+
+        if spec.hosts.is_empty() && spec.path_prefix.is_none() && !has_tenant_header {
+            problems.warning(
+                format!("tenant[{i}]"),
+                "unreachable: no hosts and no path_prefix, and without a [routing] tenant_header \
+                 no request can name it",
+            );
+        }
+
+        let primary = match spec.primary.as_deref() {
+            None => {
+                problems.error(
+                    format!("tenant[{i}].primary"),
+                    "missing; every tenant needs a primary account",
+                );
+                None
+            }
+            Some(name) => reference(
+                Some(name),
+                &format!("tenant[{i}].primary"),
+                "account",
+                &accounts.index,
+                problems,
+            ),
+        };
+        let secondary = spec.secondary.as_deref().and_then(|name| {
+            reference(
+                Some(name),
+                &format!("tenant[{i}].secondary"),
+                "account",
+                &accounts.index,
+                problems,
+            )
+        });
+        if let (Some(p), Some(s)) = (primary, secondary) {
+            check_pairing(i, p, s, accounts, regions, problems);
+        }
+
+        let failover = match &spec.failover {
+            None => failover.clone(),
+            Some(own) => {
+                policy::failover(own, failover, &format!("tenant[{i}].failover"), problems)
+            }
+        };
+        out.push(TenantConfig {
+            name: spec.name.clone().unwrap_or_default(),
+            hosts,
+            wildcards,
+            path_prefix,
+            primary: primary.unwrap_or(0),
+            secondary,
+            failover,
+        });
+    }
+    out
+}
+
+/// Primary and secondary must be different accounts in different regions, ideally paired ones.
+fn check_pairing(
+    i: usize,
+    primary: usize,
+    secondary: usize,
+    accounts: &Accounts<'_>,
+    regions: &[RegionConfig],
+    problems: &mut Problems,
+) {
+    let at = format!("tenant[{i}].secondary");
+    let name = |a: usize| accounts.configs[a].name.as_str();
+    if primary == secondary {
+        problems.error(
+            at,
+            format!(
+                "{:?} is also the primary; a secondary must be another account",
+                name(secondary)
+            ),
+        );
+        return;
+    }
+    let (Some(pr), Some(sr)) = (accounts.regions[primary], accounts.regions[secondary]) else {
+        return;
+    };
+    if pr == sr {
+        problems.error(
+            at,
+            format!(
+                "primary {:?} and secondary {:?} are both in region {:?}; a secondary belongs in another region",
+                name(primary),
+                name(secondary),
+                regions[pr].name
+            ),
+        );
+    } else if regions[pr].pair != Some(sr) {
+        problems.warning(
+            at,
+            format!(
+                "primary region {:?} and secondary region {:?} are not a pair",
+                regions[pr].name, regions[sr].name
+            ),
+        );
+    }
+}
+
+/// Checks every `kind[i].name` and returns name -> index of its first use.
+fn unique_names<'s>(
+    kind: &str,
+    names: impl ExactSizeIterator<Item = Option<&'s str>>,
+    problems: &mut Problems,
+) -> HashMap<&'s str, usize> {
+    let mut index = HashMap::with_capacity(names.len());
+    for (i, name) in names.enumerate() {
+        let at = format!("{kind}[{i}].name");
+        let Some(name) = name else {
+            problems.error(at, format!("missing; every {kind} needs a name"));
+            continue;
+        };
+        if let Err(message) = rules::name(name) {
+            problems.error(at.clone(), message);
+        }
+        match index.entry(name) {
+            Entry::Vacant(slot) => {
+                slot.insert(i);
+            }
+            Entry::Occupied(first) => problems.error(
+                at,
+                format!(
+                    "duplicate {kind} {name:?} (first defined at {kind}[{}])",
+                    first.get()
+                ),
+            ),
+        }
+    }
+    index
+}
+
+/// Resolves a reference to a named region or account.
+fn reference(
+    name: Option<&str>,
+    at: &str,
+    kind: &str,
+    index: &HashMap<&str, usize>,
+    problems: &mut Problems,
+) -> Option<usize> {
+    let Some(name) = name else {
+        problems.error(at, format!("missing; name a {kind}"));
+        return None;
+    };
+    let found = index.get(name).copied();
+    if found.is_none() {
+        problems.error(at, format!("unknown {kind} {name:?}"));
+    }
+    found
+}
+
+/// An integer at least `min`, as usize.
+fn count(n: i64, min: i64, at: &str, problems: &mut Problems) -> Option<usize> {
+    if n < min {
+        problems.error(at, format!("must be at least {min}"));
+        return None;
+    }
+    usize::try_from(n)
+        .map_err(|_| problems.error(at, "too large"))
+        .ok()
+}
+
+/// An optional duration that must be positive, or `default`.
+fn duration(
+    raw: &Option<String>,
+    at: &str,
+    default: Duration,
+    problems: &mut Problems,
+) -> Duration {
+    match raw {
+        None => default,
+        Some(raw) => policy::positive_duration(raw).unwrap_or_else(|message| {
+            problems.error(at, message);
+            default
+        }),
+    }
+}
+
+/// `prefix.key`, or `key` at the top level.
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// Problems found so far.
+#[derive(Default)]
+pub(crate) struct Problems {
+    list: Vec<Problem>,
+}
+
+impl Problems {
+    fn push(&mut self, severity: Severity, path: impl Into<String>, message: impl Into<String>) {
+        self.list.push(Problem {
+            severity,
+            path: path.into(),
+            message: message.into(),
+            location: None,
+        });
+    }
+
+    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.push(Severity::Error, path, message);
+    }
+
+    fn warning(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.push(Severity::Warning, path, message);
+    }
+
+    fn finish(self, config: Config) -> Result<Loaded, Vec<Problem>> {
+        let mut list = self.list;
+        if list.iter().any(|p| p.severity == Severity::Error) {
+            // Stable: errors first, each group in the order found.
+            list.sort_by_key(|p| std::cmp::Reverse(p.severity));
+            Err(list)
+        } else {
+            Ok(Loaded {
+                config,
+                warnings: list,
+            })
+        }
+    }
+}
+
+/// The headers no `headers = { ... }` table may set, for tests.
+#[cfg(test)]
+pub(crate) const MANAGED_HEADER_NAMES: [&str; 9] = rules::MANAGED_HEADERS;

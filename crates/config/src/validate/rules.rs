@@ -1,0 +1,307 @@
+//! Checks and normalisations of single values: names, hosts, path prefixes, URLs, headers, `${VAR}`.
+//!
+//! Each returns the normalised value or a message. Messages never quote a header value or a URL:
+//! either may hold a credential (expanded from `${VAR}` or written inline).
+
+use http::{HeaderName, HeaderValue, Uri};
+
+use crate::Secret;
+use crate::model::Scheme;
+use crate::spec::HeadersSpec;
+
+use super::{Env, Problems, join};
+
+/// Headers the gateway owns: hop-by-hop (RFC 9110 7.6.1) or derived from the request itself.
+pub(super) const MANAGED_HEADERS: [&str; 9] = [
+    "connection",
+    "host",
+    "transfer-encoding",
+    "content-length",
+    "te",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+    "trailer",
+];
+
+/// Region, account and tenant names: they appear in logs, metrics, admin URLs and (tenants) in
+/// the tenant header, so they stay a plain, printable token.
+pub(super) fn name(raw: &str) -> Result<(), String> {
+    if raw.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if raw.len() > 128 {
+        return Err("longer than 128 characters".to_owned());
+    }
+    if !raw
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(format!(
+            "{raw:?} may contain only ASCII letters, digits, '-', '_' and '.'"
+        ));
+    }
+    Ok(())
+}
+
+/// A tenant host: exact, or a wildcard `*.suffix` (returned as `Host::Wildcard(suffix)`).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Host {
+    Exact(String),
+    Wildcard(String),
+}
+
+/// Lower-cases, strips one trailing dot, and checks an exact host or a `*.`-led wildcard.
+pub(super) fn host(raw: &str) -> Result<Host, String> {
+    if !raw.is_ascii() {
+        return Err("non-ASCII host: write internationalised names in punycode (xn--...)".into());
+    }
+    let lower = raw.to_ascii_lowercase();
+    let host = lower.strip_suffix('.').unwrap_or(&lower);
+    if host.is_empty() {
+        return Err("empty host".to_owned());
+    }
+    if host == "*" {
+        return Err("a bare \"*\" is not allowed; use a wildcard such as \"*.example.com\"".into());
+    }
+    if host.contains(':') {
+        return Err(format!("{raw:?}: hosts must not include a port"));
+    }
+    let (wildcard, name) = match host.strip_prefix("*.") {
+        Some(suffix) => (true, suffix),
+        None => (false, host),
+    };
+    if name.contains('*') {
+        return Err(format!(
+            "{raw:?}: \"*\" is only allowed as a whole leading label, as in \"*.example.com\""
+        ));
+    }
+    if name.len() > 253 {
+        return Err(format!("{raw:?}: longer than 253 characters"));
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err(format!("{raw:?}: empty label"));
+        }
+        if label.len() > 63 {
+            return Err(format!("{raw:?}: label longer than 63 characters"));
+        }
+        if let Some(bad) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+        {
+            return Err(format!(
+                "{raw:?}: invalid character {bad:?} (labels hold letters, digits and '-')"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("{raw:?}: a label must not start or end with '-'"));
+        }
+    }
+    Ok(if wildcard {
+        Host::Wildcard(name.to_owned())
+    } else {
+        Host::Exact(name.to_owned())
+    })
+}
+
+/// Which path prefix: a tenant's (matched against requests) or an account's (prepended).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum PrefixOf {
+    Tenant,
+    Account,
+}
+
+/// Checks a path prefix. An account's `""` and `"/"` both mean "no prefix" and return `""`.
+pub(super) fn path_prefix(raw: &str, of: PrefixOf) -> Result<String, String> {
+    if of == PrefixOf::Account && (raw.is_empty() || raw == "/") {
+        return Ok(String::new());
+    }
+    if raw.is_empty() || raw == "/" {
+        return Err(format!(
+            "{raw:?} would match every request; leave path_prefix out instead"
+        ));
+    }
+    if !raw.starts_with('/') {
+        return Err(format!("{raw:?} must start with \"/\""));
+    }
+    if raw.ends_with('/') {
+        return Err(format!("{raw:?} must not end with \"/\""));
+    }
+    if raw.contains(['?', '#']) {
+        return Err(format!("{raw:?} must not contain \"?\" or \"#\""));
+    }
+    if raw.contains("//") {
+        return Err(format!("{raw:?} must not contain \"//\""));
+    }
+    if raw
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err(format!("{raw:?} must not contain \".\" or \"..\" segments"));
+    }
+    if raw.parse::<http::uri::PathAndQuery>().is_err() {
+        return Err(format!("{raw:?} is not a valid URL path"));
+    }
+    Ok(raw.to_owned())
+}
+
+/// An account URL, split into scheme and lower-cased authority. Errors never quote the URL: it
+/// may carry credentials.
+pub(super) fn account_url(raw: &str) -> Result<(Scheme, String), String> {
+    if raw.contains('#') {
+        return Err("must not have a fragment (#...)".to_owned());
+    }
+    let uri: Uri = raw
+        .parse()
+        .map_err(|_| "not a valid URL; expected http://host[:port]".to_owned())?;
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::Http,
+        Some("https") => Scheme::Https,
+        Some(_) => return Err("the scheme must be http:// (or, later, https://)".to_owned()),
+        None => return Err("must start with http://".to_owned()),
+    };
+    let Some(authority) = uri.authority() else {
+        return Err("needs a host, as in http://host:port".to_owned());
+    };
+    if authority.as_str().contains('@') {
+        return Err(
+            "must not contain credentials (user@); inject them with headers instead".to_owned(),
+        );
+    }
+    if authority.host().is_empty() {
+        return Err("needs a host, as in http://host:port".to_owned());
+    }
+    if authority.as_str().len() > authority.host().len() && authority.port_u16().is_none() {
+        return Err("invalid port".to_owned());
+    }
+    if authority.port_u16() == Some(0) {
+        return Err("port 0 is not a port one can connect to".to_owned());
+    }
+    if uri.query().is_some() {
+        return Err("must not have a query (?...)".to_owned());
+    }
+    if !(uri.path().is_empty() || uri.path() == "/") {
+        return Err("must not have a path; put the path in path_prefix".to_owned());
+    }
+    if scheme == Scheme::Https {
+        return Err("https accounts arrive with TLS support; use http:// for now".to_owned());
+    }
+    Ok((scheme, authority.as_str().to_ascii_lowercase()))
+}
+
+/// Expands every `${NAME}` (`NAME` = `[A-Za-z_][A-Za-z0-9_]*`) through `env`. Every problem in
+/// the value is returned; messages name variables, never their values.
+pub(super) fn expand(raw: &str, env: Env<'_>) -> Result<String, Vec<String>> {
+    let mut out = String::with_capacity(raw.len());
+    let mut errors = Vec::new();
+    let mut rest = raw;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            errors.push("unclosed \"${\"; write ${NAME}".to_owned());
+            rest = "";
+            break;
+        };
+        let var = &after[..end];
+        if !is_var_name(var) {
+            errors.push(format!(
+                "invalid variable name {var:?} in \"${{...}}\" (letters, digits and '_', not \
+                 starting with a digit)"
+            ));
+        } else if let Some(value) = env(var) {
+            out.push_str(&value);
+        } else {
+            errors.push(format!("environment variable {var} is not set"));
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The names of the variables `raw` references, for messages (never their values).
+fn referenced_vars(raw: &str) -> Vec<&str> {
+    raw.split("${")
+        .skip(1)
+        .filter_map(|part| part.split_once('}').map(|(name, _)| name))
+        .filter(|name| is_var_name(name))
+        .collect()
+}
+
+fn is_var_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// A header name as configured: valid, lower-cased, and not one the gateway manages.
+pub(super) fn header_name(raw: &str) -> Result<String, String> {
+    let name = HeaderName::from_bytes(raw.as_bytes())
+        .map_err(|_| format!("{raw:?} is not a valid header name"))?;
+    if MANAGED_HEADERS.contains(&name.as_str()) {
+        return Err(format!(
+            "{:?} is hop-by-hop or managed by the gateway and cannot be set here",
+            name.as_str()
+        ));
+    }
+    Ok(name.as_str().to_owned())
+}
+
+/// Checks and expands a `headers = { ... }` table found at `path` (e.g. `account[0].headers`).
+pub(super) fn headers(
+    spec: &HeadersSpec,
+    path: &str,
+    env: Env<'_>,
+    problems: &mut Problems,
+) -> Vec<(String, Secret)> {
+    let mut out: Vec<(String, Secret)> = Vec::with_capacity(spec.0.len());
+    for (raw_name, raw_value) in &spec.0 {
+        let at = join(path, raw_name);
+        let name = match header_name(raw_name) {
+            Ok(name) => name,
+            Err(message) => {
+                problems.error(at, message);
+                continue;
+            }
+        };
+        if out.iter().any(|(seen, _)| *seen == name) {
+            problems.error(
+                at,
+                format!("duplicate header {name:?} (header names are case-insensitive)"),
+            );
+            continue;
+        }
+        let value = match expand(raw_value, env) {
+            Ok(value) => value,
+            Err(messages) => {
+                for message in messages {
+                    problems.error(at.clone(), message);
+                }
+                continue;
+            }
+        };
+        if HeaderValue::from_bytes(value.as_bytes()).is_err() {
+            let vars = referenced_vars(raw_value);
+            let origin = if vars.is_empty() {
+                String::new()
+            } else {
+                format!(" after ${{...}} expansion of {}", vars.join(", "))
+            };
+            problems.error(
+                at,
+                format!("not a valid header value{origin} (control characters such as CR, LF or NUL are not allowed)"),
+            );
+            continue;
+        }
+        out.push((name, Secret::new(value)));
+    }
+    out
+}
