@@ -1,0 +1,87 @@
+//! A tenant's active side, packed into one atomic word.
+
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use pairgate_failover::{Health, Side};
+
+/// One consistent reading of an [`ActiveSlot`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Active {
+    /// The side requests go to.
+    pub side: Side,
+    /// Both sides are down and the tenant's policy is `both_down = "reject"`: answer 503.
+    pub reject: bool,
+    /// Bumped by every store; lets logs and the admin API say which decision served a request.
+    pub generation: u64,
+}
+
+const SIDE_BIT: u64 = 1;
+const REJECT_BIT: u64 = 2;
+const GENERATION_SHIFT: u32 = 2;
+
+/// The tenant's active side, written by the failover engine with one store and read by the data
+/// plane with one load. Side, reject flag and generation share one `AtomicU64`, so a reader can
+/// never see a side from one decision and a generation from another.
+#[derive(Debug, Default)]
+pub struct ActiveSlot(AtomicU64);
+
+impl ActiveSlot {
+    /// A slot on the primary side at generation 0.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads the slot (one `Acquire` load).
+    pub fn load(&self) -> Active {
+        let word = self.0.load(Ordering::Acquire);
+        Active {
+            side: if word & SIDE_BIT == 0 {
+                Side::Primary
+            } else {
+                Side::Secondary
+            },
+            reject: word & REJECT_BIT != 0,
+            generation: word >> GENERATION_SHIFT,
+        }
+    }
+
+    /// Publishes a decision (one `Release` store). The failover engine is the single writer and
+    /// owns the generation counter.
+    pub fn store(&self, active: Active) {
+        let mut word = active.generation << GENERATION_SHIFT;
+        if active.side == Side::Secondary {
+            word |= SIDE_BIT;
+        }
+        if active.reject {
+            word |= REJECT_BIT;
+        }
+        self.0.store(word, Ordering::Release);
+    }
+}
+
+/// An account's current verdict, written by the health controller and read by the data plane
+/// (for example: never replay onto an unhealthy account). Carried across reloads by the
+/// account's identity, so a reload never heals an account.
+#[derive(Debug, Default)]
+pub struct HealthCell(AtomicU8);
+
+impl HealthCell {
+    /// Reads the verdict.
+    pub fn load(&self) -> Health {
+        match self.0.load(Ordering::Acquire) {
+            1 => Health::Healthy,
+            2 => Health::Unhealthy,
+            _ => Health::Unknown,
+        }
+    }
+
+    /// Publishes a verdict.
+    pub fn store(&self, health: Health) {
+        let v = match health {
+            Health::Unknown => 0,
+            Health::Healthy => 1,
+            Health::Unhealthy => 2,
+        };
+        self.0.store(v, Ordering::Release);
+    }
+}
