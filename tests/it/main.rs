@@ -1,1 +1,9 @@
-//! One integration test binary.
+//! pairgate's integration tests: one binary, real sockets, real mock regions, and the real
+//! `pairgate` executable where a process boundary matters (CLI, logs, memory).
+
+mod cli;
+mod data_plane;
+mod failures;
+mod streaming;
+mod support;
+mod upgrade;

@@ -1,1 +1,190 @@
-fn main() {}
+//! The `pairgate` command line: `run`, `check`, `demo`.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use pairgate::{ConfigFileError, Gateway, load_config_file};
+
+/// Exit code for an invalid config or command line (BSD `EX_USAGE`/`EX_DATAERR` family).
+const EXIT_INVALID: u8 = 64;
+
+/// pairgate: a multi-tenant routing gateway that moves each tenant between its primary and
+/// secondary account when a region fails.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Log format on stderr; the level comes from RUST_LOG (default "info").
+    #[arg(long, value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve with a config file.
+    Run {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file: print every problem, exit 0 when valid and 64 when not.
+    Check {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Start mock regions and a gateway in front of them, with no files at all.
+    Demo {
+        /// Where the gateway listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run { config } => run(&config),
+        Command::Demo { listen } => {
+            report(runtime(None).and_then(|rt| rt.block_on(pairgate::demo::run(listen))))
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match load_config_file(path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    pairgate_config::render(w, &path.display().to_string())
+                );
+            }
+            let c = &loaded.config;
+            let _ = writeln!(
+                out,
+                "{}: valid ({} regions, {} accounts, {} tenants, {} warnings)",
+                path.display(),
+                c.regions.len(),
+                c.accounts.len(),
+                c.tenants.len(),
+                loaded.warnings.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            print_config_error(&mut out, &err);
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+fn print_config_error(out: &mut impl std::io::Write, err: &ConfigFileError) {
+    match err {
+        ConfigFileError::Read { path, err } => {
+            let _ = writeln!(out, "{path}: cannot read: {err}");
+        }
+        ConfigFileError::Invalid { rendered } => {
+            for line in rendered {
+                let _ = writeln!(out, "{line}");
+            }
+            let _ = writeln!(out, "{} problem(s); config rejected", rendered.len());
+        }
+    }
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    let loaded = match load_config_file(path) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            print_config_error(&mut std::io::stderr().lock(), &err);
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    for w in &loaded.warnings {
+        tracing::warn!(
+            "{}",
+            pairgate_config::render(w, &path.display().to_string())
+        );
+    }
+    let config = loaded.config;
+    report(runtime(config.runtime.worker_threads).and_then(|rt| {
+        rt.block_on(async move {
+            let gateway = Gateway::bind_and_start(config).await?;
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            gateway.shutdown().await
+        })
+    }))
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            let _ = writeln!(std::io::stderr(), "pairgate: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime(worker_threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all().thread_name("pairgate-worker");
+    if let Some(n) = worker_threads {
+        builder.worker_threads(n);
+    }
+    builder.build().context("starting the tokio runtime")
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

@@ -1,1 +1,129 @@
-//! TODO
+//! pairgate's data plane: the listener, tenant resolution, forwarding and error responses.
+//!
+//! A request's whole way through is in [`forward`], readable top to bottom. State the data plane
+//! reads lives in [`Shared`]: one `ArcSwap<RouteTable>` loaded once per request, and the pooled
+//! upstream clients.
+//!
+//! Invariants:
+//! - no lock on the request path: one `arc_swap` load for the snapshot, one atomic load for the
+//!   tenant's active side;
+//! - bodies stream both ways; nothing is buffered whole;
+//! - an unknown tenant is answered 404 and no upstream is contacted;
+//! - every error becomes a response in one place, [`ProxyError::into_response`].
+//!
+//! Non-goals here: health checking and failover decisions (they only store into the tenant's
+//! `ActiveSlot`), TLS (a later layer), the admin API.
+
+mod error;
+mod forward;
+mod headers;
+mod server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use pairgate_config::Config;
+use pairgate_routing::RouteTable;
+
+pub use error::ProxyError;
+pub use forward::{Observer, UpstreamOutcome};
+pub use server::serve;
+
+/// Boxed error used by bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type of every request and response the proxy handles.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// Data-plane settings, fixed for the process (listeners and clients are built once).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `limits.header_read_timeout`.
+    pub header_read_timeout: Duration,
+    /// `limits.max_request_header_bytes`.
+    pub max_request_header_bytes: usize,
+    /// `upstream.connect_timeout`.
+    pub connect_timeout: Duration,
+    /// `upstream.response_header_timeout`.
+    pub response_header_timeout: Duration,
+    /// `upstream.idle_timeout`.
+    pub idle_timeout: Duration,
+    /// `upstream.max_idle_per_account`.
+    pub max_idle_per_account: usize,
+    /// How long in-flight requests may take to finish at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Settings {
+    /// The settings a config asks for.
+    pub fn from_config(config: &Config) -> Self {
+        Settings {
+            header_read_timeout: config.limits.header_read_timeout,
+            max_request_header_bytes: config.limits.max_request_header_bytes,
+            connect_timeout: config.upstream.connect_timeout,
+            response_header_timeout: config.upstream.response_header_timeout,
+            idle_timeout: config.upstream.idle_timeout,
+            max_idle_per_account: config.upstream.max_idle_per_account,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+type UpstreamClient = Client<HttpConnector, Body>;
+
+/// Everything the data plane shares between connections.
+pub struct Shared {
+    routes: ArcSwap<RouteTable>,
+    http1: UpstreamClient,
+    http2: UpstreamClient,
+    settings: Settings,
+    observer: Arc<dyn Observer>,
+}
+
+impl Shared {
+    /// Builds the shared state with its upstream clients. `observer` hears about every upstream
+    /// outcome (passive health signals).
+    pub fn new(routes: RouteTable, settings: Settings, observer: Arc<dyn Observer>) -> Arc<Self> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(settings.connect_timeout));
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let build = |http2_only: bool| {
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .pool_idle_timeout(settings.idle_timeout)
+                .pool_max_idle_per_host(settings.max_idle_per_account)
+                .http2_only(http2_only)
+                .set_host(false)
+                .build(connector.clone())
+        };
+        Arc::new(Shared {
+            routes: ArcSwap::from_pointee(routes),
+            http1: build(false),
+            http2: build(true),
+            settings,
+            observer,
+        })
+    }
+
+    /// The current routing snapshot.
+    pub fn routes(&self) -> Arc<RouteTable> {
+        self.routes.load_full()
+    }
+
+    /// Publishes a new routing snapshot with one store; requests in flight keep the one they
+    /// loaded.
+    pub fn swap_routes(&self, routes: Arc<RouteTable>) {
+        self.routes.store(routes);
+    }
+
+    /// The settings this data plane was built with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+}

@@ -1,1 +1,276 @@
-//! TODO
+//! Test helpers: start a real gateway in-process on `127.0.0.1:0`, locate the real `pairgate`
+//! binary, and speak HTTP to them. Mock regions come from `pairgate-mock`.
+//!
+//! Every wait here has a timeout; nothing picks a port and re-binds it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use pairgate::Gateway;
+use tokio::net::TcpListener;
+
+pub use pairgate_mock::{Behavior, MockConfig, MockUpstream};
+
+/// Default bound on any single wait in tests.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A gateway running in this process on an ephemeral loopback port.
+pub struct TestGateway {
+    gateway: Gateway,
+}
+
+impl TestGateway {
+    /// Validates `toml` (with `env` for `${VAR}`) and starts a gateway on `127.0.0.1:0`.
+    pub async fn start_with_env(toml: &str, env: &[(&str, &str)]) -> anyhow::Result<TestGateway> {
+        let vars: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let lookup = |name: &str| vars.get(name).cloned();
+        let loaded = pairgate_config::load(toml, &lookup).map_err(|problems| {
+            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("test config invalid:\n{}", lines.join("\n"))
+        })?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let gateway = Gateway::start(loaded.config, listener).await?;
+        Ok(TestGateway { gateway })
+    }
+
+    /// [`TestGateway::start_with_env`] with an empty environment.
+    pub async fn start(toml: &str) -> anyhow::Result<TestGateway> {
+        Self::start_with_env(toml, &[]).await
+    }
+
+    /// The data-plane address.
+    pub fn addr(&self) -> SocketAddr {
+        self.gateway.http_addr()
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr(), path)
+    }
+
+    /// The running gateway.
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
+    /// Graceful shutdown.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        tokio::time::timeout(Duration::from_secs(40), self.gateway.shutdown())
+            .await
+            .context("shutdown timed out")?
+    }
+}
+
+/// A buffered response, for assertions.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Whole body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body parsed as JSON; panics with the body text when it is not JSON (tests only).
+    pub fn json(&self) -> serde_json::Value {
+        match serde_json::from_slice(&self.body) {
+            Ok(v) => v,
+            Err(err) => panic!("not JSON ({err}): {}", self.text()),
+        }
+    }
+
+    /// The body as UTF-8 text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A plain HTTP/1.1 client with its own pool.
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Sends `req` and buffers the reply, bounded by [`WAIT`].
+pub async fn send(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+) -> anyhow::Result<Reply> {
+    let resp: Response<hyper::body::Incoming> = tokio::time::timeout(WAIT, client.request(req))
+        .await
+        .context("request timed out")??;
+    let (parts, body) = resp.into_parts();
+    let body = tokio::time::timeout(WAIT, body.collect())
+        .await
+        .context("body timed out")??
+        .to_bytes();
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// `GET url` with a `Host` header.
+pub async fn get(url: &str, host: &str) -> anyhow::Result<Reply> {
+    let req = Request::get(url)
+        .header(http::header::HOST, host)
+        .body(Full::new(Bytes::new()))?;
+    send(&client(), req).await
+}
+
+/// The `pairgate` binary built by this workspace (`target/<profile>/pairgate`), found next to
+/// the test executable. `PAIRGATE_BIN` overrides it. Fails loudly when it was not built: the
+/// README's test command builds it first.
+pub fn pairgate_bin() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("PAIRGATE_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/it-HASH -> target/<profile>/pairgate
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("test executable has no profile dir")?;
+    let bin = profile_dir.join("pairgate");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it first (`cargo build -p pairgate`), or run the README's test command",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// The real `pairgate` binary running `run --config FILE`, its stderr collected in the
+/// background. Killed on drop.
+pub struct GatewayProcess {
+    child: std::process::Child,
+    addr: SocketAddr,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl GatewayProcess {
+    /// Writes `toml` to `config_path`, starts the binary with `env`, and waits (bounded by
+    /// [`WAIT`]) until it logs the address it serves on. Use `listen.http = "127.0.0.1:0"`.
+    pub fn spawn(
+        config_path: &std::path::Path,
+        toml: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<GatewayProcess> {
+        use std::io::BufRead as _;
+        std::fs::write(config_path, toml)?;
+        let mut cmd = std::process::Command::new(pairgate_bin()?);
+        cmd.arg("run")
+            .arg("--config")
+            .arg(config_path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn()?;
+        let stderr = child.stderr.take().context("stderr is piped")?;
+        let collected = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = std::sync::Arc::clone(&collected);
+        let reader = std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(addr) = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("listen="))
+                    .and_then(|a| a.trim_matches('"').parse::<SocketAddr>().ok())
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr);
+                }
+                if let Ok(mut s) = sink.lock() {
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            }
+        });
+        let Ok(addr) = rx.recv_timeout(WAIT) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = collected.lock().map(|s| s.clone()).unwrap_or_default();
+            bail!("pairgate did not report its listen address; stderr:\n{log}");
+        };
+        Ok(GatewayProcess {
+            child,
+            addr,
+            stderr: collected,
+            reader: Some(reader),
+        })
+    }
+
+    /// The data-plane address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A line of `/proc/PID/status` in KiB, e.g. `VmHWM` (peak RSS) or `VmRSS`.
+    pub fn proc_status_kib(&self, key: &str) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("{key} not in /proc status"))
+    }
+
+    /// Everything the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Kills the process and returns its whole stderr.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The reader ends at EOF, once the exited process's pipe is drained.
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        self.stderr()
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

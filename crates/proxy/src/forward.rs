@@ -1,0 +1,247 @@
+//! The request's way through, top to bottom: resolve, pick the active account, rewrite, send,
+//! stream back.
+
+use std::error::Error as StdError;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use pairgate_routing::{Account, RouteTable};
+
+use crate::headers::{is_upgrade_request, rewrite_request, strip_hop_by_hop};
+use crate::{Body, ProxyError, Shared};
+
+/// What happened when a request was sent to an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamOutcome {
+    /// A response head arrived with this status.
+    Response(StatusCode),
+    /// The attempt failed before a response head.
+    Failed(ProxyError),
+}
+
+/// Hears every upstream outcome: the passive health signal from live traffic.
+pub trait Observer: Send + Sync + 'static {
+    /// Called once per upstream attempt, on the request's task. Must not block.
+    fn upstream_outcome(&self, account: &Account, outcome: UpstreamOutcome);
+}
+
+/// An [`Observer`] that ignores everything.
+impl Observer for () {
+    fn upstream_outcome(&self, _: &Account, _: UpstreamOutcome) {}
+}
+
+/// What the access log says about one request.
+#[derive(Default)]
+struct Trace {
+    tenant: Option<Arc<str>>,
+    account: Option<Arc<str>>,
+    region: Option<Arc<str>>,
+    side: &'static str,
+    generation: u64,
+    error: Option<ProxyError>,
+}
+
+/// Serves one client request: never fails, every error becomes a response.
+pub(crate) async fn handle(
+    shared: &Shared,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let table = shared.routes.load_full();
+    let mut trace = Trace::default();
+    let resp = match forward(shared, &table, peer, req, &mut trace).await {
+        Ok(resp) => resp,
+        Err(err) => {
+            trace.error = Some(err);
+            err.into_response()
+        }
+    };
+    tracing::info!(
+        target: "pairgate::access",
+        tenant = trace.tenant.as_deref().unwrap_or("-"),
+        account = trace.account.as_deref().unwrap_or("-"),
+        region = trace.region.as_deref().unwrap_or("-"),
+        side = trace.side,
+        generation = trace.generation,
+        method = %method,
+        status = resp.status().as_u16(),
+        duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        error = trace.error.map(ProxyError::code),
+        replayed = false,
+    );
+    resp
+}
+
+async fn forward(
+    shared: &Shared,
+    table: &RouteTable,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+    trace: &mut Trace,
+) -> Result<Response<Body>, ProxyError> {
+    // 1. Shape: only origin-form requests are forwarded.
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::BadRequest("CONNECT is not supported"));
+    }
+    if !req.uri().path().starts_with('/') {
+        return Err(ProxyError::BadRequest("request target must be a path"));
+    }
+
+    // 2. Tenant. A miss never falls through to a default upstream.
+    let resolved = table
+        .resolve_tenant(req.uri(), req.headers())
+        .map_err(|_| ProxyError::UnknownTenant)?;
+    let tenant = table.tenant(resolved.tenant);
+    trace.tenant = Some(Arc::clone(&tenant.name));
+
+    // 3. Active side: one atomic load.
+    let active = tenant.slot.load();
+    trace.side = active.side.as_str();
+    trace.generation = active.generation;
+    if active.reject {
+        return Err(ProxyError::BothDown);
+    }
+    let account = table.account(tenant.account_for(active.side));
+    trace.account = Some(Arc::clone(&account.name));
+    trace.region = Some(Arc::clone(&table.region(account.region).name));
+
+    // 4. Rewrite.
+    let uri = upstream_uri(account, req.uri(), resolved.strip)?;
+    let upgrade = req.version() == Version::HTTP_11 && is_upgrade_request(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        let authority = parts.uri.authority()?;
+        HeaderValue::from_str(authority.as_str()).ok()
+    });
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    rewrite_request(
+        &mut parts.headers,
+        account,
+        peer.ip(),
+        client_host,
+        parts.version == Version::HTTP_2,
+    );
+    parts.uri = uri;
+    parts.version = if account.http2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    let upstream_req = Request::from_parts(parts, body.map_err(Into::into).boxed());
+
+    // 5. Send on the shared pool, bounded by the response-header timeout.
+    let client = if account.http2 {
+        &shared.http2
+    } else {
+        &shared.http1
+    };
+    let sent = tokio::time::timeout(
+        shared.settings.response_header_timeout,
+        client.request(upstream_req),
+    )
+    .await;
+    let result = match sent {
+        Err(_elapsed) => Err(ProxyError::UpstreamTimeout),
+        Ok(Err(err)) => Err(classify(&err)),
+        Ok(Ok(resp)) => Ok(resp),
+    };
+    match &result {
+        Ok(resp) => shared
+            .observer
+            .upstream_outcome(account, UpstreamOutcome::Response(resp.status())),
+        Err(err) if err.is_upstream_failure() => shared
+            .observer
+            .upstream_outcome(account, UpstreamOutcome::Failed(*err)),
+        Err(_) => {}
+    }
+    let mut resp = result?;
+
+    // 6. Stream the response back; splice upgraded connections together.
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        match client_upgrade {
+            Some(client_upgrade) => {
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+            }
+            None => return Err(ProxyError::UpstreamProtocol),
+        }
+    } else {
+        strip_hop_by_hop(resp.headers_mut(), false);
+    }
+    Ok(resp.map(|body| body.map_err(Into::into).boxed()))
+}
+
+/// `scheme://authority` of the account, its path prefix, the client path minus the tenant's
+/// prefix, and the query. One allocation for the path.
+fn upstream_uri(account: &Account, uri: &Uri, strip: usize) -> Result<Uri, ProxyError> {
+    let rest = uri.path().get(strip..).unwrap_or("");
+    let rest = if rest.is_empty() { "/" } else { rest };
+    let query = uri.query();
+    let mut path = String::with_capacity(
+        account.path_prefix.len() + rest.len() + query.map_or(0, |q| q.len() + 1),
+    );
+    path.push_str(&account.path_prefix);
+    path.push_str(rest);
+    if let Some(q) = query {
+        path.push('?');
+        path.push_str(q);
+    }
+    Uri::builder()
+        .scheme(account.scheme.clone())
+        .authority(account.authority.clone())
+        .path_and_query(path)
+        .build()
+        .map_err(|_| ProxyError::BadRequest("invalid request path"))
+}
+
+/// Maps a client error to what happened, by walking its sources.
+fn classify(err: &hyper_util::client::legacy::Error) -> ProxyError {
+    let mut source: Option<&(dyn StdError + 'static)> = err.source();
+    let mut io_kind = None;
+    let mut hyper_err = None;
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            io_kind.get_or_insert(io.kind());
+        }
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            hyper_err.get_or_insert(h);
+        }
+        source = e.source();
+    }
+    if err.is_connect() {
+        return match io_kind {
+            Some(io::ErrorKind::TimedOut) => ProxyError::UpstreamConnectTimeout,
+            _ => ProxyError::UpstreamUnreachable,
+        };
+    }
+    match hyper_err {
+        Some(h) if h.is_user() => ProxyError::ClientBody,
+        Some(h) if h.is_parse() || h.is_parse_status() => ProxyError::UpstreamProtocol,
+        Some(h) if h.is_timeout() => ProxyError::UpstreamTimeout,
+        _ => ProxyError::UpstreamReset,
+    }
+}
+
+/// Copies bytes both ways between an upgraded client and upstream until either side closes.
+async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
+    let (client, upstream) = tokio::join!(client, upstream);
+    let (Ok(client), Ok(upstream)) = (client, upstream) else {
+        tracing::debug!("upgrade failed on one side; closing both");
+        return;
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %err, "upgraded connection ended with an error");
+    }
+}

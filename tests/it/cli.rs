@@ -1,0 +1,197 @@
+//! The real `pairgate` binary: `check` exit codes and messages, example configs, and secrets
+//! kept out of logs.
+
+use std::process::Command;
+
+use pairgate_test_support::{GatewayProcess, get, pairgate_bin};
+
+use crate::support::{regions, temp_path};
+
+fn check(toml: &str, env: &[(&str, &str)]) -> (i32, String) {
+    let path = temp_path("check.toml");
+    std::fs::write(&path, toml).expect("write config");
+    let mut cmd = Command::new(pairgate_bin().expect("binary"));
+    cmd.arg("check").arg("--config").arg(&path);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("pairgate check runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().expect("exit code"), text)
+}
+
+const VALID: &str = r#"
+[[region]]
+name = "eastus"
+pair = "westus"
+[[region]]
+name = "westus"
+pair = "eastus"
+[[account]]
+name = "a"
+region = "eastus"
+url = "http://127.0.0.1:9001"
+[[account]]
+name = "b"
+region = "westus"
+url = "http://127.0.0.1:9002"
+[[tenant]]
+name = "t"
+hosts = ["t.example.com"]
+primary = "a"
+secondary = "b"
+"#;
+
+#[test]
+fn check_accepts_a_valid_config() {
+    let (code, out) = check(VALID, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("valid"), "{out}");
+}
+
+/// Every problem is reported at once, each as `FILE...: PATH: message`, and the exit code is 64.
+#[test]
+fn check_reports_every_problem_with_paths() {
+    let broken = r#"
+[[region]]
+name = "eastus"
+pair = "nowhere"
+[[account]]
+name = "a"
+region = "eastus"
+url = "ftp://127.0.0.1:9001"
+headers = { "x-key" = "${IT_CHECK_UNSET_VAR}" }
+[[account]]
+name = "a"
+region = "mars"
+url = "http://127.0.0.1:9002"
+[[tenant]]
+name = "t"
+hosts = ["t.example.com"]
+primary = "a"
+secondary = "missing"
+hostz = ["typo"]
+[[tenant]]
+name = "u"
+hosts = ["t.example.com"]
+primary = "a"
+"#;
+    let (code, out) = check(broken, &[]);
+    assert_eq!(code, 64, "{out}");
+    for path in [
+        "region[0].pair",
+        "account[0].url",
+        "account[0].headers",
+        "IT_CHECK_UNSET_VAR",
+        "account[1].name",
+        "account[1].region",
+        "tenant[0].secondary",
+        "tenant[0].hostz",
+        "tenant[1].hosts",
+    ] {
+        assert!(out.contains(path), "missing {path} in:\n{out}");
+    }
+    assert!(out.lines().count() >= 9, "{out}");
+}
+
+/// A TOML syntax error names the line and column.
+#[test]
+fn check_reports_syntax_errors_with_line_and_column() {
+    let (code, out) = check(
+        "[listen]\nhttp = \"127.0.0.1:8080\"\n[[tenant]\nname = 1\n",
+        &[],
+    );
+    assert_eq!(code, 64, "{out}");
+    assert!(out.contains(":3:"), "expected line 3 in: {out}");
+}
+
+/// An unreadable file is a clear error, not a panic.
+#[test]
+fn check_reports_a_missing_file() {
+    let out = Command::new(pairgate_bin().expect("binary"))
+        .args(["check", "--config", "/nonexistent/pairgate.toml"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cannot read"));
+}
+
+/// `${VAR}` values never appear in `check` output, even when the value is what is wrong.
+#[test]
+fn check_never_prints_secret_values() {
+    let secret = "sekrit-value-4417\r\nx";
+    let toml = VALID.replace(
+        "url = \"http://127.0.0.1:9001\"",
+        "url = \"http://127.0.0.1:9001\"\nheaders = { \"x-key\" = \"${IT_CHECK_BAD_SECRET}\" }",
+    );
+    let (code, out) = check(&toml, &[("IT_CHECK_BAD_SECRET", secret)]);
+    assert_eq!(code, 64, "an invalid header value must be rejected: {out}");
+    assert!(out.contains("IT_CHECK_BAD_SECRET"), "{out}");
+    assert!(!out.contains("sekrit"), "secret leaked: {out}");
+}
+
+/// Every example under config/ is valid (with placeholder environment values).
+#[test]
+fn example_configs_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("config dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        let env = |_: &str| Some("example-value".to_owned());
+        if let Err(problems) = pairgate_config::load(&text, &env) {
+            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            panic!("{} is invalid:\n{}", path.display(), lines.join("\n"));
+        }
+        seen += 1;
+    }
+    assert!(seen >= 2, "expected example configs in {}", dir.display());
+}
+
+/// With trace logging on, injected secrets never reach the logs, while requests are logged.
+#[tokio::test]
+async fn secrets_stay_out_of_logs() {
+    let (east, west) = regions().await;
+    let secret = "it-log-secret-71d0c";
+    let toml = format!(
+        "[listen]\nhttp = \"127.0.0.1:0\"\n{}",
+        crate::support::config(&east, &west, "")
+    );
+    let gw = GatewayProcess::spawn(
+        &temp_path("secrets.toml"),
+        &toml,
+        &[("IT_EAST_KEY", secret), ("RUST_LOG", "trace")],
+    )
+    .expect("gateway process");
+    let reply = get(&gw.url("/x"), "contoso.example.com")
+        .await
+        .expect("reply");
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        east.requests()
+            .pop()
+            .expect("east saw it")
+            .header("ocp-apim-subscription-key"),
+        Some(secret),
+        "the secret must reach the upstream"
+    );
+    east.kill().await;
+    let failed = get(&gw.url("/y"), "contoso.example.com")
+        .await
+        .expect("reply");
+    assert_eq!(failed.status, 502);
+    let log = gw.kill();
+    assert!(
+        log.contains("pairgate::access"),
+        "no access log lines:\n{log}"
+    );
+    assert!(log.contains("contoso"), "tenant missing from logs");
+    assert!(!log.contains(secret), "secret leaked into logs");
+}

@@ -1,0 +1,82 @@
+//! Shared fixtures for the integration tests.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use pairgate_test_support::{MockConfig, MockUpstream};
+
+/// Two paired regions, an account in each, and tenants reached by every routing method:
+/// `contoso` by host and wildcard (east primary, with path prefix and injected key),
+/// `fabrikam` by path prefix, `tailspin` by the tenant header (west primary).
+pub fn config(east: &MockUpstream, west: &MockUpstream, extra: &str) -> String {
+    format!(
+        r#"
+{extra}
+[routing]
+tenant_header = "x-tenant-id"
+
+[[region]]
+name = "eastus"
+pair = "westus"
+
+[[region]]
+name = "westus"
+pair = "eastus"
+
+[[account]]
+name = "east"
+region = "eastus"
+url = "{east}"
+path_prefix = "/eastus/Accounts/1111"
+headers = {{ "ocp-apim-subscription-key" = "${{IT_EAST_KEY}}" }}
+
+[[account]]
+name = "west"
+region = "westus"
+url = "{west}"
+
+[[tenant]]
+name = "contoso"
+hosts = ["contoso.example.com", "*.contoso.example.com"]
+primary = "east"
+secondary = "west"
+
+[[tenant]]
+name = "fabrikam"
+path_prefix = "/fabrikam"
+primary = "east"
+secondary = "west"
+
+[[tenant]]
+name = "tailspin"
+hosts = ["tailspin.example.com"]
+primary = "west"
+secondary = "east"
+"#,
+        east = east.url(),
+        west = west.url(),
+    )
+}
+
+/// The secret the tests put in `IT_EAST_KEY`.
+pub const EAST_KEY: &str = "it-secret-9f3c2a7e";
+
+/// An east and a west mock account.
+pub async fn regions() -> (MockUpstream, MockUpstream) {
+    let east = MockUpstream::start(MockConfig::new("east", "eastus"))
+        .await
+        .expect("east mock starts");
+    let west = MockUpstream::start(MockConfig::new("west", "westus"))
+        .await
+        .expect("west mock starts");
+    (east, west)
+}
+
+/// A fresh path under the system temp dir for this test process.
+pub fn temp_path(name: &str) -> PathBuf {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("pairgate-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(format!("{n}-{name}"))
+}
