@@ -1,0 +1,262 @@
+//! One prober task per distinct account, and the passive-signal intake.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use pairgate_config::Config;
+use pairgate_failover::{Health, HealthCounter};
+use pairgate_routing::RouteTable;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::control::Command;
+use crate::probe::{ProbeClient, ProbeResult, ProbeTarget, probe};
+
+/// Queued passive failures per account before further ones are dropped (they are hints; the
+/// prober drains them in bursts).
+const PASSIVE_QUEUE: usize = 64;
+
+/// A verdict change reported by a prober.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// The account's identity.
+    pub key: Arc<str>,
+    /// The new verdict.
+    pub health: Health,
+    /// What tipped it: a probe result label, or `passive`.
+    pub reason: &'static str,
+}
+
+/// Probe counts since start, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct ProbeStats {
+    /// Probes that succeeded.
+    pub success: AtomicU64,
+    /// Probes that failed.
+    pub failure: AtomicU64,
+    /// Passive failures received from live traffic.
+    pub passive: AtomicU64,
+}
+
+struct Prober {
+    target: ProbeTarget,
+    passive: mpsc::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Owns the probers. [`Monitor::sync`] makes the set match a config: one prober per distinct
+/// account identity, however many tenants share the account.
+pub struct Monitor {
+    client: ProbeClient,
+    probers: Mutex<HashMap<Arc<str>, Prober>>,
+    /// Lock-free lookup for the data plane's passive signals.
+    passive: ArcSwap<HashMap<Arc<str>, mpsc::Sender<()>>>,
+    commands: mpsc::UnboundedSender<Command>,
+    awaiting_first_probe: Arc<AtomicUsize>,
+    stats: Arc<ProbeStats>,
+}
+
+impl Monitor {
+    /// A monitor that reports verdict changes to the controller through `commands`.
+    pub fn new(connect_timeout: Duration, commands: mpsc::UnboundedSender<Command>) -> Monitor {
+        Monitor {
+            client: ProbeClient::new(connect_timeout),
+            probers: Mutex::new(HashMap::new()),
+            passive: ArcSwap::from_pointee(HashMap::new()),
+            commands,
+            awaiting_first_probe: Arc::new(AtomicUsize::new(0)),
+            stats: Arc::new(ProbeStats::default()),
+        }
+    }
+
+    /// Starts probers for new accounts (their first probe runs at once), stops those of
+    /// accounts that are gone, and restarts those whose check changed. Must be called from
+    /// within a tokio runtime.
+    pub fn sync(&self, config: &Config, table: &RouteTable) {
+        let mut probers = self.probers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut wanted: HashMap<Arc<str>, ProbeTarget> = HashMap::new();
+        for (account, spec) in table.accounts().iter().zip(&config.accounts) {
+            wanted
+                .entry(Arc::clone(&account.key))
+                .or_insert_with(|| ProbeTarget::new(account, &spec.health));
+        }
+        probers.retain(|key, prober| {
+            wanted
+                .get(key)
+                .is_some_and(|target| target.check == prober.target.check)
+        });
+        for (key, target) in wanted {
+            if probers.contains_key(&key) {
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(PASSIVE_QUEUE);
+            self.awaiting_first_probe.fetch_add(1, Ordering::AcqRel);
+            let task = tokio::spawn(run(
+                target.clone(),
+                self.client.clone(),
+                rx,
+                self.commands.clone(),
+                Arc::clone(&self.awaiting_first_probe),
+                Arc::clone(&self.stats),
+            ));
+            probers.insert(
+                key,
+                Prober {
+                    target,
+                    passive: tx,
+                    task,
+                },
+            );
+        }
+        let senders = probers
+            .iter()
+            .map(|(k, p)| (Arc::clone(k), p.passive.clone()))
+            .collect();
+        self.passive.store(Arc::new(senders));
+    }
+
+    /// A live request to the account `key` failed: counts toward `fall` and asks for an early
+    /// probe. Never blocks; when the account's queue is full the signal is dropped.
+    pub fn passive_failure(&self, key: &str) {
+        if let Some(tx) = self.passive.load().get(key) {
+            self.stats.passive.fetch_add(1, Ordering::Relaxed);
+            let _ = tx.try_send(());
+        }
+    }
+
+    /// Whether every prober started so far has finished its first probe.
+    pub fn first_round_done(&self) -> bool {
+        self.awaiting_first_probe.load(Ordering::Acquire) == 0
+    }
+
+    /// Number of running probers (distinct accounts).
+    pub fn prober_count(&self) -> usize {
+        self.probers.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Probe counters.
+    pub fn stats(&self) -> &ProbeStats {
+        &self.stats
+    }
+
+    /// Stops every prober.
+    pub fn shutdown(&self) {
+        self.probers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.passive.store(Arc::new(HashMap::new()));
+    }
+}
+
+/// A prober: probe at once, then every `interval` (`fast_interval` while the verdict is in
+/// transition), each jittered by about ±10%; passive failures count at once and pull the next
+/// probe forward, but never closer than `fast_interval` to the previous one.
+async fn run(
+    target: ProbeTarget,
+    client: ProbeClient,
+    mut passive: mpsc::Receiver<()>,
+    commands: mpsc::UnboundedSender<Command>,
+    awaiting_first_probe: Arc<AtomicUsize>,
+    stats: Arc<ProbeStats>,
+) {
+    let check = &target.check;
+    let mut counter = HealthCounter::new(check.rise, check.fall);
+    let mut jitter = Jitter::new(&target.key);
+    let mut next = Instant::now();
+    let mut last_probe: Option<Instant> = None;
+    let mut first = true;
+    let report = |counter: &mut HealthCounter, success: bool, reason: &'static str| {
+        if let Some(health) = counter.record(success) {
+            let _ = commands.send(Command::Verdict(Verdict {
+                key: Arc::clone(&target.key),
+                health,
+                reason,
+            }));
+        }
+    };
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => {
+                let started = Instant::now();
+                last_probe = Some(started);
+                let result = probe(&client, &target).await;
+                let counter_stat = if result.is_success() { &stats.success } else { &stats.failure };
+                counter_stat.fetch_add(1, Ordering::Relaxed);
+                if result != ProbeResult::Success {
+                    tracing::debug!(account = &*target.name, result = result.label(), "probe failed");
+                }
+                report(&mut counter, result.is_success(), result.label());
+                if first {
+                    first = false;
+                    awaiting_first_probe.fetch_sub(1, Ordering::AcqRel);
+                }
+                let base = if counter.in_transition() { check.fast_interval } else { check.interval };
+                next = started + jitter.apply(base);
+            }
+            Some(()) = passive.recv() => {
+                report(&mut counter, false, "passive");
+                while passive.try_recv().is_ok() {
+                    report(&mut counter, false, "passive");
+                }
+                let earliest = last_probe.map_or_else(Instant::now, |t| t + check.fast_interval);
+                next = next.min(earliest.max(Instant::now()));
+            }
+        }
+    }
+}
+
+/// ±10% jitter from a small xorshift generator seeded per account, so probers never
+/// synchronise.
+struct Jitter(u64);
+
+impl Jitter {
+    fn new(key: &str) -> Jitter {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write(key.as_bytes());
+        Jitter(h.finish() | 1)
+    }
+
+    fn apply(&mut self, base: Duration) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        // A factor in [0.9, 1.1) from the top 53 bits.
+        let unit = (self.0 >> 11) as f64 / (1u64 << 53) as f64;
+        base.mul_f64(0.9 + 0.2 * unit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_ten_percent_and_varies() {
+        let mut j = Jitter::new("account|http://127.0.0.1:1");
+        let base = Duration::from_millis(1000);
+        let samples: Vec<Duration> = (0..1000).map(|_| j.apply(base)).collect();
+        assert!(
+            samples
+                .iter()
+                .all(|d| *d >= Duration::from_millis(900) && *d < Duration::from_millis(1100))
+        );
+        let min = samples.iter().min().copied().unwrap_or_default();
+        let max = samples.iter().max().copied().unwrap_or_default();
+        assert!(
+            max - min > Duration::from_millis(150),
+            "jitter barely varies: {min:?}..{max:?}"
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! One probe: an HTTP request or a TCP connect, bounded by the check's timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use pairgate_config::{HealthCheck, ProbeKind};
+use pairgate_routing::Account;
+
+/// What one probe found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeResult {
+    /// The account answered as expected.
+    Success,
+    /// The connection failed or was refused.
+    ConnectFailed,
+    /// No answer within the timeout.
+    Timeout,
+    /// An HTTP answer with a status outside the expected ranges.
+    BadStatus(u16),
+    /// The connection broke mid-exchange.
+    Broken,
+}
+
+impl ProbeResult {
+    /// Whether the probe counts as a success.
+    pub fn is_success(self) -> bool {
+        self == ProbeResult::Success
+    }
+
+    /// A short label for logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            ProbeResult::Success => "success",
+            ProbeResult::ConnectFailed => "connect_failed",
+            ProbeResult::Timeout => "timeout",
+            ProbeResult::BadStatus(_) => "bad_status",
+            ProbeResult::Broken => "broken",
+        }
+    }
+}
+
+/// Everything needed to probe one account, prepared once.
+#[derive(Debug, Clone)]
+pub struct ProbeTarget {
+    /// The account's identity (name and endpoint).
+    pub key: Arc<str>,
+    /// The account's name, for logs.
+    pub name: Arc<str>,
+    /// `host:port` to connect to.
+    pub authority: http::uri::Authority,
+    /// The HTTP probe's full URI (`None` for TCP checks).
+    uri: Option<Uri>,
+    method: Method,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    expect: Vec<(u16, u16)>,
+    /// The check's timing and thresholds.
+    pub check: HealthCheck,
+}
+
+impl ProbeTarget {
+    /// Prepares the probe of `account` with its merged `check`.
+    pub fn new(account: &Account, check: &HealthCheck) -> ProbeTarget {
+        let (uri, method, headers, expect) = match &check.kind {
+            ProbeKind::Http {
+                method,
+                path,
+                expect,
+                headers,
+            } => {
+                let uri = Uri::builder()
+                    .scheme(account.scheme.clone())
+                    .authority(account.authority.clone())
+                    .path_and_query(path.as_str())
+                    .build()
+                    .ok();
+                let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
+                let headers = headers
+                    .iter()
+                    .filter_map(|(n, v)| {
+                        let name = HeaderName::try_from(n.as_str()).ok()?;
+                        let mut value = HeaderValue::from_str(v.expose()).ok()?;
+                        value.set_sensitive(true);
+                        Some((name, value))
+                    })
+                    .collect();
+                (uri, method, headers, expect.clone())
+            }
+            ProbeKind::Tcp => (None, Method::GET, Vec::new(), Vec::new()),
+        };
+        ProbeTarget {
+            key: Arc::clone(&account.key),
+            name: Arc::clone(&account.name),
+            authority: account.authority.clone(),
+            uri,
+            method,
+            headers,
+            expect,
+            check: check.clone(),
+        }
+    }
+}
+
+/// The probes' HTTP client. Pooling is off: every probe opens a fresh connection, so a dead or
+/// black-holed listener is seen at once rather than hidden behind a pooled connection.
+#[derive(Clone)]
+pub struct ProbeClient(Client<HttpConnector, Empty<Bytes>>);
+
+impl ProbeClient {
+    /// A client with connect bounded by `connect_timeout`.
+    pub fn new(connect_timeout: Duration) -> ProbeClient {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(connect_timeout));
+        ProbeClient(
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_max_idle_per_host(0)
+                .retry_canceled_requests(false)
+                .set_host(true)
+                .build(connector),
+        )
+    }
+}
+
+/// Runs one probe of `target`.
+pub async fn probe(client: &ProbeClient, target: &ProbeTarget) -> ProbeResult {
+    let timeout = target.check.timeout;
+    match &target.uri {
+        None => match tokio::time::timeout(
+            timeout,
+            tokio::net::TcpStream::connect(target.authority.as_str()),
+        )
+        .await
+        {
+            Err(_) => ProbeResult::Timeout,
+            Ok(Err(_)) => ProbeResult::ConnectFailed,
+            Ok(Ok(_stream)) => ProbeResult::Success,
+        },
+        Some(uri) => {
+            let mut req = Request::new(Empty::new());
+            *req.method_mut() = target.method.clone();
+            *req.uri_mut() = uri.clone();
+            for (name, value) in &target.headers {
+                req.headers_mut().insert(name, value.clone());
+            }
+            let exchange = async {
+                let resp = client.0.request(req).await.map_err(|e| {
+                    if e.is_connect() {
+                        ProbeResult::ConnectFailed
+                    } else {
+                        ProbeResult::Broken
+                    }
+                })?;
+                let status = resp.status().as_u16();
+                // Drain the body so the exchange completes; its content does not matter.
+                resp.into_body()
+                    .collect()
+                    .await
+                    .map_err(|_| ProbeResult::Broken)?;
+                Ok::<u16, ProbeResult>(status)
+            };
+            match tokio::time::timeout(timeout, exchange).await {
+                Err(_) => ProbeResult::Timeout,
+                Ok(Err(result)) => result,
+                Ok(Ok(status)) => {
+                    if target
+                        .expect
+                        .iter()
+                        .any(|&(lo, hi)| (lo..=hi).contains(&status))
+                    {
+                        ProbeResult::Success
+                    } else {
+                        ProbeResult::BadStatus(status)
+                    }
+                }
+            }
+        }
+    }
+}
