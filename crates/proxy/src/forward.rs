@@ -7,12 +7,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
-use http_body_util::BodyExt;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use pairgate_routing::{Account, RouteTable};
+use pairgate_routing::{Account, Health, RouteTable};
 
 use crate::headers::{is_upgrade_request, rewrite_request, strip_hop_by_hop};
 use crate::{Body, ProxyError, Shared};
@@ -46,6 +49,15 @@ struct Trace {
     side: &'static str,
     generation: u64,
     error: Option<ProxyError>,
+    /// Set when the request was replayed on the other account after this failure.
+    replayed_after: Option<ProxyError>,
+}
+
+impl Trace {
+    fn note_account(&mut self, table: &RouteTable, account: &Account) {
+        self.account = Some(Arc::clone(&account.name));
+        self.region = Some(Arc::clone(&table.region(account.region).name));
+    }
 }
 
 /// Serves one client request: never fails, every error becomes a response.
@@ -76,7 +88,8 @@ pub(crate) async fn handle(
         status = resp.status().as_u16(),
         duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         error = trace.error.map(ProxyError::code),
-        replayed = false,
+        replayed = trace.replayed_after.is_some(),
+        replayed_after = trace.replayed_after.map(ProxyError::code),
     );
     resp
 }
@@ -111,11 +124,9 @@ async fn forward(
         return Err(ProxyError::BothDown);
     }
     let account = table.account(tenant.account_for(active.side));
-    trace.account = Some(Arc::clone(&account.name));
-    trace.region = Some(Arc::clone(&table.region(account.region).name));
+    trace.note_account(table, account);
 
-    // 4. Rewrite.
-    let uri = upstream_uri(account, req.uri(), resolved.strip)?;
+    // 4. Rewrite into a template that can be aimed at either account.
     let upgrade = req.version() == Version::HTTP_11 && is_upgrade_request(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
@@ -124,32 +135,179 @@ async fn forward(
         HeaderValue::from_str(authority.as_str()).ok()
     });
     strip_hop_by_hop(&mut parts.headers, upgrade);
-    rewrite_request(
-        &mut parts.headers,
-        account,
-        peer.ip(),
+    let template = Template {
+        parts,
         client_host,
-        parts.version == Version::HTTP_2,
-    );
-    parts.uri = uri;
-    parts.version = if account.http2 {
-        Version::HTTP_2
-    } else {
-        Version::HTTP_11
+        peer,
+        strip: resolved.strip,
     };
-    let upstream_req = Request::from_parts(parts, body.map_err(Into::into).boxed());
 
-    // 5. Send on the shared pool, bounded by the response-header timeout.
+    // 5. Decide whether this request could be replayed on the other account, buffering a
+    //    small body for it; anything else streams.
+    let other = tenant
+        .secondary
+        .map(|_| table.account(tenant.account_for(active.side.other())));
+    let (body, replay_body) = match other {
+        Some(_) if !upgrade => buffer_for_replay(body, &template.parts, shared).await?,
+        _ => (body.map_err(Into::into).boxed(), None),
+    };
+
+    // 6. Send on the shared pool, bounded by the response-header timeout.
+    let first = template.aim(account, body)?;
+    let mut replayed = false;
+    let mut resp = match send(shared, account, first).await {
+        Ok(resp) => resp,
+        Err(err) => {
+            let Some(other) = other else { return Err(err) };
+            let Some(body) = replay_body.filter(|_| may_replay(err, &template.parts)) else {
+                return Err(err);
+            };
+            if other.health.load() == Health::Unhealthy {
+                tracing::debug!(
+                    account = &*other.name,
+                    "not replaying onto an unhealthy account"
+                );
+                return Err(err);
+            }
+            trace.replayed_after = Some(err);
+            trace.note_account(table, other);
+            replayed = true;
+            let retry = template.aim(
+                other,
+                Full::new(body).map_err(|never| match never {}).boxed(),
+            )?;
+            let result = send(shared, other, retry).await;
+            let counter = if result.is_ok() {
+                &shared.stats.replays_succeeded
+            } else {
+                &shared.stats.replays_failed
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            result?
+        }
+    };
+
+    // 7. Stream the response back; splice upgraded connections together.
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        match client_upgrade {
+            Some(client_upgrade) => {
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+            }
+            None => return Err(ProxyError::UpstreamProtocol),
+        }
+    } else {
+        strip_hop_by_hop(resp.headers_mut(), false);
+    }
+    if replayed {
+        resp.headers_mut()
+            .insert(&X_PAIRGATE_REPLAYED, HeaderValue::from_static("1"));
+    }
+    Ok(resp.map(|body| body.map_err(Into::into).boxed()))
+}
+
+static X_PAIRGATE_REPLAYED: HeaderName = HeaderName::from_static("x-pairgate-replayed");
+static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// The client's request after hop-by-hop stripping, before any account-specific rewrite.
+struct Template {
+    parts: http::request::Parts,
+    client_host: Option<HeaderValue>,
+    peer: SocketAddr,
+    strip: usize,
+}
+
+impl Template {
+    /// The request as `account` must receive it.
+    fn aim(&self, account: &Account, body: Body) -> Result<Request<Body>, ProxyError> {
+        let mut req = Request::new(body);
+        *req.method_mut() = self.parts.method.clone();
+        *req.uri_mut() = upstream_uri(account, &self.parts.uri, self.strip)?;
+        *req.version_mut() = if account.http2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
+        *req.headers_mut() = self.parts.headers.clone();
+        rewrite_request(
+            req.headers_mut(),
+            account,
+            self.peer.ip(),
+            self.client_host.clone(),
+            self.parts.version == Version::HTTP_2,
+        );
+        Ok(req)
+    }
+}
+
+/// Buffers the body when it is small enough to replay (`upstream.max_replay_body`, known from
+/// `Content-Length` or an empty body); otherwise passes it through as a stream.
+async fn buffer_for_replay(
+    body: Incoming,
+    parts: &http::request::Parts,
+    shared: &Shared,
+) -> Result<(Body, Option<Bytes>), ProxyError> {
+    use http_body::Body as _;
+    if body.is_end_stream() {
+        return Ok((empty(), Some(Bytes::new())));
+    }
+    let small = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|len| len <= shared.settings.max_replay_body as u64);
+    if !small {
+        return Ok((body.map_err(Into::into).boxed(), None));
+    }
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|_| ProxyError::ClientBody)?
+        .to_bytes();
+    let first = Full::new(bytes.clone())
+        .map_err(|never| match never {})
+        .boxed();
+    Ok((first, Some(bytes)))
+}
+
+fn empty() -> Body {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// Replay rules: nothing was sent (any method), or it was sent and the method is idempotent
+/// (RFC 9110 9.2.2) or the client supplied an `Idempotency-Key`.
+fn may_replay(err: ProxyError, parts: &http::request::Parts) -> bool {
+    if err.before_send() {
+        return true;
+    }
+    let sent_and_lost = matches!(
+        err,
+        ProxyError::UpstreamReset | ProxyError::UpstreamTimeout | ProxyError::UpstreamProtocol
+    );
+    let idempotent = matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    ) || parts.headers.contains_key(&IDEMPOTENCY_KEY);
+    sent_and_lost && idempotent
+}
+
+/// One attempt at one account, bounded by the response-header timeout; the outcome goes to the
+/// observer either way.
+async fn send(
+    shared: &Shared,
+    account: &Account,
+    req: Request<Body>,
+) -> Result<Response<Incoming>, ProxyError> {
     let client = if account.http2 {
         &shared.http2
     } else {
         &shared.http1
     };
-    let sent = tokio::time::timeout(
-        shared.settings.response_header_timeout,
-        client.request(upstream_req),
-    )
-    .await;
+    let sent =
+        tokio::time::timeout(shared.settings.response_header_timeout, client.request(req)).await;
     let result = match sent {
         Err(_elapsed) => Err(ProxyError::UpstreamTimeout),
         Ok(Err(err)) => Err(classify(&err)),
@@ -164,21 +322,7 @@ async fn forward(
             .upstream_outcome(account, UpstreamOutcome::Failed(*err)),
         Err(_) => {}
     }
-    let mut resp = result?;
-
-    // 6. Stream the response back; splice upgraded connections together.
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        match client_upgrade {
-            Some(client_upgrade) => {
-                let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
-            }
-            None => return Err(ProxyError::UpstreamProtocol),
-        }
-    } else {
-        strip_hop_by_hop(resp.headers_mut(), false);
-    }
-    Ok(resp.map(|body| body.map_err(Into::into).boxed()))
+    result
 }
 
 /// `scheme://authority` of the account, its path prefix, the client path minus the tenant's

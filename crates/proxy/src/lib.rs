@@ -20,6 +20,7 @@ mod headers;
 mod server;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -54,8 +55,19 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// `upstream.max_idle_per_account`.
     pub max_idle_per_account: usize,
+    /// `upstream.max_replay_body`.
+    pub max_replay_body: usize,
     /// How long in-flight requests may take to finish at shutdown.
     pub shutdown_grace: Duration,
+}
+
+/// Data-plane counters (exported as metrics by the admin API).
+#[derive(Debug, Default)]
+pub struct ProxyStats {
+    /// Replays on the other account that got a response.
+    pub replays_succeeded: AtomicU64,
+    /// Replays on the other account that failed too.
+    pub replays_failed: AtomicU64,
 }
 
 impl Settings {
@@ -68,6 +80,7 @@ impl Settings {
             response_header_timeout: config.upstream.response_header_timeout,
             idle_timeout: config.upstream.idle_timeout,
             max_idle_per_account: config.upstream.max_idle_per_account,
+            max_replay_body: config.upstream.max_replay_body,
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -82,12 +95,17 @@ pub struct Shared {
     http2: UpstreamClient,
     settings: Settings,
     observer: Arc<dyn Observer>,
+    stats: ProxyStats,
 }
 
 impl Shared {
     /// Builds the shared state with its upstream clients. `observer` hears about every upstream
     /// outcome (passive health signals).
-    pub fn new(routes: RouteTable, settings: Settings, observer: Arc<dyn Observer>) -> Arc<Self> {
+    pub fn new(
+        routes: Arc<RouteTable>,
+        settings: Settings,
+        observer: Arc<dyn Observer>,
+    ) -> Arc<Self> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(settings.connect_timeout));
@@ -103,11 +121,12 @@ impl Shared {
                 .build(connector.clone())
         };
         Arc::new(Shared {
-            routes: ArcSwap::from_pointee(routes),
+            routes: ArcSwap::new(routes),
             http1: build(false),
             http2: build(true),
             settings,
             observer,
+            stats: ProxyStats::default(),
         })
     }
 
@@ -120,6 +139,11 @@ impl Shared {
     /// loaded.
     pub fn swap_routes(&self, routes: Arc<RouteTable>) {
         self.routes.store(routes);
+    }
+
+    /// Data-plane counters.
+    pub fn stats(&self) -> &ProxyStats {
+        &self.stats
     }
 
     /// The settings this data plane was built with.

@@ -100,7 +100,12 @@ fn check(
 fn resolution_order_and_matching() {
     let t = table();
     /// (Host, path, tenant header, expected (tenant, stripped bytes))
-    type Case<'a> = (Option<&'a str>, &'a str, Option<&'a str>, Option<(&'a str, usize)>);
+    type Case<'a> = (
+        Option<&'a str>,
+        &'a str,
+        Option<&'a str>,
+        Option<(&'a str, usize)>,
+    );
     let cases: &[Case<'_>] = &[
         // exact host, case-insensitive, port and trailing dot ignored
         (
