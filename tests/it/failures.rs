@@ -4,24 +4,36 @@ use std::time::{Duration, Instant};
 
 use pairgate_test_support::{Behavior, TestGateway, get};
 
-use crate::support::{EAST_KEY, config, regions};
+use crate::support::{EAST_KEY, config, mock, pair_config, regions};
 
+/// Short upstream timeouts, and probes slow enough not to interfere.
 const FAST_TIMEOUTS: &str = r#"
 [upstream]
 connect_timeout = "500ms"
 response_header_timeout = "700ms"
+[health]
+interval = "30s"
 "#;
+
+/// A gateway with one tenant, `solo`, that has no secondary: failures reach the client as they
+/// are, with no replay to hide them.
+async fn solo() -> (TestGateway, pairgate_test_support::MockUpstream) {
+    let east = mock("east", "eastus").await;
+    let toml = pair_config(
+        &[("east", "eastus", &east)],
+        &[("solo", "east", None)],
+        FAST_TIMEOUTS,
+    );
+    (
+        TestGateway::start(&toml).await.expect("gateway starts"),
+        east,
+    )
+}
 
 /// (behaviour of the tenant's account, expected status, expected error code)
 #[tokio::test]
 async fn upstream_failures_map_to_statuses() {
-    let (east, west) = regions().await;
-    let gw = TestGateway::start_with_env(
-        &config(&east, &west, FAST_TIMEOUTS),
-        &[("IT_EAST_KEY", EAST_KEY)],
-    )
-    .await
-    .expect("gateway starts");
+    let (gw, west) = solo().await;
     let cases = [
         (Behavior::BlackHole, 504, "upstream_timeout"),
         (Behavior::Reset, 502, "upstream_reset"),
@@ -30,9 +42,7 @@ async fn upstream_failures_map_to_statuses() {
     for (behavior, status, code) in cases {
         west.set_behavior(behavior);
         let started = Instant::now();
-        let reply = get(&gw.url("/x"), "tailspin.example.com")
-            .await
-            .expect("reply");
+        let reply = get(&gw.url("/x"), "solo.example.com").await.expect("reply");
         assert_eq!(reply.status, status, "{behavior:?}: {}", reply.text());
         if !code.is_empty() {
             assert_eq!(reply.json()["error"], code, "{behavior:?}");
@@ -47,7 +57,7 @@ async fn upstream_failures_map_to_statuses() {
     }
     west.set_behavior(Behavior::Normal);
     assert_eq!(
-        get(&gw.url("/x"), "tailspin.example.com")
+        get(&gw.url("/x"), "solo.example.com")
             .await
             .expect("reply")
             .status,
@@ -58,30 +68,20 @@ async fn upstream_failures_map_to_statuses() {
 /// A killed account refuses connections: 502 `upstream_unreachable`; revived, it serves again.
 #[tokio::test]
 async fn refused_upstream_is_502() {
-    let (east, west) = regions().await;
-    let gw = TestGateway::start_with_env(
-        &config(&east, &west, FAST_TIMEOUTS),
-        &[("IT_EAST_KEY", EAST_KEY)],
-    )
-    .await
-    .expect("gateway starts");
+    let (gw, west) = solo().await;
     assert_eq!(
-        get(&gw.url("/x"), "tailspin.example.com")
+        get(&gw.url("/x"), "solo.example.com")
             .await
             .expect("reply")
             .status,
         200
     );
     west.kill().await;
-    let reply = get(&gw.url("/x"), "tailspin.example.com")
-        .await
-        .expect("reply");
+    let reply = get(&gw.url("/x"), "solo.example.com").await.expect("reply");
     assert_eq!(reply.status, 502, "{}", reply.text());
     assert_eq!(reply.json()["error"], "upstream_unreachable");
     west.revive().await.expect("revive");
-    let reply = get(&gw.url("/x"), "tailspin.example.com")
-        .await
-        .expect("reply");
+    let reply = get(&gw.url("/x"), "solo.example.com").await.expect("reply");
     assert_eq!(reply.status, 200, "{}", reply.text());
 }
 
@@ -96,7 +96,7 @@ async fn oversized_request_head_is_431() {
             .expect("gateway starts");
     let big = "a".repeat(20_000);
     let req = http::Request::get(gw.url("/x"))
-        .header("host", "tailspin.example.com")
+        .header("host", "solo.example.com")
         .header("x-big", big)
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .expect("request");

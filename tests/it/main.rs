@@ -3,6 +3,7 @@
 
 mod cli;
 mod data_plane;
+mod failover;
 mod failures;
 mod streaming;
 mod support;

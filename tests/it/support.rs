@@ -80,3 +80,58 @@ pub fn temp_path(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir.join(format!("{n}-{name}"))
 }
+
+/// A config with paired regions `eastus`/`westus`, the given accounts (name, region, mock) and
+/// tenants (name, primary, secondary); each tenant is reached by `Host: <name>.example.com`.
+pub fn pair_config(
+    accounts: &[(&str, &str, &MockUpstream)],
+    tenants: &[(&str, &str, Option<&str>)],
+    extra: &str,
+) -> String {
+    use std::fmt::Write as _;
+    let mut s = format!(
+        "{extra}\n[[region]]\nname = \"eastus\"\npair = \"westus\"\n[[region]]\nname = \"westus\"\npair = \"eastus\"\n"
+    );
+    for (name, region, mock) in accounts {
+        let _ = write!(
+            s,
+            "[[account]]\nname = \"{name}\"\nregion = \"{region}\"\nurl = \"{}\"\n",
+            mock.url()
+        );
+    }
+    for (name, primary, secondary) in tenants {
+        let _ = write!(
+            s,
+            "[[tenant]]\nname = \"{name}\"\nhosts = [\"{name}.example.com\"]\nprimary = \"{primary}\"\n"
+        );
+        if let Some(sec) = secondary {
+            let _ = writeln!(s, "secondary = \"{sec}\"");
+        }
+    }
+    s
+}
+
+/// Polls `check` every 20 ms until it holds or `within` passes; returns whether it held.
+pub async fn eventually<F, Fut>(within: std::time::Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A mock account named `name` in `region`.
+pub async fn mock(name: &str, region: &str) -> MockUpstream {
+    MockUpstream::start(MockConfig::new(name, region))
+        .await
+        .expect("mock starts")
+}

@@ -4,8 +4,15 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
-use pairgate_mock::{MockConfig, MockUpstream};
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use pairgate_mock::{Behavior, MockConfig, MockUpstream};
 
 use crate::Gateway;
 
@@ -16,6 +23,18 @@ http = "{listen}"
 
 [routing]
 tenant_header = "x-tenant-id"
+
+# Fast checks so a broken region shows within seconds; failback after 10s of health.
+[health]
+interval = "1s"
+fast_interval = "250ms"
+timeout = "500ms"
+rise = 2
+fall = 2
+
+[failover]
+failback = "auto"
+hold_down = "10s"
 
 [[region]]
 name = "eastus"
@@ -105,12 +124,19 @@ pub async fn setup(listen: SocketAddr) -> anyhow::Result<DemoSetup> {
     })
 }
 
-/// Runs the demo until Ctrl-C.
-pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
+/// Runs the demo until Ctrl-C: mock accounts, the gateway on `listen`, and the demo control
+/// endpoint on `control` for breaking and healing mock regions.
+pub async fn run(listen: SocketAddr, control: SocketAddr) -> anyhow::Result<()> {
     let setup = setup(listen).await?;
     let gateway = Gateway::bind_and_start(setup.config).await?;
+    let control_listener = tokio::net::TcpListener::bind(control)
+        .await
+        .with_context(|| format!("binding the demo control endpoint on {control}"))?;
+    let control_addr = control_listener.local_addr()?;
+    let mocks = Arc::new(setup.mocks);
+    tokio::spawn(serve_control(control_listener, Arc::clone(&mocks)));
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(instructions(gateway.http_addr(), &setup.mocks).as_bytes());
+    let _ = out.write_all(instructions(gateway.http_addr(), control_addr, &mocks).as_bytes());
     drop(out);
     tokio::signal::ctrl_c()
         .await
@@ -118,7 +144,76 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
     gateway.shutdown().await
 }
 
-fn instructions(addr: SocketAddr, mocks: &[MockUpstream]) -> String {
+/// The demo-only control endpoint: `POST /fail/NAME`, `/blackhole/NAME`, `/recover/NAME`, where
+/// NAME is a region (every mock account in it) or one account. Never part of `pairgate run`.
+async fn serve_control(listener: tokio::net::TcpListener, mocks: Arc<Vec<MockUpstream>>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let mocks = Arc::clone(&mocks);
+        let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let mocks = Arc::clone(&mocks);
+            async move {
+                let (status, body) = control(&mocks, req.method(), req.uri().path()).await;
+                let mut resp = hyper::Response::new(Full::new(Bytes::from(body)));
+                *resp.status_mut() = status;
+                Ok::<_, std::convert::Infallible>(resp)
+            }
+        });
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn control(mocks: &[MockUpstream], method: &Method, path: &str) -> (StatusCode, String) {
+    let mut parts = path.trim_matches('/').splitn(2, '/');
+    let (Some(action), Some(name)) = (parts.next(), parts.next()) else {
+        let usage = "use POST /fail/NAME, /blackhole/NAME or /recover/NAME\n";
+        return (StatusCode::NOT_FOUND, usage.into());
+    };
+    if method != Method::POST {
+        return (StatusCode::METHOD_NOT_ALLOWED, "use POST\n".into());
+    }
+    let targets: Vec<&MockUpstream> = ACCOUNTS
+        .iter()
+        .zip(mocks)
+        .filter(|((account, region), _)| *account == name || *region == name)
+        .map(|(_, mock)| mock)
+        .collect();
+    if targets.is_empty() {
+        let msg = format!("no region or account called {name:?}\n");
+        return (StatusCode::NOT_FOUND, msg);
+    }
+    for mock in &targets {
+        match action {
+            "fail" => mock.kill().await,
+            "blackhole" => mock.set_behavior(Behavior::BlackHole),
+            "recover" => {
+                if !mock.is_listening()
+                    && let Err(err) = mock.revive().await
+                {
+                    let msg = format!("revive failed: {err}\n");
+                    return (StatusCode::INTERNAL_SERVER_ERROR, msg);
+                }
+                mock.set_behavior(Behavior::Normal);
+            }
+            _ => {
+                return (
+                    StatusCode::NOT_FOUND,
+                    format!("unknown action {action:?}\n"),
+                );
+            }
+        }
+    }
+    let names: Vec<&str> = targets.iter().map(|m| m.name()).collect();
+    (StatusCode::OK, format!("{action}: {}\n", names.join(", ")))
+}
+
+fn instructions(addr: SocketAddr, control: SocketAddr, mocks: &[MockUpstream]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "\npairgate demo: gateway on http://{addr}");
     let _ = writeln!(
@@ -155,6 +250,33 @@ fn instructions(addr: SocketAddr, mocks: &[MockUpstream]) -> String {
     let _ = writeln!(
         s,
         "  curl -s --http2-prior-knowledge -H 'Host: tailspin.localhost' http://{addr}/h2"
+    );
+    let _ = writeln!(
+        s,
+        "\nBreak a region and watch its tenants move to the paired region (checks every 1s,"
+    );
+    let _ = writeln!(
+        s,
+        "unhealthy after 2 failures; back to the primary 10s after it recovers):"
+    );
+    let _ = writeln!(
+        s,
+        "  # in one terminal: which account serves contoso, twice a second"
+    );
+    let _ = writeln!(
+        s,
+        "  while sleep 0.5; do curl -s -H 'Host: contoso.localhost' http://{addr}/ | grep -o '\"account\":\"[a-z-]*\"'; done"
+    );
+    let _ = writeln!(
+        s,
+        "  # in another: kill every eastus account (or black-hole it), then heal it"
+    );
+    let _ = writeln!(s, "  curl -s -X POST http://{control}/fail/eastus");
+    let _ = writeln!(s, "  curl -s -X POST http://{control}/blackhole/eastus");
+    let _ = writeln!(s, "  curl -s -X POST http://{control}/recover/eastus");
+    let _ = writeln!(
+        s,
+        "  # one account only: /fail/contoso-east; the gateway logs every health change and move"
     );
     let _ = writeln!(s, "\nCtrl-C stops the demo.");
     s

@@ -11,18 +11,41 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use pairgate_config::Config;
-use pairgate_proxy::{Settings, Shared};
-use pairgate_routing::RouteTable;
+use pairgate_health::{ControlHandle, Controller, EventLog, Monitor};
+use pairgate_proxy::{Observer, ProxyError, Settings, Shared, UpstreamOutcome};
+use pairgate_routing::{Account, RouteTable};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+
+/// Events kept in memory for `GET /v1/events` and tests.
+const EVENT_LOG_CAPACITY: usize = 10_000;
 
 /// A running gateway.
 pub struct Gateway {
     http_addr: SocketAddr,
     shared: Arc<Shared>,
+    monitor: Arc<Monitor>,
+    control: ControlHandle,
+    events: Arc<EventLog>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
+}
+
+/// Forwards the data plane's upstream outcomes to the health monitor as passive signals:
+/// refused, reset and timed-out attempts and 502/503/504 answers count as failures.
+struct PassiveSignals(Arc<Monitor>);
+
+impl Observer for PassiveSignals {
+    fn upstream_outcome(&self, account: &Account, outcome: UpstreamOutcome) {
+        let failed = match outcome {
+            UpstreamOutcome::Response(status) => matches!(status.as_u16(), 502..=504),
+            UpstreamOutcome::Failed(err) => err != ProxyError::ClientBody,
+        };
+        if failed {
+            self.0.passive_failure(&account.key);
+        }
+    }
 }
 
 impl Gateway {
@@ -30,8 +53,23 @@ impl Gateway {
     /// over a `127.0.0.1:0` listener).
     pub async fn start(config: Config, http: TcpListener) -> anyhow::Result<Gateway> {
         let http_addr = http.local_addr().context("listener address")?;
-        let table = RouteTable::compile(&config, 1, None).context("compiling routes")?;
-        let shared = Shared::new(table, Settings::from_config(&config), Arc::new(()));
+        let table = Arc::new(RouteTable::compile(&config, 1, None).context("compiling routes")?);
+        let events = Arc::new(EventLog::new(EVENT_LOG_CAPACITY));
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let monitor = Arc::new(Monitor::new(
+            config.upstream.connect_timeout,
+            commands.clone(),
+        ));
+        let controller = Controller::new(&config, Arc::clone(&table), Arc::clone(&events));
+        let (control, _controller_task) = controller.spawn(commands, command_rx);
+        // Probers start after the controller exists, so no verdict is lost; the first probe
+        // round runs at once.
+        monitor.sync(&config, &table);
+        let shared = Shared::new(
+            table,
+            Settings::from_config(&config),
+            Arc::new(PassiveSignals(Arc::clone(&monitor))),
+        );
         let (shutdown, mut rx) = watch::channel(false);
         let server = tokio::spawn(pairgate_proxy::serve(
             http,
@@ -51,6 +89,9 @@ impl Gateway {
         Ok(Gateway {
             http_addr,
             shared,
+            monitor,
+            control,
+            events,
             shutdown,
             server,
         })
@@ -75,9 +116,25 @@ impl Gateway {
         &self.shared
     }
 
+    /// The health monitor (probers, passive signals, probe counters).
+    pub fn monitor(&self) -> &Arc<Monitor> {
+        &self.monitor
+    }
+
+    /// Commands and queries for the failover controller.
+    pub fn control(&self) -> &ControlHandle {
+        &self.control
+    }
+
+    /// The event log (transitions, health changes).
+    pub fn events(&self) -> &Arc<EventLog> {
+        &self.events
+    }
+
     /// Stops accepting, lets in-flight requests finish within the grace period, and returns.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
+        self.monitor.shutdown();
         self.server.await.context("server task")??;
         Ok(())
     }

@@ -48,6 +48,9 @@ enum Command {
         /// Where the gateway listens.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
+        /// Where the demo-only control endpoint (break/heal mock regions) listens.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        control: std::net::SocketAddr,
     },
 }
 
@@ -57,8 +60,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(&config),
-        Command::Demo { listen } => {
-            report(runtime(None).and_then(|rt| rt.block_on(pairgate::demo::run(listen))))
+        Command::Demo { listen, control } => {
+            report(runtime(None).and_then(|rt| rt.block_on(pairgate::demo::run(listen, control))))
         }
     }
 }
