@@ -55,6 +55,14 @@ pub struct Config {
     pub health: HealthCheck,
     /// `[failover]`: the default policy; each tenant holds its merged copy.
     pub failover: FailoverPolicy,
+    /// `[admin]`.
+    pub admin: Admin,
+    /// `[state]`.
+    pub state: StateConfig,
+    /// `[alerts]`.
+    pub alerts: Alerts,
+    /// `[metrics]`.
+    pub metrics: Metrics,
     /// `[[region]]`, in file order.
     pub regions: Vec<RegionConfig>,
     /// `[[account]]`, in file order.
@@ -78,10 +86,46 @@ pub struct Routing {
 }
 
 /// `[runtime]`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Runtime {
     /// Tokio worker threads; `None` means one per core.
     pub worker_threads: Option<usize>,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT. Default 30s.
+    pub shutdown_grace: Duration,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// Admin API listener. Default `127.0.0.1:9901`.
+    pub listen: SocketAddr,
+    /// Environment variable that holds the bearer token. Default `PAIRGATE_ADMIN_TOKEN`.
+    pub token_env: String,
+    /// A file holding the token (trailing whitespace ignored); used when the variable is unset.
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+/// `[state]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StateConfig {
+    /// Where tenant pins and region states persist across restarts; `None` keeps them in memory.
+    pub path: Option<std::path::PathBuf>,
+}
+
+/// `[alerts]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Alerts {
+    /// `[alerts.azure_monitor] services`: when non-empty, only incidents that name one of these
+    /// services (case-insensitive) act on regions.
+    pub azure_monitor_services: Vec<String>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metrics {
+    /// Tenants that get their own label value in per-tenant metrics; the rest share `_other`.
+    /// Default 100.
+    pub tenant_label_limit: usize,
 }
 
 /// `[limits]`.
@@ -187,6 +231,8 @@ pub struct RegionConfig {
     pub name: String,
     /// Index into [`Config::regions`] of the paired region, if any.
     pub pair: Option<usize>,
+    /// The region's name in cloud alerts (`azure_name`), if set.
+    pub azure_name: Option<String>,
 }
 
 /// URL scheme of an account.

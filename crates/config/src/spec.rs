@@ -29,6 +29,14 @@ pub struct ConfigSpec {
     pub health: HealthSpec,
     /// `[failover]`: the default failover policy of every tenant.
     pub failover: FailoverSpec,
+    /// `[admin]`: the admin API listener and its token.
+    pub admin: AdminSpec,
+    /// `[state]`: where pins and region states persist.
+    pub state: StateSpec,
+    /// `[alerts]`: cloud service-health alert receivers.
+    pub alerts: AlertsSpec,
+    /// `[metrics]`.
+    pub metrics: MetricsSpec,
     /// `[[region]]`, in file order.
     #[serde(rename = "region")]
     pub regions: Vec<RegionSpec>,
@@ -62,6 +70,52 @@ pub struct RoutingSpec {
 pub struct RuntimeSpec {
     /// `worker_threads = N`.
     pub worker_threads: Option<i64>,
+    /// `shutdown_grace = "30s"`.
+    pub shutdown_grace: Option<String>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct AdminSpec {
+    /// `listen = "127.0.0.1:9901"`.
+    pub listen: Option<String>,
+    /// `token_env = "PAIRGATE_ADMIN_TOKEN"`: the environment variable holding the token.
+    pub token_env: Option<String>,
+    /// `token_file = "/run/secrets/pairgate-admin-token"`.
+    pub token_file: Option<String>,
+}
+
+/// `[state]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct StateSpec {
+    /// `path = "/var/lib/pairgate/state.json"`.
+    pub path: Option<String>,
+}
+
+/// `[alerts]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct AlertsSpec {
+    /// `[alerts.azure_monitor]`.
+    pub azure_monitor: AzureMonitorSpec,
+}
+
+/// `[alerts.azure_monitor]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct AzureMonitorSpec {
+    /// `services = ["Video Indexer"]`: only incidents naming one of these services count.
+    pub services: Option<Vec<String>>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct MetricsSpec {
+    /// `tenant_label_limit = 100`.
+    pub tenant_label_limit: Option<i64>,
 }
 
 /// `[limits]`.
@@ -139,6 +193,8 @@ pub struct RegionSpec {
     pub name: Option<String>,
     /// Name of the paired region.
     pub pair: Option<String>,
+    /// The region's display name in cloud alerts, e.g. `"East US"`.
+    pub azure_name: Option<String>,
 }
 
 /// One `[[account]]`.

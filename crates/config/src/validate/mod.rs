@@ -4,6 +4,7 @@
 //! checking can go on; the half-built [`Config`] is thrown away when any error was found.
 //! Duplicate detection uses hash maps, so validation is linear in the size of the config.
 
+mod control;
 mod policy;
 mod rules;
 
@@ -67,7 +68,17 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
             .runtime
             .worker_threads
             .and_then(|n| count(n, 1, "runtime.worker_threads", problems)),
+        shutdown_grace: duration(
+            &spec.runtime.shutdown_grace,
+            "runtime.shutdown_grace",
+            Duration::from_secs(30),
+            problems,
+        ),
     };
+    let admin = control::admin(&spec.admin, problems);
+    let state = control::state(&spec.state, problems);
+    let alerts = control::alerts(&spec.alerts, problems);
+    let metrics = control::metrics(&spec.metrics, problems);
     let limits = Limits {
         header_read_timeout: duration(
             &spec.limits.header_read_timeout,
@@ -154,6 +165,10 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
         upstream,
         health,
         failover,
+        admin,
+        state,
+        alerts,
+        metrics,
         regions: regions.configs,
         accounts: accounts.configs,
         tenants,
@@ -198,9 +213,19 @@ fn regions<'s>(specs: &'s [RegionSpec], problems: &mut Problems) -> Regions<'s> 
             }
             Some(j)
         });
+        let azure_name = spec.azure_name.as_ref().and_then(|n| {
+            let trimmed = n.trim();
+            if trimmed.is_empty() {
+                problems.error(format!("region[{i}].azure_name"), "must not be empty");
+                None
+            } else {
+                Some(trimmed.to_owned())
+            }
+        });
         configs.push(RegionConfig {
             name: names[i].to_owned(),
             pair,
+            azure_name,
         });
     }
     Regions { configs, index }
