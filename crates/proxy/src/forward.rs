@@ -77,6 +77,12 @@ pub(crate) async fn handle(
             err.into_response()
         }
     };
+    shared.metrics.record(
+        trace.region.as_ref(),
+        trace.tenant.as_ref(),
+        resp.status().as_u16(),
+        started.elapsed(),
+    );
     tracing::info!(
         target: "pairgate::access",
         tenant = trace.tenant.as_deref().unwrap_or("-"),

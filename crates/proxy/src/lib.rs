@@ -17,6 +17,7 @@
 mod error;
 mod forward;
 mod headers;
+pub mod metrics;
 mod server;
 
 use std::sync::Arc;
@@ -59,6 +60,8 @@ pub struct Settings {
     pub max_replay_body: usize,
     /// How long in-flight requests may take to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// `metrics.tenant_label_limit`.
+    pub tenant_label_limit: usize,
 }
 
 /// Data-plane counters (exported as metrics by the admin API).
@@ -81,7 +84,8 @@ impl Settings {
             idle_timeout: config.upstream.idle_timeout,
             max_idle_per_account: config.upstream.max_idle_per_account,
             max_replay_body: config.upstream.max_replay_body,
-            shutdown_grace: Duration::from_secs(30),
+            shutdown_grace: config.runtime.shutdown_grace,
+            tenant_label_limit: config.metrics.tenant_label_limit,
         }
     }
 }
@@ -96,6 +100,7 @@ pub struct Shared {
     settings: Settings,
     observer: Arc<dyn Observer>,
     stats: ProxyStats,
+    metrics: metrics::RequestMetrics,
 }
 
 impl Shared {
@@ -124,9 +129,10 @@ impl Shared {
             routes: ArcSwap::new(routes),
             http1: build(false),
             http2: build(true),
-            settings,
             observer,
             stats: ProxyStats::default(),
+            metrics: metrics::RequestMetrics::new(settings.tenant_label_limit),
+            settings,
         })
     }
 
@@ -139,6 +145,11 @@ impl Shared {
     /// loaded.
     pub fn swap_routes(&self, routes: Arc<RouteTable>) {
         self.routes.store(routes);
+    }
+
+    /// Request counters and latency histogram.
+    pub fn metrics(&self) -> &metrics::RequestMetrics {
+        &self.metrics
     }
 
     /// Data-plane counters.

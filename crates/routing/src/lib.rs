@@ -71,6 +71,8 @@ pub struct Region {
     pub name: Arc<str>,
     /// The paired region, if any.
     pub pair: Option<RegionId>,
+    /// The region's name in cloud alerts, when it differs from `name`.
+    pub azure_name: Option<Arc<str>>,
 }
 
 /// A compiled account: everything the data plane needs to send a request there.
@@ -174,6 +176,7 @@ impl RouteTable {
             .map(|r| Region {
                 name: r.name.as_str().into(),
                 pair: r.pair.map(RegionId::from_index),
+                azure_name: r.azure_name.as_deref().map(Arc::from),
             })
             .collect();
         let accounts = config

@@ -1,0 +1,177 @@
+//! Request counters and the latency histogram, recorded once per request at the end.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+
+/// Upper bounds (seconds) of the request-duration histogram buckets; `+Inf` is implied.
+pub const DURATION_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// Status classes 1xx..5xx.
+const CLASSES: usize = 5;
+
+/// Request metrics. Label sets are bounded: regions by config, tenants by
+/// `metrics.tenant_label_limit` (the rest share the `_other` label).
+pub struct RequestMetrics {
+    by_region: DashMap<(Arc<str>, u8), AtomicU64>,
+    by_tenant: DashMap<Arc<str>, [AtomicU64; CLASSES]>,
+    other_tenants: [AtomicU64; CLASSES],
+    tenant_limit: usize,
+    buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+/// The region label of requests that never reached a region (unknown tenant, bad request).
+pub const NO_REGION: &str = "none";
+
+impl RequestMetrics {
+    /// Empty metrics; at most `tenant_limit` tenants get their own label.
+    pub fn new(tenant_limit: usize) -> Self {
+        RequestMetrics {
+            by_region: DashMap::new(),
+            by_tenant: DashMap::new(),
+            other_tenants: Default::default(),
+            tenant_limit,
+            buckets: Default::default(),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one finished request.
+    pub fn record(
+        &self,
+        region: Option<&Arc<str>>,
+        tenant: Option<&Arc<str>>,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let class = usize::from((status / 100).clamp(1, 5) - 1);
+        let region = region.map_or_else(|| Arc::from(NO_REGION), Arc::clone);
+        // u8 is enough: class is 0..5.
+        let class_u8 = u8::try_from(class).unwrap_or(4);
+        if let Some(c) = self.by_region.get(&(Arc::clone(&region), class_u8)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.by_region
+                .entry((region, class_u8))
+                .or_default()
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(tenant) = tenant {
+            if let Some(counts) = self.by_tenant.get(tenant) {
+                counts[class].fetch_add(1, Ordering::Relaxed);
+            } else if self.by_tenant.len() < self.tenant_limit {
+                self.by_tenant.entry(Arc::clone(tenant)).or_default()[class]
+                    .fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.other_tenants[class].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let secs = elapsed.as_secs_f64();
+        let bucket = DURATION_BUCKETS
+            .iter()
+            .position(|&le| secs <= le)
+            .unwrap_or(DURATION_BUCKETS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(region, status class "2xx", count)` for every region seen.
+    pub fn by_region(&self) -> Vec<(Arc<str>, String, u64)> {
+        let mut v: Vec<_> = self
+            .by_region
+            .iter()
+            .map(|e| {
+                let (region, class) = e.key();
+                (
+                    Arc::clone(region),
+                    format!("{}xx", class + 1),
+                    e.value().load(Ordering::Relaxed),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// `(tenant, status class, count)`; tenants beyond the label limit appear as `_other`.
+    pub fn by_tenant(&self) -> Vec<(Arc<str>, String, u64)> {
+        let mut v = Vec::new();
+        for e in &self.by_tenant {
+            for (class, c) in e.value().iter().enumerate() {
+                let n = c.load(Ordering::Relaxed);
+                if n > 0 {
+                    v.push((Arc::clone(e.key()), format!("{}xx", class + 1), n));
+                }
+            }
+        }
+        for (class, c) in self.other_tenants.iter().enumerate() {
+            let n = c.load(Ordering::Relaxed);
+            if n > 0 {
+                v.push((Arc::from("_other"), format!("{}xx", class + 1), n));
+            }
+        }
+        v.sort();
+        v
+    }
+
+    /// Cumulative bucket counts (one per [`DURATION_BUCKETS`] entry, then `+Inf`), the sum in
+    /// seconds, and the count.
+    pub fn duration(&self) -> (Vec<u64>, f64, u64) {
+        let mut cumulative = Vec::with_capacity(self.buckets.len());
+        let mut acc = 0;
+        for b in &self.buckets {
+            acc += b.load(Ordering::Relaxed);
+            cumulative.push(acc);
+        }
+        let sum = Duration::from_micros(self.sum_micros.load(Ordering::Relaxed)).as_secs_f64();
+        (cumulative, sum, self.count.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_region_class_and_caps_tenant_labels() {
+        let m = RequestMetrics::new(1);
+        let east: Arc<str> = "eastus".into();
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        m.record(Some(&east), Some(&a), 200, Duration::from_millis(2));
+        m.record(Some(&east), Some(&a), 503, Duration::from_millis(20));
+        m.record(Some(&east), Some(&b), 200, Duration::from_secs(9));
+        m.record(None, None, 404, Duration::from_micros(100));
+        assert_eq!(
+            m.by_region(),
+            vec![
+                (east.clone(), "2xx".to_owned(), 2),
+                (east, "5xx".to_owned(), 1),
+                (Arc::from(NO_REGION), "4xx".to_owned(), 1),
+            ]
+        );
+        assert_eq!(
+            m.by_tenant(),
+            vec![
+                (Arc::from("_other"), "2xx".to_owned(), 1),
+                (a.clone(), "2xx".to_owned(), 1),
+                (a, "5xx".to_owned(), 1),
+            ]
+        );
+        let (buckets, sum, count) = m.duration();
+        assert_eq!(count, 4);
+        assert_eq!(*buckets.last().expect("+Inf"), 4);
+        assert_eq!(buckets[0], 1, "100us falls in the first bucket");
+        assert!((sum - 9.0221).abs() < 0.001, "{sum}");
+    }
+}
