@@ -1,37 +1,121 @@
 //! The controller: the single writer of failover state. It owns the pure [`Engine`], applies
-//! verdicts (and later operator commands) to it, and publishes each transition with one store
+//! verdicts and operator commands to it, and publishes each transition with one store
 //! into the tenant's [`ActiveSlot`](pairgate_routing::ActiveSlot).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use pairgate_config::{BothDown as ConfBothDown, Config, Failback as ConfFailback};
 use pairgate_failover::{
-    AccountDef, BothDown, Cause, Engine, Failback, Health, Policy, RegionDef, TenantDef, Transition,
+    AccountDef, BothDown, Cause, Engine, Failback, Health, Mode, Policy, RegionDef, RegionOverride,
+    Side, TenantDef, Transition,
 };
 use pairgate_routing::{Active, RouteTable};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::events::{CauseInfo, EventKind, EventLog};
 use crate::monitor::Verdict;
+use crate::state::{Override, PersistedState, now_unix_ms, save};
 
 /// Transitions in one batch above which each one is logged at debug level and only a summary
 /// at info: a region move of 100k tenants must not flood the log.
 const LOG_EACH_UP_TO: usize = 64;
 
-/// What the controller is asked to do.
+/// What the controller is asked to do. Every command is answered through its `reply`.
 #[derive(Debug)]
 pub enum Command {
     /// A prober's verdict changed.
     Verdict(Verdict),
-    /// Read one tenant's state.
+    /// Read one tenant's state and recent history.
     Tenant {
         /// Tenant name.
         name: String,
         /// Where the answer goes.
         reply: oneshot::Sender<Option<TenantView>>,
     },
+    /// A page of tenants in config order, after the tenant named `after`.
+    Tenants {
+        /// Cursor: the last name of the previous page.
+        after: Option<String>,
+        /// Page size.
+        limit: usize,
+        /// Where the answer goes: the page, and whether more follow.
+        reply: oneshot::Sender<(Vec<TenantView>, bool)>,
+    },
+    /// Pin a tenant to a side, or unpin it (`Mode::Auto`).
+    SetMode {
+        /// Tenant name.
+        tenant: String,
+        /// The new mode.
+        mode: Mode,
+        /// Why (kept with the override and in the event).
+        reason: String,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<TenantView, ControlError>>,
+    },
+    /// Ask a tenant on its secondary to return to its primary now (manual failback).
+    Failback {
+        /// Tenant name.
+        tenant: String,
+        /// Why.
+        reason: String,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<TenantView, ControlError>>,
+    },
+    /// Mark a region down, or return it to auto.
+    SetRegion {
+        /// Region name.
+        region: String,
+        /// Down or auto.
+        state: RegionOverride,
+        /// Why (an alert's tracking id, an operator's note).
+        reason: String,
+        /// Who: `operator` or `azure-monitor`.
+        source: &'static str,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<RegionView, ControlError>>,
+    },
+    /// Every region.
+    Regions {
+        /// Where the answer goes.
+        reply: oneshot::Sender<Vec<RegionView>>,
+    },
+    /// Adopt a new config and its compiled table (the table is published by the caller after
+    /// this answers, so slots are set before any request can see the new table).
+    Reload {
+        /// The new config.
+        config: Arc<Config>,
+        /// Its compiled table (slots and health cells carried from the current one).
+        table: Arc<RouteTable>,
+        /// Where the answer goes: the number of transitions the reload caused.
+        reply: oneshot::Sender<usize>,
+    },
+    /// Counters and gauges for `/metrics`.
+    Stats {
+        /// How many tenants to list individually.
+        tenant_limit: usize,
+        /// Where the answer goes.
+        reply: oneshot::Sender<ControllerStats>,
+    },
+}
+
+/// Why an operator command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// No tenant by that name.
+    #[error("unknown tenant")]
+    UnknownTenant,
+    /// No region by that name.
+    #[error("unknown region")]
+    UnknownRegion,
+    /// Pinning to the secondary of a tenant that has none.
+    #[error("the tenant has no secondary account")]
+    NoSecondary,
+    /// The controller has stopped.
+    #[error("the controller is not running")]
+    Stopped,
 }
 
 /// One tenant as the controller sees it.
@@ -45,8 +129,52 @@ pub struct TenantView {
     pub primary: (Arc<str>, Health),
     /// Secondary account name and health, if any.
     pub secondary: Option<(Arc<str>, Health)>,
-    /// When an automatic failback is due, if one is pending.
+    /// How long until an automatic failback, if one is pending.
     pub pending_failback_in: Option<std::time::Duration>,
+    /// The operator's pin, with its reason and time.
+    pub pin: Option<Override>,
+}
+
+impl TenantView {
+    /// The active account's name and health.
+    pub fn active(&self) -> (Arc<str>, Health) {
+        match (self.state.side, &self.secondary) {
+            (Side::Secondary, Some(s)) => s.clone(),
+            _ => self.primary.clone(),
+        }
+    }
+}
+
+/// One region as the controller sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionView {
+    /// Region name.
+    pub name: Arc<str>,
+    /// Paired region.
+    pub pair: Option<Arc<str>>,
+    /// The operator's (or an alert's) override, if the region is marked down.
+    pub marked_down: Option<Override>,
+    /// Whether the region counts as down (marked, or by the outage ratio).
+    pub down: bool,
+    /// Accounts in the region.
+    pub accounts: usize,
+    /// Of those, unhealthy.
+    pub unhealthy: usize,
+}
+
+/// Counters and gauges for metrics.
+#[derive(Debug, Clone, Default)]
+pub struct ControllerStats {
+    /// Accounts: name, region, health.
+    pub accounts: Vec<(Arc<str>, Arc<str>, Health)>,
+    /// Regions: name, down.
+    pub regions: Vec<(Arc<str>, bool)>,
+    /// The first `tenant_limit` tenants: name and side.
+    pub tenants: Vec<(Arc<str>, Side)>,
+    /// Tenants beyond the limit, counted per side: (primary, secondary).
+    pub other_tenants: (u64, u64),
+    /// Transitions since start, by cause label.
+    pub transitions: BTreeMap<&'static str, u64>,
 }
 
 /// Sends commands to the controller task.
@@ -63,14 +191,104 @@ impl ControlHandle {
 
     /// One tenant's current state, or `None` for an unknown tenant (or a stopped controller).
     pub async fn tenant(&self, name: &str) -> Option<TenantView> {
+        self.ask(|reply| Command::Tenant {
+            name: name.to_owned(),
+            reply,
+        })
+        .await
+        .flatten()
+    }
+
+    /// A page of tenants after `after`, and whether more follow.
+    pub async fn tenants(&self, after: Option<String>, limit: usize) -> (Vec<TenantView>, bool) {
+        self.ask(|reply| Command::Tenants {
+            after,
+            limit,
+            reply,
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// Pins or unpins a tenant.
+    pub async fn set_mode(
+        &self,
+        tenant: &str,
+        mode: Mode,
+        reason: &str,
+    ) -> Result<TenantView, ControlError> {
+        self.ask(|reply| Command::SetMode {
+            tenant: tenant.to_owned(),
+            mode,
+            reason: reason.to_owned(),
+            reply,
+        })
+        .await
+        .unwrap_or(Err(ControlError::Stopped))
+    }
+
+    /// Manual failback of a tenant to its primary.
+    pub async fn failback(&self, tenant: &str, reason: &str) -> Result<TenantView, ControlError> {
+        self.ask(|reply| Command::Failback {
+            tenant: tenant.to_owned(),
+            reason: reason.to_owned(),
+            reply,
+        })
+        .await
+        .unwrap_or(Err(ControlError::Stopped))
+    }
+
+    /// Marks a region down or back to auto.
+    pub async fn set_region(
+        &self,
+        region: &str,
+        state: RegionOverride,
+        reason: &str,
+        source: &'static str,
+    ) -> Result<RegionView, ControlError> {
+        self.ask(|reply| Command::SetRegion {
+            region: region.to_owned(),
+            state,
+            reason: reason.to_owned(),
+            source,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(ControlError::Stopped))
+    }
+
+    /// Every region.
+    pub async fn regions(&self) -> Vec<RegionView> {
+        self.ask(|reply| Command::Regions { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Adopts a new config; returns the number of transitions it caused. Publish `table` to the
+    /// data plane only after this returns.
+    pub async fn reload(&self, config: Arc<Config>, table: Arc<RouteTable>) -> Option<usize> {
+        self.ask(|reply| Command::Reload {
+            config,
+            table,
+            reply,
+        })
+        .await
+    }
+
+    /// Counters and gauges for metrics.
+    pub async fn stats(&self, tenant_limit: usize) -> ControllerStats {
+        self.ask(|reply| Command::Stats {
+            tenant_limit,
+            reply,
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Tenant {
-                name: name.to_owned(),
-                reply,
-            })
-            .ok()?;
-        rx.await.ok().flatten()
+        self.tx.send(command(reply)).ok()?;
+        rx.await.ok()
     }
 }
 
@@ -80,12 +298,22 @@ pub struct Controller {
     table: Arc<RouteTable>,
     events: Arc<EventLog>,
     tenant_index: HashMap<Arc<str>, usize>,
+    region_index: HashMap<Arc<str>, usize>,
+    /// Operator overrides, mirrored to the state file.
+    overrides: PersistedState,
+    state_path: Option<PathBuf>,
+    transitions: BTreeMap<&'static str, u64>,
 }
 
 impl Controller {
-    /// A controller for `config`, compiled as `table`; every tenant starts on its primary with
-    /// every account's health unknown.
-    pub fn new(config: &Config, table: Arc<RouteTable>, events: Arc<EventLog>) -> Controller {
+    /// A controller for `config`, compiled as `table`: every tenant starts on its primary with
+    /// every account's health unknown, then the persisted overrides (`restored`) are applied.
+    pub fn new(
+        config: &Config,
+        table: Arc<RouteTable>,
+        events: Arc<EventLog>,
+        restored: PersistedState,
+    ) -> Controller {
         let (regions, accounts, tenants) = defs(config, &table);
         let engine = Engine::new(
             regions,
@@ -94,18 +322,71 @@ impl Controller {
             config.failover.region_outage_ratio,
             Instant::now(),
         );
-        let tenant_index = table
+        let mut controller = Controller {
+            engine,
+            table: Arc::clone(&table),
+            events,
+            tenant_index: HashMap::new(),
+            region_index: HashMap::new(),
+            overrides: PersistedState::default(),
+            state_path: config.state.path.clone(),
+            transitions: BTreeMap::new(),
+        };
+        controller.index();
+        controller.restore(restored);
+        controller
+    }
+
+    fn index(&mut self) {
+        self.tenant_index = self
+            .table
             .tenants()
             .iter()
             .enumerate()
             .map(|(i, t)| (Arc::clone(&t.name), i))
             .collect();
-        Controller {
-            engine,
-            table,
-            events,
-            tenant_index,
+        self.region_index = self
+            .table
+            .regions()
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (Arc::clone(&r.name), i))
+            .collect();
+    }
+
+    /// Applies persisted pins and region states; entries naming tenants or regions that no
+    /// longer exist are dropped with a warning.
+    fn restore(&mut self, restored: PersistedState) {
+        let now = Instant::now();
+        let mut transitions = Vec::new();
+        for (name, o) in restored.regions {
+            match (self.region_index.get(name.as_str()), o.value.as_str()) {
+                (Some(&r), "down") => {
+                    transitions.extend(self.engine.set_region(r, RegionOverride::Down, now));
+                    self.overrides.regions.insert(name, o);
+                }
+                _ => {
+                    tracing::warn!(region = %name, "dropping persisted region state: unknown region or state")
+                }
+            }
         }
+        for (name, o) in restored.tenants {
+            let side = match o.value.as_str() {
+                "primary" => Some(Side::Primary),
+                "secondary" => Some(Side::Secondary),
+                _ => None,
+            };
+            match (self.tenant_index.get(name.as_str()).copied(), side) {
+                (Some(t), Some(side)) => {
+                    transitions.extend(self.engine.set_mode(t, Mode::Pinned(side), now));
+                    self.overrides.tenants.insert(name, o);
+                }
+                _ => {
+                    tracing::warn!(tenant = %name, "dropping persisted pin: unknown tenant or side")
+                }
+            }
+        }
+        self.publish(&transitions);
     }
 
     /// Starts the controller task; it runs until every [`ControlHandle`] and prober is gone.
@@ -144,6 +425,267 @@ impl Controller {
             Command::Tenant { name, reply } => {
                 let _ = reply.send(self.view(&name));
             }
+            Command::Tenants {
+                after,
+                limit,
+                reply,
+            } => {
+                let start = after
+                    .and_then(|a| self.tenant_index.get(a.as_str()).map(|&i| i + 1))
+                    .unwrap_or(0);
+                let names: Vec<Arc<str>> = self.table.tenants()
+                    [start.min(self.table.tenants().len())..]
+                    .iter()
+                    .take(limit)
+                    .map(|t| Arc::clone(&t.name))
+                    .collect();
+                let more = start + names.len() < self.table.tenants().len();
+                let page = names.iter().filter_map(|n| self.view(n)).collect();
+                let _ = reply.send((page, more));
+            }
+            Command::SetMode {
+                tenant,
+                mode,
+                reason,
+                reply,
+            } => {
+                let _ = reply.send(self.set_mode(&tenant, mode, reason));
+            }
+            Command::Failback {
+                tenant,
+                reason,
+                reply,
+            } => {
+                let _ = reply.send(self.manual_failback(&tenant, &reason));
+            }
+            Command::SetRegion {
+                region,
+                state,
+                reason,
+                source,
+                reply,
+            } => {
+                let _ = reply.send(self.set_region(&region, state, reason, source));
+            }
+            Command::Regions { reply } => {
+                let views = (0..self.table.regions().len())
+                    .map(|r| self.region_view(r))
+                    .collect();
+                let _ = reply.send(views);
+            }
+            Command::Reload {
+                config,
+                table,
+                reply,
+            } => {
+                let _ = reply.send(self.reload(&config, table));
+            }
+            Command::Stats {
+                tenant_limit,
+                reply,
+            } => {
+                let _ = reply.send(self.stats(tenant_limit));
+            }
+        }
+    }
+
+    fn set_mode(
+        &mut self,
+        tenant: &str,
+        mode: Mode,
+        reason: String,
+    ) -> Result<TenantView, ControlError> {
+        let &t = self
+            .tenant_index
+            .get(tenant)
+            .ok_or(ControlError::UnknownTenant)?;
+        if mode == Mode::Pinned(Side::Secondary) && self.table.tenants()[t].secondary.is_none() {
+            return Err(ControlError::NoSecondary);
+        }
+        let transitions = self.engine.set_mode(t, mode, Instant::now());
+        let value = match mode {
+            Mode::Auto => "auto",
+            Mode::Pinned(side) => side.as_str(),
+        };
+        let record = Override {
+            value: value.to_owned(),
+            reason,
+            source: "operator".to_owned(),
+            at_unix_ms: now_unix_ms(),
+        };
+        self.events.push(EventKind::Pin {
+            tenant: Arc::clone(&self.table.tenants()[t].name),
+            mode: value,
+            reason: record.reason.clone(),
+        });
+        match mode {
+            Mode::Auto => self.overrides.tenants.remove(tenant),
+            Mode::Pinned(_) => self.overrides.tenants.insert(tenant.to_owned(), record),
+        };
+        self.persist();
+        self.publish(&transitions);
+        self.view(tenant).ok_or(ControlError::UnknownTenant)
+    }
+
+    fn manual_failback(&mut self, tenant: &str, reason: &str) -> Result<TenantView, ControlError> {
+        let &t = self
+            .tenant_index
+            .get(tenant)
+            .ok_or(ControlError::UnknownTenant)?;
+        let transitions = self.engine.request_failback(t, Instant::now());
+        tracing::info!(
+            tenant,
+            reason,
+            moved = !transitions.is_empty(),
+            "manual failback requested"
+        );
+        self.publish(&transitions);
+        self.view(tenant).ok_or(ControlError::UnknownTenant)
+    }
+
+    fn set_region(
+        &mut self,
+        region: &str,
+        state: RegionOverride,
+        reason: String,
+        source: &'static str,
+    ) -> Result<RegionView, ControlError> {
+        let &r = self
+            .region_index
+            .get(region)
+            .ok_or(ControlError::UnknownRegion)?;
+        let transitions = self.engine.set_region(r, state, Instant::now());
+        let value = match state {
+            RegionOverride::Auto => "auto",
+            RegionOverride::Down => "down",
+        };
+        tracing::info!(region, state = value, reason = %reason, source, moved = transitions.len(), "region state set");
+        self.events.push(EventKind::RegionState {
+            region: Arc::clone(&self.table.regions()[r].name),
+            state: value,
+            reason: reason.clone(),
+            source,
+        });
+        match state {
+            RegionOverride::Auto => {
+                self.overrides.regions.remove(region);
+            }
+            RegionOverride::Down => {
+                self.overrides.regions.insert(
+                    region.to_owned(),
+                    Override {
+                        value: value.to_owned(),
+                        reason,
+                        source: source.to_owned(),
+                        at_unix_ms: now_unix_ms(),
+                    },
+                );
+            }
+        }
+        self.persist();
+        self.publish(&transitions);
+        Ok(self.region_view(r))
+    }
+
+    /// Rebuilds the engine for a new config, carrying health, sides, generations, pins and
+    /// region states by identity; then publishes the transitions the new config causes.
+    fn reload(&mut self, config: &Config, table: Arc<RouteTable>) -> usize {
+        let (regions, accounts, tenants) = defs(config, &table);
+        let (engine, transitions) = self.engine.rebuild(
+            regions,
+            accounts,
+            tenants,
+            config.failover.region_outage_ratio,
+            Instant::now(),
+        );
+        self.engine = engine;
+        self.table = table;
+        self.state_path = config.state.path.clone();
+        self.index();
+        let (tenants, regions) = (&self.tenant_index, &self.region_index);
+        let before = (self.overrides.tenants.len(), self.overrides.regions.len());
+        self.overrides
+            .tenants
+            .retain(|name, _| tenants.contains_key(name.as_str()));
+        self.overrides
+            .regions
+            .retain(|name, _| regions.contains_key(name.as_str()));
+        if before != (self.overrides.tenants.len(), self.overrides.regions.len()) {
+            self.persist();
+        }
+        self.publish(&transitions);
+        transitions.len()
+    }
+
+    fn persist(&self) {
+        let Some(path) = &self.state_path else { return };
+        if let Err(err) = save(path, &self.overrides) {
+            tracing::error!(path = %path.display(), error = %err, "cannot write the state file; overrides will not survive a restart");
+        }
+    }
+
+    fn stats(&self, tenant_limit: usize) -> ControllerStats {
+        let accounts = self
+            .table
+            .accounts()
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                (
+                    Arc::clone(&a.name),
+                    Arc::clone(&self.table.region(a.region).name),
+                    self.engine.account_health(i),
+                )
+            })
+            .collect();
+        let regions = self
+            .table
+            .regions()
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (Arc::clone(&r.name), self.engine.region_down(i)))
+            .collect();
+        let mut other = (0, 0);
+        let mut tenants = Vec::with_capacity(tenant_limit.min(self.table.tenants().len()));
+        for (i, t) in self.table.tenants().iter().enumerate() {
+            let side = self.engine.tenant(i).side;
+            if i < tenant_limit {
+                tenants.push((Arc::clone(&t.name), side));
+            } else if side == Side::Primary {
+                other.0 += 1;
+            } else {
+                other.1 += 1;
+            }
+        }
+        ControllerStats {
+            accounts,
+            regions,
+            tenants,
+            other_tenants: other,
+            transitions: self.transitions.clone(),
+        }
+    }
+
+    fn region_view(&self, r: usize) -> RegionView {
+        let region = &self.table.regions()[r];
+        let in_region: Vec<usize> = self
+            .table
+            .accounts()
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.region.index() == r)
+            .map(|(i, _)| i)
+            .collect();
+        RegionView {
+            name: Arc::clone(&region.name),
+            pair: region.pair.map(|p| Arc::clone(&self.table.region(p).name)),
+            marked_down: self.overrides.regions.get(&*region.name).cloned(),
+            down: self.engine.region_down(r),
+            accounts: in_region.len(),
+            unhealthy: in_region
+                .iter()
+                .filter(|&&a| self.engine.account_health(a) == Health::Unhealthy)
+                .count(),
         }
     }
 
@@ -171,11 +713,12 @@ impl Controller {
     }
 
     /// Stores each transition into its tenant's slot (one atomic store each), then logs it.
-    fn publish(&self, transitions: &[Transition]) {
+    fn publish(&mut self, transitions: &[Transition]) {
         if transitions.is_empty() {
             return;
         }
         for t in transitions {
+            *self.transitions.entry(cause_label(t.cause)).or_default() += 1;
             self.table.tenants()[t.tenant].slot.store(Active {
                 side: t.to,
                 reject: t.reject,
@@ -227,21 +770,16 @@ impl Controller {
     }
 
     fn cause_info(&self, cause: Cause) -> CauseInfo {
-        let region = |r: usize| Some(Arc::clone(&self.table.regions()[r].name));
-        let (label, region) = match cause {
-            Cause::PrimaryUnhealthy => ("primary_unhealthy", None),
-            Cause::RegionOutage { region: r } => ("region_outage", region(r)),
-            Cause::RegionMarkedDown { region: r } => ("region_marked_down", region(r)),
-            Cause::SecondaryUnhealthy => ("secondary_unhealthy", None),
-            Cause::Failback => ("failback", None),
-            Cause::Pinned => ("pinned", None),
-            Cause::Unpinned => ("unpinned", None),
-            Cause::ManualFailback => ("manual_failback", None),
-            Cause::BothDown => ("both_down", None),
-            Cause::Recovered => ("recovered", None),
-            Cause::Reconfigured => ("reconfigured", None),
+        let region = match cause {
+            Cause::RegionOutage { region } | Cause::RegionMarkedDown { region } => {
+                Some(Arc::clone(&self.table.regions()[region].name))
+            }
+            _ => None,
         };
-        CauseInfo { label, region }
+        CauseInfo {
+            label: cause_label(cause),
+            region,
+        }
     }
 
     fn view(&self, name: &str) -> Option<TenantView> {
@@ -263,7 +801,25 @@ impl Controller {
                 .engine
                 .pending_failback(i)
                 .map(|at| at.saturating_duration_since(now)),
+            pin: self.overrides.tenants.get(name).cloned(),
         })
+    }
+}
+
+/// How events, logs and metrics spell a cause.
+pub fn cause_label(cause: Cause) -> &'static str {
+    match cause {
+        Cause::PrimaryUnhealthy => "primary_unhealthy",
+        Cause::RegionOutage { .. } => "region_outage",
+        Cause::RegionMarkedDown { .. } => "region_marked_down",
+        Cause::SecondaryUnhealthy => "secondary_unhealthy",
+        Cause::Failback => "failback",
+        Cause::Pinned => "pinned",
+        Cause::Unpinned => "unpinned",
+        Cause::ManualFailback => "manual_failback",
+        Cause::BothDown => "both_down",
+        Cause::Recovered => "recovered",
+        Cause::Reconfigured => "reconfigured",
     }
 }
 

@@ -35,6 +35,35 @@ pub enum EventKind {
         /// The tenant's generation after the change.
         generation: u64,
     },
+    /// An operator pinned or unpinned a tenant.
+    Pin {
+        /// Tenant name.
+        tenant: Arc<str>,
+        /// `primary`, `secondary` or `auto`.
+        mode: &'static str,
+        /// The operator's reason.
+        reason: String,
+    },
+    /// A region was marked down or returned to auto.
+    RegionState {
+        /// Region name.
+        region: Arc<str>,
+        /// `down` or `auto`.
+        state: &'static str,
+        /// Why (an alert's tracking id, an operator's note).
+        reason: String,
+        /// `operator` or `azure-monitor`.
+        source: &'static str,
+    },
+    /// A config was loaded (or rejected).
+    Reload {
+        /// The config generation now serving.
+        generation: u64,
+        /// Whether the new config was accepted.
+        accepted: bool,
+        /// Problems, when rejected.
+        problems: Vec<String>,
+    },
     /// An account's verdict changed.
     AccountHealth {
         /// Account name.

@@ -18,7 +18,11 @@ pub mod control;
 pub mod events;
 pub mod monitor;
 pub mod probe;
+pub mod state;
 
-pub use control::{Command, ControlHandle, Controller, TenantView};
+pub use control::{
+    Command, ControlError, ControlHandle, Controller, ControllerStats, RegionView, TenantView,
+    cause_label,
+};
 pub use events::{CauseInfo, Event, EventKind, EventLog};
 pub use monitor::{Monitor, ProbeStats, Verdict};

@@ -1,0 +1,187 @@
+//! The state file: operator pins and region states that survive a restart.
+//!
+//! Written atomically (temporary file, fsync, rename, fsync of the directory) after every
+//! change; read once at start. A file that cannot be parsed is moved aside, never silently
+//! dropped, and the gateway starts without overrides. Besides the config schema, this format is
+//! the only other `Deserialize` type in the workspace: it is data pairgate writes for itself.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Current format version.
+const VERSION: u32 = 1;
+
+/// An operator override with its reason and time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Override {
+    /// `"primary"`/`"secondary"` for a tenant pin; `"down"` for a region.
+    pub value: String,
+    /// Why, as the operator (or alert) said.
+    pub reason: String,
+    /// Who set it: `operator` or `azure-monitor`.
+    #[serde(default = "operator")]
+    pub source: String,
+    /// When, milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+}
+
+fn operator() -> String {
+    "operator".to_owned()
+}
+
+/// Everything persisted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistedState {
+    /// Format version.
+    #[serde(default)]
+    pub version: u32,
+    /// Tenant name to pin.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, Override>,
+    /// Region name to state (only `down` is stored; `auto` is the absence of an entry).
+    #[serde(default)]
+    pub regions: BTreeMap<String, Override>,
+}
+
+/// What loading found.
+#[derive(Debug)]
+pub enum Loaded {
+    /// No file yet: start without overrides.
+    Missing,
+    /// The file's overrides.
+    Found(PersistedState),
+    /// The file was unreadable or corrupt and was moved to `moved_to`.
+    Corrupt {
+        /// Why it was rejected.
+        error: String,
+        /// Where it is now (`None` if moving it failed too).
+        moved_to: Option<PathBuf>,
+    },
+}
+
+/// Reads the state file at `path`.
+pub fn load(path: &Path) -> Loaded {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Loaded::Missing,
+        Err(err) => {
+            return Loaded::Corrupt {
+                error: format!("cannot read: {err}"),
+                moved_to: None,
+            };
+        }
+    };
+    match serde_json::from_slice::<PersistedState>(&bytes) {
+        Ok(state) if state.version <= VERSION => Loaded::Found(state),
+        Ok(state) => Loaded::Corrupt {
+            error: format!("unsupported version {}", state.version),
+            moved_to: move_aside(path),
+        },
+        Err(err) => Loaded::Corrupt {
+            error: format!("not a pairgate state file: {err}"),
+            moved_to: move_aside(path),
+        },
+    }
+}
+
+fn move_aside(path: &Path) -> Option<PathBuf> {
+    let mut name = path.file_name()?.to_os_string();
+    name.push(format!(".corrupt-{}", now_unix_ms()));
+    let to = path.with_file_name(name);
+    std::fs::rename(path, &to).ok().map(|()| to)
+}
+
+/// Writes `state` to `path` atomically: readers see the old file or the new one, never a torn
+/// one, and a crash leaves one of the two.
+pub fn save(path: &Path, state: &PersistedState) -> std::io::Result<()> {
+    let mut state = state.clone();
+    state.version = VERSION;
+    let json = serde_json::to_vec_pretty(&state).map_err(std::io::Error::other)?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&json)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    // Persist the rename itself.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("pairgate-state-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir.join("state.json")
+    }
+
+    #[test]
+    fn round_trips_and_reports_missing() {
+        let path = temp("rt");
+        assert!(matches!(load(&path), Loaded::Missing));
+        let mut state = PersistedState::default();
+        state.tenants.insert(
+            "contoso".into(),
+            Override {
+                value: "secondary".into(),
+                reason: "drill".into(),
+                source: operator(),
+                at_unix_ms: 7,
+            },
+        );
+        save(&path, &state).expect("save");
+        match load(&path) {
+            Loaded::Found(found) => {
+                assert_eq!(found.tenants, state.tenants);
+                assert_eq!(found.version, VERSION);
+            }
+            other => panic!("expected Found, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn corrupt_file_is_moved_aside_not_dropped() {
+        let path = temp("corrupt");
+        std::fs::write(&path, b"{\"tenants\": [oops").expect("write");
+        match load(&path) {
+            Loaded::Corrupt {
+                error,
+                moved_to: Some(to),
+            } => {
+                assert!(error.contains("not a pairgate state file"), "{error}");
+                assert!(!path.exists(), "corrupt file left in place");
+                assert_eq!(
+                    std::fs::read(&to).expect("moved file"),
+                    b"{\"tenants\": [oops"
+                );
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+}
