@@ -1,0 +1,602 @@
+//! The admin listener and its routes.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use pairgate_config::Config;
+use pairgate_failover::{Health, Mode, RegionOverride, Side};
+use pairgate_health::{
+    ControlError, ControlHandle, EventKind, EventLog, Monitor, RegionView, TenantView,
+};
+use pairgate_proxy::Shared;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::alerts::{self, IncidentStage, Parsed};
+use crate::auth::{self, Verdict};
+use crate::prometheus;
+
+/// Largest admin request body.
+const MAX_BODY: usize = 1 << 20;
+/// Default and largest page of `GET /v1/tenants` and `GET /v1/events`.
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+/// A boxed future, for the [`Reloader`] trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a successful reload reports.
+#[derive(Debug, Clone)]
+pub struct Reloaded {
+    /// The new config generation.
+    pub generation: u64,
+    /// Tenant transitions the new config caused.
+    pub transitions: usize,
+    /// Warnings from validation, and notes such as "listen address change needs a restart".
+    pub warnings: Vec<String>,
+}
+
+/// Re-reads and applies the config; implemented by the binary's wiring.
+pub trait Reloader: Send + Sync {
+    /// Reloads; `Err` carries every problem while the running config keeps serving.
+    fn reload(&self) -> BoxFuture<'_, Result<Reloaded, Vec<String>>>;
+    /// The config currently serving.
+    fn config(&self) -> Arc<Config>;
+    /// (accepted, rejected) reloads since start.
+    fn counts(&self) -> (u64, u64);
+}
+
+/// Everything the admin API reads or drives.
+pub struct AdminState {
+    /// The failover controller.
+    pub control: ControlHandle,
+    /// The event log.
+    pub events: Arc<EventLog>,
+    /// Probers (readiness, probe counters).
+    pub monitor: Arc<Monitor>,
+    /// The data plane (routing snapshot, request metrics).
+    pub proxy: Arc<Shared>,
+    /// The bearer token; `None` means `/v1` is closed (every call 401/403).
+    pub token: Option<String>,
+    /// Config reloads.
+    pub reloader: Arc<dyn Reloader>,
+}
+
+/// Serves the admin API until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    tracing::warn!(error = %err, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let state = Arc::clone(&state);
+        let service = service_fn(move |req| {
+            let state = Arc::clone(&state);
+            async move { Ok::<_, Infallible>(route(&state, req).await) }
+        });
+        let conn = graceful.watch(
+            builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned(),
+        );
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}
+
+type Resp = Response<Full<Bytes>>;
+
+async fn route(state: &AdminState, req: Request<Incoming>) -> Resp {
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (req.method().clone(), segments.as_slice()) {
+        (Method::GET, ["healthz"]) => json_resp(StatusCode::OK, &json!({"status": "ok"})),
+        (Method::GET, ["readyz"]) => {
+            if state.monitor.first_round_done() {
+                json_resp(StatusCode::OK, &json!({"ready": true}))
+            } else {
+                json_resp(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({"ready": false, "waiting_for": "first probe round"}),
+                )
+            }
+        }
+        (Method::GET, ["metrics"]) => metrics(state).await,
+        (method, ["v1", rest @ ..]) => {
+            // Action groups cannot always send headers: the alert receiver also takes ?token=.
+            let query_token = (rest == ["alerts", "azure-monitor"])
+                .then(|| query_param(&query, "token"))
+                .flatten();
+            match auth::check(
+                state.token.as_deref(),
+                req.headers(),
+                query_token.as_deref(),
+            ) {
+                Verdict::Allowed => {}
+                Verdict::Missing => {
+                    let mut resp = error(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        "send Authorization: Bearer <token>",
+                    );
+                    resp.headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                    return resp;
+                }
+                Verdict::Wrong => {
+                    let hint = if state.token.is_some() {
+                        "wrong token"
+                    } else {
+                        "no admin token is configured (set [admin] token_env or token_file)"
+                    };
+                    return error(StatusCode::FORBIDDEN, "forbidden", hint);
+                }
+            }
+            let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        "admin request bodies are limited to 1 MiB",
+                    );
+                }
+            };
+            v1(state, &method, rest, &query, &body).await
+        }
+        _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+    }
+}
+
+async fn v1(state: &AdminState, method: &Method, path: &[&str], query: &str, body: &[u8]) -> Resp {
+    match (method, path) {
+        (&Method::GET, ["tenants"]) => {
+            let limit = page_limit(query);
+            let after = query_param(query, "after");
+            let (page, more) = state.control.tenants(after, limit).await;
+            let next = if more {
+                page.last().map(|t| Value::from(&*t.name))
+            } else {
+                None
+            };
+            json_resp(
+                StatusCode::OK,
+                &json!({
+                    "tenants": page.iter().map(tenant_json).collect::<Vec<_>>(),
+                    "next": next,
+                }),
+            )
+        }
+        (&Method::GET, ["tenants", name]) => match state.control.tenant(name).await {
+            None => error(
+                StatusCode::NOT_FOUND,
+                "unknown_tenant",
+                "no tenant by that name",
+            ),
+            Some(view) => json_resp(StatusCode::OK, &tenant_detail(state, &view)),
+        },
+        (&Method::PUT, ["tenants", name, "mode"]) => {
+            let (mode, reason) = match parse_mode(body) {
+                Ok(v) => v,
+                Err(msg) => return error(StatusCode::BAD_REQUEST, "bad_request", &msg),
+            };
+            match state.control.set_mode(name, mode, &reason).await {
+                Ok(view) => {
+                    let mut out = tenant_json(&view);
+                    let active_health = view.active().1;
+                    if matches!(mode, Mode::Pinned(_)) && active_health == Health::Unhealthy {
+                        out["warning"] = json!(format!(
+                            "pinned to account {} which is unhealthy; requests will go there anyway",
+                            view.active().0
+                        ));
+                    }
+                    json_resp(StatusCode::OK, &out)
+                }
+                Err(err) => control_error(err),
+            }
+        }
+        (&Method::POST, ["tenants", name, "failback"]) => {
+            let reason = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_else(|| "manual failback".to_owned());
+            match state.control.failback(name, &reason).await {
+                Ok(view) => json_resp(StatusCode::OK, &tenant_json(&view)),
+                Err(err) => control_error(err),
+            }
+        }
+        (&Method::GET, ["regions"]) => {
+            let regions = state.control.regions().await;
+            json_resp(
+                StatusCode::OK,
+                &json!({"regions": regions.iter().map(region_json).collect::<Vec<_>>()}),
+            )
+        }
+        (&Method::PUT, ["regions", name]) => {
+            let (region_state, reason) = match parse_region_state(body) {
+                Ok(v) => v,
+                Err(msg) => return error(StatusCode::BAD_REQUEST, "bad_request", &msg),
+            };
+            match state
+                .control
+                .set_region(name, region_state, &reason, "operator")
+                .await
+            {
+                Ok(view) => json_resp(StatusCode::OK, &region_json(&view)),
+                Err(err) => control_error(err),
+            }
+        }
+        (&Method::GET, ["events"]) => {
+            let after = query_param(query, "after")
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(0);
+            let events = state.events.after(after, page_limit(query));
+            json_resp(
+                StatusCode::OK,
+                &json!({
+                    "events": events.iter().map(event_json).collect::<Vec<_>>(),
+                    "last_seq": state.events.last_seq(),
+                }),
+            )
+        }
+        (&Method::POST, ["reload"]) => match state.reloader.reload().await {
+            Ok(r) => json_resp(
+                StatusCode::OK,
+                &json!({
+                    "generation": r.generation, "transitions": r.transitions, "warnings": r.warnings,
+                }),
+            ),
+            Err(problems) => json_resp(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &json!({
+                    "error": "invalid_config",
+                    "detail": "the running config keeps serving",
+                    "problems": problems,
+                }),
+            ),
+        },
+        (&Method::POST, ["alerts", "azure-monitor"]) => azure_alert(state, body).await,
+        _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+    }
+}
+
+/// Marks the impacted regions down while an incident is active and returns them to auto when
+/// the same incident resolves. Regions marked down by someone else are left alone on resolve.
+async fn azure_alert(state: &AdminState, body: &[u8]) -> Resp {
+    let alert = match alerts::parse_azure_monitor(body) {
+        Ok(Parsed::ServiceHealth(alert)) => alert,
+        Ok(Parsed::Irrelevant(why)) => {
+            return json_resp(
+                StatusCode::ACCEPTED,
+                &json!({"status": "ignored", "reason": why}),
+            );
+        }
+        Err(err) => return error(StatusCode::BAD_REQUEST, "malformed_alert", &err.to_string()),
+    };
+    let config = state.reloader.config();
+    // Only the regions listed next to a service we care about: an incident that names Video
+    // Indexer in East US and Storage in West Europe must not move East US when we filter on
+    // Storage.
+    let impacted = alert.regions_for(&config.alerts.azure_monitor_services);
+    if impacted.is_empty() {
+        return json_resp(
+            StatusCode::ACCEPTED,
+            &json!({"status": "ignored", "reason": "no impacted region for the services in alerts.azure_monitor.services"}),
+        );
+    }
+    let table = state.proxy.routes();
+    let regions: Vec<String> = table
+        .regions()
+        .iter()
+        .filter(|r| {
+            impacted
+                .iter()
+                .any(|a| alerts::region_matches(a, &r.name, r.azure_name.as_deref()))
+        })
+        .map(|r| r.name.to_string())
+        .collect();
+    if regions.is_empty() {
+        return json_resp(
+            StatusCode::ACCEPTED,
+            &json!({"status": "ignored", "reason": "no configured region is impacted"}),
+        );
+    }
+    let reason = format!("azure service health incident {}", alert.tracking_id);
+    let target = match &alert.stage {
+        IncidentStage::Active => RegionOverride::Down,
+        IncidentStage::Resolved => RegionOverride::Auto,
+        IncidentStage::Other(stage) => {
+            return json_resp(
+                StatusCode::ACCEPTED,
+                &json!({"status": "ignored", "reason": format!("incident stage {stage}")}),
+            );
+        }
+    };
+    let current = state.control.regions().await;
+    let mut applied = Vec::new();
+    for region in regions {
+        if target == RegionOverride::Auto {
+            // Only the incident that marked a region down may bring it back.
+            let ours = current.iter().any(|v| {
+                *v.name == *region && v.marked_down.as_ref().is_some_and(|o| o.reason == reason)
+            });
+            if !ours {
+                continue;
+            }
+        }
+        if state
+            .control
+            .set_region(&region, target, &reason, "azure-monitor")
+            .await
+            .is_ok()
+        {
+            applied.push(region);
+        }
+    }
+    let state_name = if target == RegionOverride::Down {
+        "down"
+    } else {
+        "auto"
+    };
+    json_resp(
+        StatusCode::OK,
+        &json!({
+            "status": "applied", "tracking_id": alert.tracking_id, "state": state_name, "regions": applied,
+        }),
+    )
+}
+
+async fn metrics(state: &AdminState) -> Resp {
+    let config = state.reloader.config();
+    let stats = state.control.stats(config.metrics.tenant_label_limit).await;
+    let text = prometheus::render(
+        &state.proxy,
+        &state.monitor,
+        &stats,
+        state.reloader.counts(),
+        state.proxy.routes().generation(),
+    );
+    let mut resp = Response::new(Full::new(Bytes::from(text)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
+}
+
+fn parse_mode(body: &[u8]) -> Result<(Mode, String), String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    let mode = match v.get("mode").and_then(Value::as_str) {
+        Some("auto") => Mode::Auto,
+        Some("primary") => Mode::Pinned(Side::Primary),
+        Some("secondary") => Mode::Pinned(Side::Secondary),
+        Some(other) => {
+            return Err(format!(
+                "mode {other:?} is not one of \"auto\", \"primary\", \"secondary\""
+            ));
+        }
+        None => {
+            return Err("missing \"mode\": one of \"auto\", \"primary\", \"secondary\"".to_owned());
+        }
+    };
+    Ok((mode, reason(&v)?))
+}
+
+fn parse_region_state(body: &[u8]) -> Result<(RegionOverride, String), String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    let state = match v.get("state").and_then(Value::as_str) {
+        Some("auto") => RegionOverride::Auto,
+        Some("down") => RegionOverride::Down,
+        Some(other) => return Err(format!("state {other:?} is not one of \"auto\", \"down\"")),
+        None => return Err("missing \"state\": \"auto\" or \"down\"".to_owned()),
+    };
+    Ok((state, reason(&v)?))
+}
+
+fn reason(v: &Value) -> Result<String, String> {
+    match v.get("reason") {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) if s.len() <= 1024 => Ok(s.clone()),
+        Some(Value::String(_)) => Err("\"reason\" is longer than 1024 bytes".to_owned()),
+        Some(_) => Err("\"reason\" must be a string".to_owned()),
+    }
+}
+
+fn mode_str(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Auto => "auto",
+        Mode::Pinned(side) => side.as_str(),
+    }
+}
+
+fn tenant_json(v: &TenantView) -> Value {
+    let account = |a: &(Arc<str>, Health)| json!({"account": &*a.0, "health": a.1.as_str()});
+    json!({
+        "name": &*v.name,
+        "active_side": v.state.side.as_str(),
+        "active_account": &*v.active().0,
+        "mode": mode_str(v.state.mode),
+        "generation": v.state.generation,
+        "rejecting": v.state.reject,
+        "primary": account(&v.primary),
+        "secondary": v.secondary.as_ref().map(account),
+    })
+}
+
+/// The tenant plus why it is where it is: pin, pending failback, recent transitions.
+fn tenant_detail(state: &AdminState, v: &TenantView) -> Value {
+    let mut out = tenant_json(v);
+    out["pin"] = v.pin.as_ref().map_or(Value::Null, |p| {
+        json!({
+            "mode": p.value, "reason": p.reason, "source": p.source, "at_unix_ms": p.at_unix_ms,
+        })
+    });
+    out["pending_failback_in_ms"] = v.pending_failback_in.map_or(Value::Null, |d| {
+        json!(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    });
+    let accounts = [Some(&v.primary.0), v.secondary.as_ref().map(|s| &s.0)];
+    let mut history: Vec<Value> = state
+        .events
+        .after(0, usize::MAX)
+        .iter()
+        .filter(|e| match &e.kind {
+            EventKind::Transition { tenant, .. } | EventKind::Pin { tenant, .. } => {
+                *tenant == v.name
+            }
+            EventKind::AccountHealth { account, .. } => accounts.contains(&Some(account)),
+            EventKind::RegionState { .. } | EventKind::Reload { .. } => false,
+        })
+        .map(event_json)
+        .collect();
+    let keep = history.len().saturating_sub(20);
+    out["history"] = Value::Array(history.split_off(keep));
+    out
+}
+
+fn region_json(v: &RegionView) -> Value {
+    json!({
+        "name": &*v.name,
+        "pair": v.pair.as_deref(),
+        "state": if v.marked_down.is_some() { "down" } else { "auto" },
+        "down": v.down,
+        "marked_down": v.marked_down.as_ref().map(|o| json!({"reason": o.reason, "source": o.source, "at_unix_ms": o.at_unix_ms})),
+        "accounts": v.accounts,
+        "unhealthy_accounts": v.unhealthy,
+    })
+}
+
+fn event_json(e: &pairgate_health::Event) -> Value {
+    let mut v = match &e.kind {
+        EventKind::Transition {
+            tenant,
+            from,
+            to,
+            reject,
+            cause,
+            generation,
+        } => json!({
+            "type": "transition", "tenant": &**tenant, "from": from.as_str(), "to": to.as_str(),
+            "rejecting": reject, "cause": cause.label, "region": cause.region.as_deref(), "generation": generation,
+        }),
+        EventKind::AccountHealth {
+            account,
+            health,
+            reason,
+        } => json!({
+            "type": "account_health", "account": &**account, "health": health.as_str(), "reason": reason,
+        }),
+        EventKind::Pin {
+            tenant,
+            mode,
+            reason,
+        } => json!({
+            "type": "pin", "tenant": &**tenant, "mode": mode, "reason": reason,
+        }),
+        EventKind::RegionState {
+            region,
+            state,
+            reason,
+            source,
+        } => json!({
+            "type": "region_state", "region": &**region, "state": state, "reason": reason, "source": source,
+        }),
+        EventKind::Reload {
+            generation,
+            accepted,
+            problems,
+        } => json!({
+            "type": "reload", "generation": generation, "accepted": accepted, "problems": problems,
+        }),
+    };
+    v["seq"] = json!(e.seq);
+    v["at_unix_ms"] = json!(e.at_unix_ms);
+    v
+}
+
+fn control_error(err: ControlError) -> Resp {
+    match err {
+        ControlError::UnknownTenant => error(
+            StatusCode::NOT_FOUND,
+            "unknown_tenant",
+            "no tenant by that name",
+        ),
+        ControlError::UnknownRegion => error(
+            StatusCode::NOT_FOUND,
+            "unknown_region",
+            "no region by that name",
+        ),
+        ControlError::NoSecondary => error(
+            StatusCode::CONFLICT,
+            "no_secondary",
+            "the tenant has no secondary account",
+        ),
+        ControlError::Stopped => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the controller is not running",
+        ),
+    }
+}
+
+fn page_limit(query: &str) -> usize {
+    query_param(query, "limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(DEFAULT_PAGE)
+        .clamp(1, MAX_PAGE)
+}
+
+/// The first value of `key` in a query string (no percent-decoding beyond what names and
+/// tokens need: they are plain ASCII).
+fn query_param(query: &str, key: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn json_resp(status: StatusCode, body: &Value) -> Resp {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn error(status: StatusCode, code: &str, detail: &str) -> Resp {
+    json_resp(status, &json!({"error": code, "detail": detail}))
+}
