@@ -2,6 +2,7 @@
 //! `pairgate` executable where a process boundary matters (CLI, logs, memory).
 
 mod cli;
+mod control;
 mod data_plane;
 mod failover;
 mod failures;

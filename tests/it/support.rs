@@ -1,7 +1,6 @@
 //! Shared fixtures for the integration tests.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use pairgate_test_support::{MockConfig, MockUpstream};
 
@@ -74,11 +73,7 @@ pub async fn regions() -> (MockUpstream, MockUpstream) {
 
 /// A fresh path under the system temp dir for this test process.
 pub fn temp_path(name: &str) -> PathBuf {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("pairgate-it-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir.join(format!("{n}-{name}"))
+    pairgate_test_support::temp_file(name)
 }
 
 /// A config with paired regions `eastus`/`westus`, the given accounts (name, region, mock) and

@@ -128,7 +128,8 @@ pub async fn setup(listen: SocketAddr) -> anyhow::Result<DemoSetup> {
 /// endpoint on `control` for breaking and healing mock regions.
 pub async fn run(listen: SocketAddr, control: SocketAddr) -> anyhow::Result<()> {
     let setup = setup(listen).await?;
-    let gateway = Gateway::bind_and_start(setup.config).await?;
+    let token = random_token()?;
+    let gateway = Gateway::bind_and_start(setup.config, Some(token.clone()), None).await?;
     let control_listener = tokio::net::TcpListener::bind(control)
         .await
         .with_context(|| format!("binding the demo control endpoint on {control}"))?;
@@ -136,7 +137,12 @@ pub async fn run(listen: SocketAddr, control: SocketAddr) -> anyhow::Result<()> 
     let mocks = Arc::new(setup.mocks);
     tokio::spawn(serve_control(control_listener, Arc::clone(&mocks)));
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(instructions(gateway.http_addr(), control_addr, &mocks).as_bytes());
+    let admin = gateway
+        .admin_addr()
+        .context("the demo runs the admin API")?;
+    let text = instructions(gateway.http_addr(), control_addr, &mocks)
+        + &admin_instructions(admin, &token);
+    let _ = out.write_all(text.as_bytes());
     drop(out);
     tokio::signal::ctrl_c()
         .await
@@ -211,6 +217,61 @@ async fn control(mocks: &[MockUpstream], method: &Method, path: &str) -> (Status
     }
     let names: Vec<&str> = targets.iter().map(|m| m.name()).collect();
     (StatusCode::OK, format!("{action}: {}\n", names.join(", ")))
+}
+
+/// 128 random bits from the kernel, hex-encoded.
+fn random_token() -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom for the demo admin token")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn admin_instructions(admin: SocketAddr, token: &str) -> String {
+    let mut s = String::new();
+    let auth = format!("-H 'Authorization: Bearer {token}'");
+    let _ = writeln!(
+        s,
+        "\nAdmin API on http://{admin} (token generated for this run):"
+    );
+    let _ = writeln!(s, "  export PAIRGATE_ADMIN_TOKEN={token}");
+    let _ = writeln!(
+        s,
+        "  # every tenant: active side and account, mode, health of both accounts"
+    );
+    let _ = writeln!(s, "  curl -s {auth} http://{admin}/v1/tenants");
+    let _ = writeln!(s, "  # one tenant and why it is where it is");
+    let _ = writeln!(s, "  curl -s {auth} http://{admin}/v1/tenants/contoso");
+    let _ = writeln!(
+        s,
+        "  # pin contoso to its secondary, then back to automatic"
+    );
+    let _ = writeln!(
+        s,
+        "  curl -s -X PUT {auth} -d '{{\"mode\":\"secondary\",\"reason\":\"drill\"}}' http://{admin}/v1/tenants/contoso/mode"
+    );
+    let _ = writeln!(
+        s,
+        "  curl -s -X PUT {auth} -d '{{\"mode\":\"auto\",\"reason\":\"drill over\"}}' http://{admin}/v1/tenants/contoso/mode"
+    );
+    let _ = writeln!(
+        s,
+        "  # mark a whole region down (every tenant whose primary is there moves), then back"
+    );
+    let _ = writeln!(
+        s,
+        "  curl -s -X PUT {auth} -d '{{\"state\":\"down\",\"reason\":\"maintenance\"}}' http://{admin}/v1/regions/eastus"
+    );
+    let _ = writeln!(
+        s,
+        "  curl -s -X PUT {auth} -d '{{\"state\":\"auto\"}}' http://{admin}/v1/regions/eastus"
+    );
+    let _ = writeln!(s, "  # the audit log, and metrics (no token needed)");
+    let _ = writeln!(s, "  curl -s {auth} 'http://{admin}/v1/events?after=0'");
+    let _ = writeln!(s, "  curl -s http://{admin}/metrics | grep ^pairgate_");
+    s
 }
 
 fn instructions(addr: SocketAddr, control: SocketAddr, mocks: &[MockUpstream]) -> String {

@@ -7,11 +7,16 @@
 pub mod demo;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use pairgate_admin::{AdminState, BoxFuture, Reloaded, Reloader};
 use pairgate_config::Config;
-use pairgate_health::{ControlHandle, Controller, EventLog, Monitor};
+use pairgate_health::state::{self, PersistedState};
+use pairgate_health::{ControlHandle, Controller, EventKind, EventLog, Monitor};
 use pairgate_proxy::{Observer, ProxyError, Settings, Shared, UpstreamOutcome};
 use pairgate_routing::{Account, RouteTable};
 use tokio::net::TcpListener;
@@ -24,12 +29,27 @@ const EVENT_LOG_CAPACITY: usize = 10_000;
 /// A running gateway.
 pub struct Gateway {
     http_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     monitor: Arc<Monitor>,
     control: ControlHandle,
     events: Arc<EventLog>,
+    reloader: Arc<FileReloader>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
+    admin: Option<JoinHandle<()>>,
+}
+
+/// How to start a [`Gateway`] beyond its config.
+#[derive(Default)]
+pub struct Options {
+    /// The already-bound admin listener; `None` runs without an admin API.
+    pub admin: Option<TcpListener>,
+    /// The admin bearer token; `None` keeps `/v1` closed.
+    pub admin_token: Option<String>,
+    /// The config file `POST /v1/reload` and SIGHUP re-read; `None` when started from an
+    /// embedded config (reload is then refused).
+    pub config_path: Option<PathBuf>,
 }
 
 /// Forwards the data plane's upstream outcomes to the health monitor as passive signals:
@@ -50,17 +70,23 @@ impl Observer for PassiveSignals {
 
 impl Gateway {
     /// Starts serving `config` on an already-bound listener (bind once at start; tests hand
-    /// over a `127.0.0.1:0` listener).
-    pub async fn start(config: Config, http: TcpListener) -> anyhow::Result<Gateway> {
+    /// over `127.0.0.1:0` listeners).
+    pub async fn start(
+        config: Config,
+        http: TcpListener,
+        options: Options,
+    ) -> anyhow::Result<Gateway> {
         let http_addr = http.local_addr().context("listener address")?;
         let table = Arc::new(RouteTable::compile(&config, 1, None).context("compiling routes")?);
         let events = Arc::new(EventLog::new(EVENT_LOG_CAPACITY));
+        let restored = restore_state(&config, &events);
         let (commands, command_rx) = mpsc::unbounded_channel();
         let monitor = Arc::new(Monitor::new(
             config.upstream.connect_timeout,
             commands.clone(),
         ));
-        let controller = Controller::new(&config, Arc::clone(&table), Arc::clone(&events));
+        let controller =
+            Controller::new(&config, Arc::clone(&table), Arc::clone(&events), restored);
         let (control, _controller_task) = controller.spawn(commands, command_rx);
         // Probers start after the controller exists, so no verdict is lost; the first probe
         // round runs at once.
@@ -70,17 +96,47 @@ impl Gateway {
             Settings::from_config(&config),
             Arc::new(PassiveSignals(Arc::clone(&monitor))),
         );
-        let (shutdown, mut rx) = watch::channel(false);
+        let config = Arc::new(config);
+        let reloader = Arc::new(FileReloader {
+            path: options.config_path,
+            current: ArcSwap::new(Arc::clone(&config)),
+            shared: Arc::clone(&shared),
+            control: control.clone(),
+            monitor: Arc::clone(&monitor),
+            events: Arc::clone(&events),
+            lock: tokio::sync::Mutex::new(()),
+            accepted: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+        });
+        let (shutdown, rx) = watch::channel(false);
         let server = tokio::spawn(pairgate_proxy::serve(
             http,
             Arc::clone(&shared),
-            async move {
-                // Resolves when the sender says so or is dropped.
-                let _ = rx.wait_for(|stop| *stop).await;
-            },
+            stopped(rx.clone()),
         ));
+        let mut admin_addr = None;
+        let admin = match options.admin {
+            Some(listener) => {
+                admin_addr = Some(listener.local_addr().context("admin listener address")?);
+                let state = Arc::new(AdminState {
+                    control: control.clone(),
+                    events: Arc::clone(&events),
+                    monitor: Arc::clone(&monitor),
+                    proxy: Arc::clone(&shared),
+                    token: options.admin_token,
+                    reloader: Arc::clone(&reloader) as Arc<dyn Reloader>,
+                });
+                Some(tokio::spawn(pairgate_admin::serve(
+                    listener,
+                    state,
+                    stopped(rx),
+                )))
+            }
+            None => None,
+        };
         tracing::info!(
             listen = %http_addr,
+            admin = admin_addr.map(|a| a.to_string()).as_deref().unwrap_or("-"),
             tenants = config.tenants.len(),
             accounts = config.accounts.len(),
             regions = config.regions.len(),
@@ -88,27 +144,58 @@ impl Gateway {
         );
         Ok(Gateway {
             http_addr,
+            admin_addr,
             shared,
             monitor,
             control,
             events,
+            reloader,
             shutdown,
             server,
+            admin,
         })
     }
 
-    /// Binds `config.listen.http` and starts.
-    pub async fn bind_and_start(config: Config) -> anyhow::Result<Gateway> {
+    /// Binds `config.listen.http` and `config.admin.listen`, then starts.
+    pub async fn bind_and_start(
+        config: Config,
+        admin_token: Option<String>,
+        config_path: Option<PathBuf>,
+    ) -> anyhow::Result<Gateway> {
         let addr = config.listen.http;
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the HTTP listener on {addr}"))?;
-        Gateway::start(config, listener).await
+        let admin_addr = config.admin.listen;
+        if !admin_addr.ip().is_loopback() && admin_token.is_none() {
+            anyhow::bail!(
+                "refusing to start: the admin API would listen on {admin_addr}, which is not loopback, \
+                 and no token is configured (set the variable named by admin.token_env, or admin.token_file)"
+            );
+        }
+        let admin = TcpListener::bind(admin_addr)
+            .await
+            .with_context(|| format!("binding the admin listener on {admin_addr}"))?;
+        Gateway::start(
+            config,
+            listener,
+            Options {
+                admin: Some(admin),
+                admin_token,
+                config_path,
+            },
+        )
+        .await
     }
 
     /// The data-plane address.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The admin API address, when it runs.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// The data plane's shared state (routing snapshot, clients).
@@ -131,12 +218,187 @@ impl Gateway {
         &self.events
     }
 
+    /// Re-reads the config file and applies it (what SIGHUP and `POST /v1/reload` do).
+    pub async fn reload(&self) -> Result<Reloaded, Vec<String>> {
+        self.reloader.reload().await
+    }
+
     /// Stops accepting, lets in-flight requests finish within the grace period, and returns.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         self.monitor.shutdown();
+        if let Some(admin) = self.admin {
+            let _ = admin.await;
+        }
         self.server.await.context("server task")??;
         Ok(())
+    }
+}
+
+/// Resolves once the watch says stop (or its sender is gone).
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Loads the state file named by the config; a corrupt one is moved aside and reported.
+fn restore_state(config: &Config, events: &EventLog) -> PersistedState {
+    let Some(path) = &config.state.path else {
+        return PersistedState::default();
+    };
+    match state::load(path) {
+        state::Loaded::Missing => PersistedState::default(),
+        state::Loaded::Found(found) => {
+            tracing::info!(path = %path.display(), pins = found.tenants.len(), regions = found.regions.len(), "restored overrides");
+            found
+        }
+        state::Loaded::Corrupt { error, moved_to } => {
+            let moved = moved_to.as_ref().map(|p| p.display().to_string());
+            tracing::error!(
+                path = %path.display(),
+                moved_to = moved.as_deref().unwrap_or("(could not move it)"),
+                %error,
+                "state file is corrupt; starting without overrides"
+            );
+            events.push(EventKind::Reload {
+                generation: 1,
+                accepted: true,
+                problems: vec![format!(
+                    "state file {} was corrupt ({error}); moved to {}",
+                    path.display(),
+                    moved.as_deref().unwrap_or("nowhere")
+                )],
+            });
+            PersistedState::default()
+        }
+    }
+}
+
+/// Reloads from the config file: parse, validate and compile off the hot path, hand the new
+/// table to the controller (which sets slots), resync probers, then publish with one store.
+struct FileReloader {
+    path: Option<PathBuf>,
+    current: ArcSwap<Config>,
+    shared: Arc<Shared>,
+    control: ControlHandle,
+    monitor: Arc<Monitor>,
+    events: Arc<EventLog>,
+    /// One reload at a time: the single writer of the routing snapshot.
+    lock: tokio::sync::Mutex<()>,
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+}
+
+impl FileReloader {
+    async fn reload_file(&self) -> Result<Reloaded, Vec<String>> {
+        let _one_at_a_time = self.lock.lock().await;
+        let result = self.try_reload().await;
+        let generation = self.shared.routes().generation();
+        match &result {
+            Ok(r) => {
+                self.accepted.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    generation = r.generation,
+                    transitions = r.transitions,
+                    "config reloaded"
+                );
+            }
+            Err(problems) => {
+                self.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    problems = problems.len(),
+                    "config reload rejected; the running config keeps serving"
+                );
+                for p in problems {
+                    tracing::error!("{p}");
+                }
+                self.events.push(EventKind::Reload {
+                    generation,
+                    accepted: false,
+                    problems: problems.clone(),
+                });
+            }
+        }
+        result
+    }
+
+    async fn try_reload(&self) -> Result<Reloaded, Vec<String>> {
+        let Some(path) = self.path.clone() else {
+            return Err(vec![
+                "this gateway was started from an embedded config; there is no file to reload"
+                    .to_owned(),
+            ]);
+        };
+        let current = self.shared.routes();
+        let generation = current.generation() + 1;
+        // Parsing 100k tenants takes a while: keep it off the async workers.
+        let loaded = tokio::task::spawn_blocking(move || {
+            let loaded = load_config_file(&path).map_err(|e| match e {
+                ConfigFileError::Read { path, err } => vec![format!("{path}: cannot read: {err}")],
+                ConfigFileError::Invalid { rendered } => rendered,
+            })?;
+            let table = RouteTable::compile(&loaded.config, generation, Some(&current))
+                .map_err(|e| vec![format!("compiling routes: {e}")])?;
+            Ok::<_, Vec<String>>((loaded, table))
+        })
+        .await
+        .map_err(|e| vec![format!("reload task failed: {e}")])??;
+        let (loaded, table) = loaded;
+        let config = Arc::new(loaded.config);
+        let table = Arc::new(table);
+        let old = self.current.load_full();
+        let mut warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+        for (what, before, after) in [
+            ("listen.http", old.listen.http, config.listen.http),
+            ("admin.listen", old.admin.listen, config.admin.listen),
+        ] {
+            if before != after {
+                warnings.push(format!("{what} changed from {before} to {after}; listeners are bound once, restart to move it"));
+            }
+        }
+        if old.limits != config.limits
+            || old.upstream != config.upstream
+            || old.runtime != config.runtime
+        {
+            warnings.push(
+                "[limits], [upstream] and [runtime] changes take effect at the next restart"
+                    .to_owned(),
+            );
+        }
+        let transitions = self
+            .control
+            .reload(Arc::clone(&config), Arc::clone(&table))
+            .await
+            .ok_or_else(|| vec!["the failover controller is not running".to_owned()])?;
+        self.monitor.sync(&config, &table);
+        self.shared.swap_routes(table);
+        self.current.store(config);
+        self.events.push(EventKind::Reload {
+            generation,
+            accepted: true,
+            problems: warnings.clone(),
+        });
+        Ok(Reloaded {
+            generation,
+            transitions,
+            warnings,
+        })
+    }
+}
+
+impl Reloader for FileReloader {
+    fn reload(&self) -> BoxFuture<'_, Result<Reloaded, Vec<String>>> {
+        Box::pin(self.reload_file())
+    }
+
+    fn config(&self) -> Arc<Config> {
+        self.current.load_full()
+    }
+
+    fn counts(&self) -> (u64, u64) {
+        (
+            self.accepted.load(Ordering::Relaxed),
+            self.rejected.load(Ordering::Relaxed),
+        )
     }
 }
 

@@ -125,14 +125,62 @@ fn run(path: &std::path::Path) -> ExitCode {
         );
     }
     let config = loaded.config;
+    let token = match admin_token(&config) {
+        Ok(token) => token,
+        Err(err) => return report(Err(err)),
+    };
+    let path = path.to_owned();
     report(runtime(config.runtime.worker_threads).and_then(|rt| {
         rt.block_on(async move {
-            let gateway = Gateway::bind_and_start(config).await?;
-            shutdown_signal().await;
-            tracing::info!("shutting down");
+            let gateway = Gateway::bind_and_start(config, token, Some(path)).await?;
+            serve_until_signal(&gateway).await?;
+            tracing::info!("shutting down: no new connections; in-flight requests may finish");
             gateway.shutdown().await
         })
     }))
+}
+
+/// The admin token: the variable named by `admin.token_env`, else the contents of
+/// `admin.token_file`. Never logged.
+fn admin_token(config: &pairgate_config::Config) -> anyhow::Result<Option<String>> {
+    if let Ok(token) = std::env::var(&config.admin.token_env)
+        && !token.trim().is_empty()
+    {
+        return Ok(Some(token.trim().to_owned()));
+    }
+    match &config.admin.token_file {
+        Some(path) => {
+            let token = std::fs::read_to_string(path)
+                .with_context(|| format!("reading admin.token_file {}", path.display()))?;
+            let token = token.trim();
+            anyhow::ensure!(
+                !token.is_empty(),
+                "admin.token_file {} is empty",
+                path.display()
+            );
+            Ok(Some(token.to_owned()))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Reloads on SIGHUP until SIGTERM or SIGINT.
+async fn serve_until_signal(gateway: &Gateway) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the config");
+                // Outcomes are logged by the reloader.
+                let _ = gateway.reload().await;
+            }
+        }
+    }
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {
@@ -153,30 +201,6 @@ fn runtime(worker_threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runt
         builder.worker_threads(n);
     }
     builder.build().context("starting the tokio runtime")
-}
-
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }
 
 fn init_tracing(format: LogFormat) {

@@ -23,26 +23,56 @@ pub use pairgate_mock::{Behavior, MockConfig, MockUpstream};
 /// Default bound on any single wait in tests.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// A gateway running in this process on an ephemeral loopback port.
+/// The admin token every [`TestGateway`] uses.
+pub const ADMIN_TOKEN: &str = "test-admin-token-6a1f";
+
+/// A gateway running in this process on ephemeral loopback ports, with its admin API, started
+/// from a config file it wrote (so reload works).
 pub struct TestGateway {
     gateway: Gateway,
+    config_path: PathBuf,
 }
 
 impl TestGateway {
-    /// Validates `toml` (with `env` for `${VAR}`) and starts a gateway on `127.0.0.1:0`.
+    /// Writes `toml` to a temp file, validates it (with `env` for `${VAR}`), and starts a
+    /// gateway on `127.0.0.1:0` with the admin API on another `127.0.0.1:0`.
     pub async fn start_with_env(toml: &str, env: &[(&str, &str)]) -> anyhow::Result<TestGateway> {
+        let config_path = temp_file("gateway.toml");
+        std::fs::write(&config_path, toml)?;
+        Self::start_from_file(config_path, env).await
+    }
+
+    /// Starts from an existing config file.
+    pub async fn start_from_file(
+        config_path: PathBuf,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<TestGateway> {
+        let toml = std::fs::read_to_string(&config_path)?;
         let vars: HashMap<String, String> = env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         let lookup = |name: &str| vars.get(name).cloned();
-        let loaded = pairgate_config::load(toml, &lookup).map_err(|problems| {
+        let loaded = pairgate_config::load(&toml, &lookup).map_err(|problems| {
             let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
             anyhow::anyhow!("test config invalid:\n{}", lines.join("\n"))
         })?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let gateway = Gateway::start(loaded.config, listener).await?;
-        Ok(TestGateway { gateway })
+        let admin = TcpListener::bind("127.0.0.1:0").await?;
+        let gateway = Gateway::start(
+            loaded.config,
+            listener,
+            pairgate::Options {
+                admin: Some(admin),
+                admin_token: Some(ADMIN_TOKEN.to_owned()),
+                config_path: Some(config_path.clone()),
+            },
+        )
+        .await?;
+        Ok(TestGateway {
+            gateway,
+            config_path,
+        })
     }
 
     /// [`TestGateway::start_with_env`] with an empty environment.
@@ -60,6 +90,30 @@ impl TestGateway {
         format!("http://{}{}", self.addr(), path)
     }
 
+    /// `http://127.0.0.1:ADMIN_PORT{path}`.
+    pub fn admin_url(&self, path: &str) -> String {
+        let addr = self
+            .gateway
+            .admin_addr()
+            .expect("test gateways run the admin API");
+        format!("http://{addr}{path}")
+    }
+
+    /// The config file this gateway reloads from.
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config_path
+    }
+
+    /// An admin call with the test token: `method path` with an optional JSON body.
+    pub async fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> anyhow::Result<Reply> {
+        admin_call(&self.admin_url(path), method, body, Some(ADMIN_TOKEN)).await
+    }
+
     /// The running gateway.
     pub fn gateway(&self) -> &Gateway {
         &self.gateway
@@ -71,6 +125,34 @@ impl TestGateway {
             .await
             .context("shutdown timed out")?
     }
+}
+
+/// An admin-style call: `method url` with an optional JSON body and bearer token.
+pub async fn admin_call(
+    url: &str,
+    method: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> anyhow::Result<Reply> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(url)
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(t) = token {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = req.body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))?;
+    send(&client(), req).await
+}
+
+/// A fresh path under the system temp dir, unique within this process.
+pub fn temp_file(name: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("pairgate-test-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    dir.join(format!("{n}-{name}"))
 }
 
 /// A buffered response, for assertions.
@@ -254,6 +336,21 @@ impl GatewayProcess {
     /// Everything the process wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Waits up to `within` for the process to exit by itself; its exit code (`None` if killed
+    /// by a signal), or an error if it is still running.
+    pub fn wait_exit(&mut self, within: Duration) -> anyhow::Result<Option<i32>> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status.code());
+            }
+            if std::time::Instant::now() >= deadline {
+                bail!("still running after {within:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Kills the process and returns its whole stderr.

@@ -1,0 +1,792 @@
+//! The admin API, pins, region states, hot reload, alerts, metrics, persistence, shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use pairgate_test_support::{
+    ADMIN_TOKEN, GatewayProcess, MockUpstream, TestGateway, admin_call, get,
+};
+
+use crate::support::{eventually, mock, pair_config, temp_path};
+
+/// Fast checks and a 1s hold-down, so tests see moves and failbacks quickly.
+const FAST: &str = r#"
+[health]
+interval = "200ms"
+fast_interval = "100ms"
+timeout = "150ms"
+rise = 1
+fall = 2
+[failover]
+hold_down = "1s"
+[upstream]
+connect_timeout = "200ms"
+response_header_timeout = "1s"
+"#;
+
+struct Fixture {
+    gw: TestGateway,
+    east: MockUpstream,
+    west: MockUpstream,
+}
+
+/// Tenants `a` (east, then west) and `b` (west, then east).
+async fn fixture(extra: &str) -> Fixture {
+    let (east, west) = (mock("east", "eastus").await, mock("west", "westus").await);
+    let toml = pair_config(
+        &[("east", "eastus", &east), ("west", "westus", &west)],
+        &[("a", "east", Some("west")), ("b", "west", Some("east"))],
+        &format!("{FAST}\n{extra}"),
+    );
+    let gw = TestGateway::start(&toml).await.expect("gateway");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            gw.admin("GET", "/readyz", None)
+                .await
+                .is_ok_and(|r| r.status == 200)
+        })
+        .await,
+        "never ready"
+    );
+    Fixture { gw, east, west }
+}
+
+async fn served_by(gw: &TestGateway, tenant: &str) -> String {
+    let reply = get(&gw.url("/who"), &format!("{tenant}.example.com"))
+        .await
+        .expect("reply");
+    if reply.status != 200 {
+        return format!("status {}", reply.status);
+    }
+    reply.json()["account"].as_str().unwrap_or("?").to_owned()
+}
+
+#[tokio::test]
+async fn auth_none_wrong_right_and_open_endpoints() {
+    let f = fixture("").await;
+    let url = f.gw.admin_url("/v1/tenants");
+    let none = admin_call(&url, "GET", None, None).await.expect("reply");
+    assert_eq!(none.status, 401);
+    assert_eq!(none.headers["www-authenticate"], "Bearer");
+    let wrong = admin_call(&url, "GET", None, Some("not-the-token"))
+        .await
+        .expect("reply");
+    assert_eq!(wrong.status, 403);
+    let right = admin_call(&url, "GET", None, Some(ADMIN_TOKEN))
+        .await
+        .expect("reply");
+    assert_eq!(right.status, 200);
+    let tenants = right.json();
+    assert_eq!(tenants["tenants"][0]["name"], "a");
+    assert_eq!(tenants["tenants"][0]["active_side"], "primary");
+    assert_eq!(tenants["tenants"][0]["primary"]["health"], "healthy");
+    // The alert endpoint alone takes ?token=; others do not.
+    let q = admin_call(
+        &f.gw.admin_url(&format!("/v1/tenants?token={ADMIN_TOKEN}")),
+        "GET",
+        None,
+        None,
+    )
+    .await
+    .expect("reply");
+    assert_eq!(q.status, 401);
+    for open in ["/healthz", "/readyz", "/metrics"] {
+        let r = admin_call(&f.gw.admin_url(open), "GET", None, None)
+            .await
+            .expect("reply");
+        assert_eq!(r.status, 200, "{open}");
+    }
+}
+
+#[tokio::test]
+async fn tenants_are_paged() {
+    let (east, west) = (mock("east", "eastus").await, mock("west", "westus").await);
+    let names: Vec<String> = (0..25).map(|i| format!("t{i:02}")).collect();
+    let tenants: Vec<_> = names
+        .iter()
+        .map(|n| (n.as_str(), "east", Some("west")))
+        .collect();
+    let gw = TestGateway::start(&pair_config(
+        &[("east", "eastus", &east), ("west", "westus", &west)],
+        &tenants,
+        FAST,
+    ))
+    .await
+    .expect("gateway");
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    for _ in 0..10 {
+        let path = if after.is_empty() {
+            "/v1/tenants?limit=10".to_owned()
+        } else {
+            format!("/v1/tenants?limit=10&after={after}")
+        };
+        let page = gw.admin("GET", &path, None).await.expect("page").json();
+        for t in page["tenants"].as_array().expect("array") {
+            seen.push(t["name"].as_str().expect("name").to_owned());
+        }
+        match page["next"].as_str() {
+            Some(next) => after = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, names);
+}
+
+#[tokio::test]
+async fn pin_and_unpin_move_traffic() {
+    let f = fixture("").await;
+    assert_eq!(served_by(&f.gw, "a").await, "east");
+    let pinned =
+        f.gw.admin(
+            "PUT",
+            "/v1/tenants/a/mode",
+            Some(r#"{"mode":"secondary","reason":"drill"}"#),
+        )
+        .await
+        .expect("reply");
+    assert_eq!(pinned.status, 200, "{}", pinned.text());
+    assert_eq!(pinned.json()["mode"], "secondary");
+    assert_eq!(pinned.json()["active_account"], "west");
+    assert!(pinned.json().get("warning").is_none());
+    assert_eq!(served_by(&f.gw, "a").await, "west");
+    let detail =
+        f.gw.admin("GET", "/v1/tenants/a", None)
+            .await
+            .expect("reply")
+            .json();
+    assert_eq!(detail["pin"]["reason"], "drill");
+    assert!(
+        detail["history"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .any(|e| e["type"] == "transition" && e["cause"] == "pinned")
+    );
+
+    // Pinning to an unhealthy side is allowed, and said.
+    f.east.set_health(false);
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            f.gw.admin("GET", "/v1/tenants/a", None)
+                .await
+                .is_ok_and(|r| r.json()["primary"]["health"] == "unhealthy")
+        })
+        .await
+    );
+    let risky =
+        f.gw.admin(
+            "PUT",
+            "/v1/tenants/a/mode",
+            Some(r#"{"mode":"primary","reason":"operator knows"}"#),
+        )
+        .await
+        .expect("reply");
+    assert_eq!(risky.status, 200);
+    assert!(
+        risky.json()["warning"]
+            .as_str()
+            .expect("warning")
+            .contains("unhealthy")
+    );
+    assert_eq!(
+        served_by(&f.gw, "a").await,
+        "east",
+        "pinned to the primary, even unhealthy"
+    );
+    f.east.set_health(true);
+
+    let auto =
+        f.gw.admin("PUT", "/v1/tenants/a/mode", Some(r#"{"mode":"auto"}"#))
+            .await
+            .expect("reply");
+    assert_eq!(auto.json()["mode"], "auto");
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            served_by(&f.gw, "a").await == "east"
+        })
+        .await
+    );
+
+    for (path, body, status) in [
+        ("/v1/tenants/nobody/mode", r#"{"mode":"auto"}"#, 404),
+        ("/v1/tenants/a/mode", "not json", 400),
+        ("/v1/tenants/a/mode", r#"{"mode":"sideways"}"#, 400),
+        ("/v1/tenants/a/mode", r#"{"reason":"no mode"}"#, 400),
+        ("/v1/tenants/a/mode", r#"{"mode":"auto","reason":7}"#, 400),
+    ] {
+        let r = f.gw.admin("PUT", path, Some(body)).await.expect("reply");
+        assert_eq!(r.status, status, "{path} {body}: {}", r.text());
+        assert!(
+            r.json()["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{body}: no clear message"
+        );
+    }
+}
+
+#[tokio::test]
+async fn region_down_and_back() {
+    let f = fixture("").await;
+    let down =
+        f.gw.admin(
+            "PUT",
+            "/v1/regions/eastus",
+            Some(r#"{"state":"down","reason":"maintenance 42"}"#),
+        )
+        .await
+        .expect("reply");
+    assert_eq!(down.status, 200, "{}", down.text());
+    assert_eq!(down.json()["state"], "down");
+    assert_eq!(
+        served_by(&f.gw, "a").await,
+        "west",
+        "a's primary region is down"
+    );
+    assert_eq!(
+        served_by(&f.gw, "b").await,
+        "west",
+        "b's primary is in westus"
+    );
+    let regions =
+        f.gw.admin("GET", "/v1/regions", None)
+            .await
+            .expect("reply")
+            .json();
+    assert_eq!(
+        regions["regions"][0]["marked_down"]["reason"],
+        "maintenance 42"
+    );
+    let back =
+        f.gw.admin("PUT", "/v1/regions/eastus", Some(r#"{"state":"auto"}"#))
+            .await
+            .expect("reply");
+    assert_eq!(back.json()["state"], "auto");
+    // Failback follows the policy: after hold_down (1s).
+    let started = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(4), || async {
+            served_by(&f.gw, "a").await == "east"
+        })
+        .await
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "failed back inside hold_down"
+    );
+    assert_eq!(
+        f.gw.admin("PUT", "/v1/regions/mars", Some(r#"{"state":"down"}"#))
+            .await
+            .expect("reply")
+            .status,
+        404
+    );
+    let events =
+        f.gw.admin("GET", "/v1/events?after=0", None)
+            .await
+            .expect("reply")
+            .json();
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"region_state") && kinds.contains(&"transition"),
+        "{kinds:?}"
+    );
+    let last = events["last_seq"].as_u64().expect("last_seq");
+    let later =
+        f.gw.admin("GET", &format!("/v1/events?after={last}"), None)
+            .await
+            .expect("reply")
+            .json();
+    assert!(later["events"].as_array().expect("events").is_empty());
+}
+
+#[tokio::test]
+async fn pins_and_region_states_survive_a_restart() {
+    let state = temp_path("state.json");
+    let extra = format!("[state]\npath = \"{}\"\n", state.display());
+    let f = fixture(&extra).await;
+    f.gw.admin(
+        "PUT",
+        "/v1/tenants/a/mode",
+        Some(r#"{"mode":"secondary","reason":"kept"}"#),
+    )
+    .await
+    .expect("pin");
+    f.gw.admin(
+        "PUT",
+        "/v1/regions/westus",
+        Some(r#"{"state":"down","reason":"kept too"}"#),
+    )
+    .await
+    .expect("region");
+    let config = std::fs::read_to_string(f.gw.config_path()).expect("config");
+    f.gw.shutdown().await.expect("shutdown");
+
+    let again = TestGateway::start(&config).await.expect("restart");
+    let a = again
+        .admin("GET", "/v1/tenants/a", None)
+        .await
+        .expect("reply")
+        .json();
+    assert_eq!(a["mode"], "secondary");
+    assert_eq!(a["pin"]["reason"], "kept");
+    assert_eq!(served_by(&again, "a").await, "west");
+    let regions = again
+        .admin("GET", "/v1/regions", None)
+        .await
+        .expect("reply")
+        .json();
+    assert_eq!(regions["regions"][1]["state"], "down");
+    assert_eq!(regions["regions"][1]["marked_down"]["reason"], "kept too");
+    drop((f.east, f.west));
+}
+
+#[tokio::test]
+async fn corrupt_state_file_is_reported_and_moved_aside() {
+    let state = temp_path("state.json");
+    std::fs::write(&state, "{ this is not json").expect("write");
+    let extra = format!("[state]\npath = \"{}\"\n", state.display());
+    let f = fixture(&extra).await;
+    assert!(!state.exists(), "the corrupt file must be moved aside");
+    let dir = state.parent().expect("dir");
+    let name = state
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let moved: Vec<_> = std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{name}.corrupt-"))
+        })
+        .collect();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(moved[0].path()).expect("moved"),
+        "{ this is not json"
+    );
+    let events =
+        f.gw.admin("GET", "/v1/events", None)
+            .await
+            .expect("reply")
+            .json();
+    assert!(
+        events["events"].to_string().contains("corrupt"),
+        "no event says so: {events}"
+    );
+    // And the gateway works: pins now persist to a fresh file.
+    f.gw.admin("PUT", "/v1/tenants/a/mode", Some(r#"{"mode":"secondary"}"#))
+        .await
+        .expect("pin");
+    assert!(
+        std::fs::read_to_string(&state)
+            .expect("new state file")
+            .contains("secondary")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_drops_nothing() {
+    let f = Arc::new(fixture("").await);
+    let base = std::fs::read_to_string(f.gw.config_path()).expect("config");
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let stop = Instant::now() + Duration::from_millis(2000);
+    let mut workers = Vec::new();
+    for _ in 0..3 {
+        let (f, ok, failed) = (Arc::clone(&f), Arc::clone(&ok), Arc::clone(&failed));
+        workers.push(tokio::spawn(async move {
+            for _ in 0..50_000 {
+                if Instant::now() >= stop {
+                    break;
+                }
+                match get(&f.gw.url("/x"), "a.example.com").await {
+                    Ok(r) if r.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    for i in 0..5 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let extra = format!(
+            "{base}\n[[tenant]]\nname = \"new{i}\"\nhosts = [\"new{i}.example.com\"]\nprimary = \"west\"\n"
+        );
+        std::fs::write(f.gw.config_path(), extra).expect("write");
+        let r =
+            f.gw.admin("POST", "/v1/reload", None)
+                .await
+                .expect("reload");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["generation"], 2 + i);
+        assert_eq!(served_by(&f.gw, &format!("new{i}")).await, "west");
+    }
+    for w in workers {
+        w.await.expect("worker");
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    println!("requests during 5 reloads: ok={ok} failed={failed}");
+    assert_eq!(failed, 0);
+    assert!(ok > 100, "{ok}");
+}
+
+#[tokio::test]
+async fn invalid_reload_is_rejected_and_the_old_config_serves() {
+    let f = fixture("").await;
+    let good = std::fs::read_to_string(f.gw.config_path()).expect("config");
+    std::fs::write(
+        f.gw.config_path(),
+        good.replace("primary = \"east\"", "primary = \"nowhere\"\nbogus_key = 1"),
+    )
+    .expect("write");
+    let r =
+        f.gw.admin("POST", "/v1/reload", None)
+            .await
+            .expect("reload");
+    assert_eq!(r.status, 422, "{}", r.text());
+    let problems = r.json()["problems"].to_string();
+    assert!(
+        problems.contains("nowhere") && problems.contains("bogus_key"),
+        "every problem listed: {problems}"
+    );
+    assert_eq!(served_by(&f.gw, "a").await, "east");
+    let metrics =
+        f.gw.admin("GET", "/metrics", None)
+            .await
+            .expect("metrics")
+            .text();
+    assert!(
+        metrics.contains("pairgate_config_generation 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("pairgate_config_reloads_total{result=\"failure\"} 1"));
+}
+
+#[tokio::test]
+async fn reload_keeps_an_unhealthy_account_unhealthy() {
+    let f = fixture("").await;
+    f.east.kill().await;
+    // Wait for the verdict itself: a request would already be served by west through a replay.
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            f.gw.admin("GET", "/v1/tenants/a", None)
+                .await
+                .is_ok_and(|r| {
+                    let v = r.json();
+                    v["primary"]["health"] == "unhealthy" && v["active_side"] == "secondary"
+                })
+        })
+        .await
+    );
+    let config = std::fs::read_to_string(f.gw.config_path()).expect("config");
+    std::fs::write(f.gw.config_path(), format!("{config}\n# touched\n")).expect("write");
+    let r =
+        f.gw.admin("POST", "/v1/reload", None)
+            .await
+            .expect("reload");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let a =
+        f.gw.admin("GET", "/v1/tenants/a", None)
+            .await
+            .expect("reply")
+            .json();
+    assert_eq!(
+        a["primary"]["health"], "unhealthy",
+        "a reload must not heal an account"
+    );
+    assert_eq!(a["active_side"], "secondary");
+    assert_eq!(served_by(&f.gw, "a").await, "west");
+}
+
+fn alert(schema_file: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs/alerts")
+        .join(schema_file);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[tokio::test]
+async fn azure_monitor_alerts_drive_region_state() {
+    let f = fixture("[alerts.azure_monitor]\nservices = [\"Video Indexer\"]\n").await;
+    let url = |q: &str| f.gw.admin_url(&format!("/v1/alerts/azure-monitor{q}"));
+    // Activated, token in the query string as action groups send it.
+    let activated = alert("common-schema-activated.json");
+    let r = admin_call(
+        &url(&format!("?token={ADMIN_TOKEN}")),
+        "POST",
+        Some(&activated),
+        None,
+    )
+    .await
+    .expect("reply");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["regions"], serde_json::json!(["eastus"]));
+    assert_eq!(served_by(&f.gw, "a").await, "west");
+    let regions =
+        f.gw.admin("GET", "/v1/regions", None)
+            .await
+            .expect("reply")
+            .json();
+    assert_eq!(
+        regions["regions"][0]["marked_down"]["source"],
+        "azure-monitor"
+    );
+    // Resolved: back to auto, and a after hold_down.
+    let r = admin_call(
+        &url(""),
+        "POST",
+        Some(&alert("common-schema-resolved.json")),
+        Some(ADMIN_TOKEN),
+    )
+    .await
+    .expect("reply");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        eventually(Duration::from_secs(4), || async {
+            served_by(&f.gw, "a").await == "east"
+        })
+        .await
+    );
+    // A Virtual Machines incident: not one of the configured services.
+    let r = admin_call(
+        &url(""),
+        "POST",
+        Some(&alert("activity-log-activated.json")),
+        Some(ADMIN_TOKEN),
+    )
+    .await
+    .expect("reply");
+    assert_eq!(r.status, 202, "{}", r.text());
+    // Irrelevant: another monitoring service; malformed; wrong token.
+    let r = admin_call(
+        &url(""),
+        "POST",
+        Some(&alert("common-schema-other-service-metric-alert.json")),
+        Some(ADMIN_TOKEN),
+    )
+    .await
+    .expect("reply");
+    assert_eq!(r.status, 202, "{}", r.text());
+    let r = admin_call(&url(""), "POST", Some("{not json"), Some(ADMIN_TOKEN))
+        .await
+        .expect("reply");
+    assert_eq!(r.status, 400);
+    let r = admin_call(&url("?token=wrong"), "POST", Some(&activated), None)
+        .await
+        .expect("reply");
+    assert_eq!(r.status, 403);
+}
+
+/// The older activity-log schema, matched through `azure_name` ("West Europe" is `westus` here).
+#[tokio::test]
+async fn activity_log_alerts_match_regions_by_azure_name() {
+    let (east, west) = (mock("east", "eastus").await, mock("west", "westus").await);
+    let toml = pair_config(
+        &[("east", "eastus", &east), ("west", "westus", &west)],
+        &[("a", "east", Some("west")), ("b", "west", Some("east"))],
+        FAST,
+    )
+    .replace(
+        "name = \"westus\"\npair = \"eastus\"",
+        "name = \"westus\"\npair = \"eastus\"\nazure_name = \"West Europe\"",
+    );
+    let gw = TestGateway::start(&toml).await.expect("gateway");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            gw.admin("GET", "/readyz", None)
+                .await
+                .is_ok_and(|r| r.status == 200)
+        })
+        .await
+    );
+    let r = gw
+        .admin(
+            "POST",
+            "/v1/alerts/azure-monitor",
+            Some(&alert("activity-log-activated.json")),
+        )
+        .await
+        .expect("reply");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["regions"], serde_json::json!(["westus"]));
+    assert_eq!(served_by(&gw, "b").await, "east");
+    let r = gw
+        .admin(
+            "POST",
+            "/v1/alerts/azure-monitor",
+            Some(&alert("activity-log-resolved.json")),
+        )
+        .await
+        .expect("reply");
+    assert_eq!(r.json()["state"], "auto", "{}", r.text());
+    assert_eq!(r.json()["regions"], serde_json::json!(["westus"]));
+    let regions = gw
+        .admin("GET", "/v1/regions", None)
+        .await
+        .expect("reply")
+        .json();
+    assert_eq!(regions["regions"][1]["state"], "auto");
+}
+
+#[tokio::test]
+async fn alerts_for_other_services_are_ignored() {
+    let f = fixture("[alerts.azure_monitor]\nservices = [\"Some Other Service\"]\n").await;
+    let r =
+        f.gw.admin(
+            "POST",
+            "/v1/alerts/azure-monitor",
+            Some(&alert("common-schema-activated.json")),
+        )
+        .await
+        .expect("reply");
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(served_by(&f.gw, "a").await, "east");
+}
+
+/// Counters move with traffic and failovers; every documented family is present.
+#[tokio::test]
+async fn metrics_are_present_and_move() {
+    let f = fixture("").await;
+    let scrape = || async {
+        f.gw.admin("GET", "/metrics", None)
+            .await
+            .expect("metrics")
+            .text()
+    };
+    let value = |text: &str, series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    };
+    let before = scrape().await;
+    for family in [
+        "pairgate_requests_total",
+        "pairgate_request_duration_seconds",
+        "pairgate_account_healthy",
+        "pairgate_tenant_active_side",
+        "pairgate_failovers_total",
+        "pairgate_replays_total",
+        "pairgate_probes_total",
+        "pairgate_config_reloads_total",
+        "pairgate_config_generation",
+        "pairgate_region_down",
+    ] {
+        assert!(
+            before.contains(&format!("# TYPE {family} ")),
+            "{family} missing"
+        );
+    }
+    for _ in 0..5 {
+        get(&f.gw.url("/x"), "a.example.com").await.expect("reply");
+    }
+    get(&f.gw.url("/x"), "nobody.example.com")
+        .await
+        .expect("reply");
+    f.gw.admin("PUT", "/v1/regions/eastus", Some(r#"{"state":"down"}"#))
+        .await
+        .expect("down");
+    // Probes run every 200 ms: wait for the next one to be counted.
+    let probes = |t: &str| value(t, "pairgate_probes_total{result=\"success\"}");
+    let before_probes = probes(&before);
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            probes(&scrape().await) > before_probes
+        })
+        .await
+    );
+    let after = scrape().await;
+    let series = "pairgate_requests_total{region=\"eastus\",class=\"2xx\"}";
+    assert_eq!(value(&after, series) - value(&before, series), 5.0);
+    assert_eq!(
+        value(
+            &after,
+            "pairgate_requests_total{region=\"none\",class=\"4xx\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "pairgate_failovers_total{cause=\"region_marked_down\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&after, "pairgate_region_down{region=\"eastus\"}"),
+        1.0
+    );
+    assert_eq!(
+        value(&after, "pairgate_tenant_active_side{tenant=\"a\"}"),
+        1.0
+    );
+    assert!(value(&after, "pairgate_request_duration_seconds_count") >= 6.0);
+    assert_eq!(
+        value(
+            &after,
+            "pairgate_account_healthy{account=\"east\",region=\"eastus\"}"
+        ),
+        1.0
+    );
+}
+
+/// SIGTERM lets an in-flight request finish, then the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_request_completes_at_sigterm() {
+    let west = mock("west", "westus").await;
+    let toml = format!(
+        "[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        pair_config(&[("west", "westus", &west)], &[("slow", "west", None)], "")
+    );
+    let mut gw =
+        GatewayProcess::spawn(&temp_path("sigterm.toml"), &toml, &[]).expect("gateway process");
+    let url = gw.url("/delay/1500");
+    let request = tokio::spawn(async move { get(&url, "slow.example.com").await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let pid = gw.pid().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let reply = request
+        .await
+        .expect("task")
+        .expect("the in-flight request completes");
+    assert_eq!(reply.status, 200);
+    let exit = gw
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits after the request");
+    assert_eq!(exit, Some(0), "exit code; log:\n{}", gw.stderr());
+    // New connections are refused once it has stopped.
+    assert!(get(&gw.url("/x"), "slow.example.com").await.is_err());
+}
+
+/// An admin listener off loopback without a token: refuse to start.
+#[test]
+fn refuses_a_public_admin_listener_without_a_token() {
+    let toml = "[admin]\nlisten = \"0.0.0.0:0\"\n[listen]\nhttp = \"127.0.0.1:0\"\n[[region]]\nname = \"r\"\n[[account]]\nname = \"x\"\nregion = \"r\"\nurl = \"http://127.0.0.1:9\"\n[[tenant]]\nname = \"t\"\nhosts = [\"t.example.com\"]\nprimary = \"x\"\n";
+    let path = temp_path("public-admin.toml");
+    std::fs::write(&path, toml).expect("write");
+    let out = std::process::Command::new(pairgate_test_support::pairgate_bin().expect("binary"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env_remove("PAIRGATE_ADMIN_TOKEN")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not loopback") && err.contains("token"),
+        "{err}"
+    );
+}
