@@ -137,6 +137,31 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Largest request head (request line plus headers) in bytes; larger gets 431. Default 64 KiB.
     pub max_request_header_bytes: usize,
+    /// Most header fields in a request; more gets 431. Default 100.
+    pub max_request_headers: usize,
+    /// Longest request target (path and query) in bytes; longer gets 414. Default 8 KiB.
+    pub max_uri_bytes: usize,
+    /// Largest request body in bytes; larger gets 413. Default 2 GiB; per tenant overridable.
+    pub max_request_body_bytes: u64,
+    /// Longest wait for the next piece of a request body; then 408. Default 30s.
+    pub body_idle_timeout: Duration,
+    /// Most client connections open at once; beyond it new ones get 503 and are closed.
+    /// Default 10 000.
+    pub max_connections: usize,
+    /// Most requests of one tenant in flight at once; beyond it 503 at once. Default 1000; per
+    /// tenant overridable.
+    pub tenant_max_in_flight: usize,
+    /// HTTP/2 streams a client may open at once on one connection. Default 100.
+    pub http2_max_concurrent_streams: u32,
+}
+
+/// A tenant's limits: `[limits]` merged with the tenant's `limits = { ... }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantLimits {
+    /// Largest request body in bytes.
+    pub max_request_body_bytes: u64,
+    /// Most requests in flight at once.
+    pub max_in_flight: usize,
 }
 
 /// `[upstream]`.
@@ -283,4 +308,6 @@ pub struct TenantConfig {
     pub secondary: Option<usize>,
     /// `[failover]` merged with this tenant's `failover = { ... }`.
     pub failover: FailoverPolicy,
+    /// `[limits]` merged with this tenant's `limits = { ... }`.
+    pub limits: TenantLimits,
 }

@@ -126,6 +126,20 @@ pub struct LimitsSpec {
     pub header_read_timeout: Option<String>,
     /// Bytes.
     pub max_request_header_bytes: Option<i64>,
+    /// `max_request_headers = 100`.
+    pub max_request_headers: Option<i64>,
+    /// `max_uri_bytes = 8192`.
+    pub max_uri_bytes: Option<i64>,
+    /// `max_request_body_bytes = 2147483648`.
+    pub max_request_body_bytes: Option<i64>,
+    /// `body_idle_timeout = "30s"`.
+    pub body_idle_timeout: Option<String>,
+    /// `max_connections = 10000`.
+    pub max_connections: Option<i64>,
+    /// `tenant_max_in_flight = 1000`.
+    pub tenant_max_in_flight: Option<i64>,
+    /// `http2_max_concurrent_streams = 100`.
+    pub http2_max_concurrent_streams: Option<i64>,
 }
 
 /// `[upstream]`.
@@ -233,6 +247,18 @@ pub struct TenantSpec {
     pub secondary: Option<String>,
     /// Overrides of `[failover]` keys.
     pub failover: Option<FailoverSpec>,
+    /// Per-tenant limits.
+    pub limits: Option<TenantLimitsSpec>,
+}
+
+/// `limits = { ... }` inside a `[[tenant]]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct TenantLimitsSpec {
+    /// Overrides `limits.max_request_body_bytes`.
+    pub max_request_body_bytes: Option<i64>,
+    /// Overrides `limits.tenant_max_in_flight`.
+    pub max_in_flight: Option<i64>,
 }
 
 /// A `headers = { name = "value" }` table, in file order, before `${VAR}` expansion.

@@ -36,6 +36,18 @@ pub enum ProxyError {
     /// The client's request body failed (it closed early or broke framing) while forwarding.
     #[error("client request body failed")]
     ClientBody,
+    /// The request target is longer than `limits.max_uri_bytes`.
+    #[error("request target too long")]
+    UriTooLong,
+    /// The body is larger than the tenant's `max_request_body_bytes`.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// The client stopped sending its body for longer than `limits.body_idle_timeout`.
+    #[error("request body timed out")]
+    RequestTimeout,
+    /// The tenant already has `max_in_flight` requests in flight.
+    #[error("tenant over its concurrency limit")]
+    TenantOverloaded,
 }
 
 impl ProxyError {
@@ -51,6 +63,10 @@ impl ProxyError {
             ProxyError::UpstreamReset => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             ProxyError::ClientBody => StatusCode::BAD_REQUEST,
+            ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
+            ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::TenantOverloaded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -66,6 +82,10 @@ impl ProxyError {
             ProxyError::UpstreamReset => "upstream_reset",
             ProxyError::UpstreamProtocol => "upstream_protocol_error",
             ProxyError::ClientBody => "bad_request_body",
+            ProxyError::UriTooLong => "uri_too_long",
+            ProxyError::PayloadTooLarge => "payload_too_large",
+            ProxyError::RequestTimeout => "request_timeout",
+            ProxyError::TenantOverloaded => "tenant_over_capacity",
         }
     }
 
@@ -89,7 +109,11 @@ impl ProxyError {
             ProxyError::UnknownTenant
             | ProxyError::BadRequest(_)
             | ProxyError::BothDown
-            | ProxyError::ClientBody => false,
+            | ProxyError::ClientBody
+            | ProxyError::UriTooLong
+            | ProxyError::PayloadTooLarge
+            | ProxyError::RequestTimeout
+            | ProxyError::TenantOverloaded => false,
         }
     }
 
@@ -112,8 +136,18 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if self == ProxyError::BothDown {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        match self {
+            ProxyError::BothDown => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            ProxyError::TenantOverloaded => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            // The request's framing or pace is in doubt: do not reuse the connection.
+            ProxyError::PayloadTooLarge | ProxyError::RequestTimeout | ProxyError::ClientBody => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         resp
     }
@@ -140,6 +174,10 @@ mod tests {
             (ProxyError::UpstreamReset, 502, "upstream_reset"),
             (ProxyError::UpstreamProtocol, 502, "upstream_protocol_error"),
             (ProxyError::ClientBody, 400, "bad_request_body"),
+            (ProxyError::UriTooLong, 414, "uri_too_long"),
+            (ProxyError::PayloadTooLarge, 413, "payload_too_large"),
+            (ProxyError::RequestTimeout, 408, "request_timeout"),
+            (ProxyError::TenantOverloaded, 503, "tenant_over_capacity"),
         ];
         for (err, status, code) in cases {
             let resp = err.into_response();

@@ -17,6 +17,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use pairgate_routing::{Account, Health, RouteTable};
 
+use crate::body::{HoldingBody, InFlight, LimitedBody};
 use crate::headers::{is_upgrade_request, rewrite_request, strip_hop_by_hop};
 use crate::{Body, ProxyError, Shared};
 
@@ -114,6 +115,19 @@ async fn forward(
     if !req.uri().path().starts_with('/') {
         return Err(ProxyError::BadRequest("request target must be a path"));
     }
+    let target_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target_len > shared.settings.max_uri_bytes {
+        return Err(ProxyError::UriTooLong);
+    }
+    if req.version() == Version::HTTP_2
+        && let (Some(authority), Some(host)) =
+            (req.uri().authority(), req.headers().get(header::HOST))
+        && !host
+            .as_bytes()
+            .eq_ignore_ascii_case(authority.as_str().as_bytes())
+    {
+        return Err(ProxyError::BadRequest(":authority and host disagree"));
+    }
 
     // 2. Tenant. A miss never falls through to a default upstream.
     let resolved = table
@@ -121,6 +135,17 @@ async fn forward(
         .map_err(|_| ProxyError::UnknownTenant)?;
     let tenant = table.tenant(resolved.tenant);
     trace.tenant = Some(Arc::clone(&tenant.name));
+    // One tenant's flood cannot take every connection's worth of upstream capacity.
+    let slot = InFlight::acquire(&tenant.in_flight, tenant.limits.max_in_flight)
+        .ok_or(ProxyError::TenantOverloaded)?;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > tenant.limits.max_request_body_bytes) {
+        return Err(ProxyError::PayloadTooLarge);
+    }
 
     // 3. Active side: one atomic load.
     let active = tenant.slot.load();
@@ -136,6 +161,11 @@ async fn forward(
     let upgrade = req.version() == Version::HTTP_11 && is_upgrade_request(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
+    let (body, verdict) = LimitedBody::new(
+        body,
+        tenant.limits.max_request_body_bytes,
+        shared.settings.body_idle_timeout,
+    );
     let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
         let authority = parts.uri.authority()?;
         HeaderValue::from_str(authority.as_str()).ok()
@@ -154,8 +184,10 @@ async fn forward(
         .secondary
         .map(|_| table.account(tenant.account_for(active.side.other())));
     let (body, replay_body) = match other {
-        Some(_) if !upgrade => buffer_for_replay(body, &template.parts, shared).await?,
-        _ => (body.map_err(Into::into).boxed(), None),
+        Some(_) if !upgrade => buffer_for_replay(body, &template.parts, shared)
+            .await
+            .map_err(|err| verdict.error().unwrap_or(err))?,
+        _ => (body.boxed(), None),
     };
 
     // 6. Send on the shared pool, bounded by the response-header timeout.
@@ -163,6 +195,8 @@ async fn forward(
     let mut replayed = false;
     let mut resp = match send(shared, account, first).await {
         Ok(resp) => resp,
+        // The client's body broke the tenant's limits: that is the answer, not a replay.
+        Err(err) if verdict.error().is_some() => return Err(verdict.error().unwrap_or(err)),
         Err(err) => {
             let Some(other) = other else { return Err(err) };
             let Some(body) = replay_body.filter(|_| may_replay(err, &template.parts)) else {
@@ -194,6 +228,9 @@ async fn forward(
     };
 
     // 7. Stream the response back; splice upgraded connections together.
+    if ambiguous_response_framing(resp.headers()) {
+        return Err(ProxyError::UpstreamProtocol);
+    }
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         match client_upgrade {
             Some(client_upgrade) => {
@@ -209,7 +246,14 @@ async fn forward(
         resp.headers_mut()
             .insert(&X_PAIRGATE_REPLAYED, HeaderValue::from_static("1"));
     }
-    Ok(resp.map(|body| body.map_err(Into::into).boxed()))
+    Ok(resp.map(|body| HoldingBody::new(body, slot).boxed()))
+}
+
+/// An upstream response whose framing hyper might have settled one way while another hop reads
+/// it another: `Content-Length` together with `Transfer-Encoding`, or several lengths.
+fn ambiguous_response_framing(headers: &http::HeaderMap) -> bool {
+    let lengths = headers.get_all(header::CONTENT_LENGTH).iter().count();
+    lengths > 1 || (lengths > 0 && headers.contains_key(header::TRANSFER_ENCODING))
 }
 
 static X_PAIRGATE_REPLAYED: HeaderName = HeaderName::from_static("x-pairgate-replayed");
@@ -249,7 +293,7 @@ impl Template {
 /// Buffers the body when it is small enough to replay (`upstream.max_replay_body`, known from
 /// `Content-Length` or an empty body); otherwise passes it through as a stream.
 async fn buffer_for_replay(
-    body: Incoming,
+    body: LimitedBody,
     parts: &http::request::Parts,
     shared: &Shared,
 ) -> Result<(Body, Option<Bytes>), ProxyError> {
@@ -264,7 +308,7 @@ async fn buffer_for_replay(
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|len| len <= shared.settings.max_replay_body as u64);
     if !small {
-        return Ok((body.map_err(Into::into).boxed(), None));
+        return Ok((body.boxed(), None));
     }
     let bytes = body
         .collect()

@@ -1,4 +1,5 @@
-//! Request and response header rewriting (RFC 9110 section 7.6.1 hop-by-hop rules).
+//! Request and response header rewriting (RFC 9110 section 7.6.1 hop-by-hop rules). Public for
+//! the micro benchmarks.
 
 use std::net::IpAddr;
 

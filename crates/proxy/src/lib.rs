@@ -14,9 +14,11 @@
 //! Non-goals here: health checking and failover decisions (they only store into the tenant's
 //! `ActiveSlot`), TLS (a later layer), the admin API.
 
+mod body;
 mod error;
 mod forward;
-mod headers;
+mod guard;
+pub mod headers;
 pub mod metrics;
 mod server;
 
@@ -48,6 +50,16 @@ pub struct Settings {
     pub header_read_timeout: Duration,
     /// `limits.max_request_header_bytes`.
     pub max_request_header_bytes: usize,
+    /// `limits.max_request_headers`.
+    pub max_request_headers: usize,
+    /// `limits.max_uri_bytes`.
+    pub max_uri_bytes: usize,
+    /// `limits.body_idle_timeout`.
+    pub body_idle_timeout: Duration,
+    /// `limits.max_connections`.
+    pub max_connections: usize,
+    /// `limits.http2_max_concurrent_streams`.
+    pub http2_max_concurrent_streams: u32,
     /// `upstream.connect_timeout`.
     pub connect_timeout: Duration,
     /// `upstream.response_header_timeout`.
@@ -79,6 +91,11 @@ impl Settings {
         Settings {
             header_read_timeout: config.limits.header_read_timeout,
             max_request_header_bytes: config.limits.max_request_header_bytes,
+            max_request_headers: config.limits.max_request_headers,
+            max_uri_bytes: config.limits.max_uri_bytes,
+            body_idle_timeout: config.limits.body_idle_timeout,
+            max_connections: config.limits.max_connections,
+            http2_max_concurrent_streams: config.limits.http2_max_concurrent_streams,
             connect_timeout: config.upstream.connect_timeout,
             response_header_timeout: config.upstream.response_header_timeout,
             idle_timeout: config.upstream.idle_timeout,

@@ -11,8 +11,11 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use tokio::sync::Semaphore;
+
 use crate::Shared;
 use crate::forward::handle;
+use crate::guard::FramingGuard;
 
 /// hyper refuses read buffers smaller than this; `max_request_header_bytes` below it is raised.
 const MIN_HYPER_BUF: usize = 8192;
@@ -26,6 +29,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let builder = server_builder(&shared);
     let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(shared.settings.max_connections));
+    let head_limit = shared.settings.max_request_header_bytes.max(MIN_HYPER_BUF);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -43,6 +48,12 @@ pub async fn serve(
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(error = %err, "set_nodelay failed");
         }
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            tokio::spawn(refuse(stream));
+            continue;
+        };
+        let stream = FramingGuard::new(stream, head_limit)
+            .with_head_timeout(shared.settings.header_read_timeout);
         let conn_shared = Arc::clone(&shared);
         let service = service_fn(move |req| {
             let shared = Arc::clone(&conn_shared);
@@ -56,6 +67,7 @@ pub async fn serve(
             if let Err(err) = conn.await {
                 tracing::debug!(error = %err, %peer, "client connection ended with an error");
             }
+            drop(permit);
         });
     }
     drop(listener);
@@ -72,20 +84,36 @@ pub async fn serve(
     Ok(())
 }
 
+/// Over `max_connections`: a short 503 and close, rather than a silent backlog.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\ncontent-type: application/json\r\ncontent-length: 29\r\n\r\n{\"error\":\"too_many_connections\"}";
+    tracing::warn!("connection limit reached; refusing a connection");
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
+}
+
 fn server_builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
     let settings = &shared.settings;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
+        // The framing guard enforces the head timeout (with a 408); hyper's timer is a backstop.
+        .header_read_timeout(settings.header_read_timeout * 2)
         .max_buf_size(settings.max_request_header_bytes.max(MIN_HYPER_BUF))
+        .max_headers(settings.max_request_headers)
         .keep_alive(true);
     let header_list = u32::try_from(settings.max_request_header_bytes).unwrap_or(u32::MAX);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(header_list)
+        .max_concurrent_streams(settings.http2_max_concurrent_streams)
+        // Rapid reset (CVE-2023-44487): streams the client opens and resets before we accept
+        // them, and streams we reset for its protocol errors, are bounded per connection.
+        .max_pending_accept_reset_streams(Some(20))
+        .max_local_error_reset_streams(Some(1024))
+        .max_send_buf_size(256 * 1024)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
     builder

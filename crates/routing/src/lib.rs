@@ -18,6 +18,7 @@ mod slot;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use foldhash::fast::RandomState;
 use http::uri::{Authority, Scheme};
@@ -113,6 +114,10 @@ pub struct Tenant {
     pub secondary: Option<AccountId>,
     /// Which side is active, shared with the failover engine and carried across reloads.
     pub slot: Arc<ActiveSlot>,
+    /// Body size and concurrency limits.
+    pub limits: pairgate_config::TenantLimits,
+    /// Requests in flight now (until their response body ends); carried across reloads.
+    pub in_flight: Arc<AtomicUsize>,
 }
 
 impl Tenant {
@@ -199,10 +204,9 @@ impl RouteTable {
         let mut max_prefix_segments = 0;
         for (i, t) in config.tenants.iter().enumerate() {
             let id = TenantId::from_index(i);
-            let slot = previous
-                .and_then(|p| p.tenant_by_name(&t.name))
-                .map(|old| Arc::clone(&old.slot))
-                .unwrap_or_default();
+            let old = previous.and_then(|p| p.tenant_by_name(&t.name));
+            let slot = old.map(|o| Arc::clone(&o.slot)).unwrap_or_default();
+            let in_flight = old.map(|o| Arc::clone(&o.in_flight)).unwrap_or_default();
             by_name.insert(t.name.as_str().into(), id);
             for host in &t.hosts {
                 by_host.insert(host.as_str().into(), id);
@@ -219,6 +223,8 @@ impl RouteTable {
                 primary: AccountId::from_index(t.primary),
                 secondary: t.secondary.map(AccountId::from_index),
                 slot,
+                limits: t.limits,
+                in_flight,
             });
         }
         let tenant_header =

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::model::{
     AccountConfig, Config, Limits, Listen, RegionConfig, Routing, Runtime, Scheme, TenantConfig,
-    Upstream,
+    TenantLimits, Upstream,
 };
 use crate::spec::{AccountSpec, ConfigSpec, RegionSpec, TenantSpec};
 use crate::{Loaded, Problem, Severity};
@@ -91,6 +91,42 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
             .max_request_header_bytes
             .and_then(|n| count(n, 1024, "limits.max_request_header_bytes", problems))
             .unwrap_or(64 * 1024),
+        max_request_headers: spec
+            .limits
+            .max_request_headers
+            .and_then(|n| count(n, 1, "limits.max_request_headers", problems))
+            .unwrap_or(100),
+        max_uri_bytes: spec
+            .limits
+            .max_uri_bytes
+            .and_then(|n| count(n, 64, "limits.max_uri_bytes", problems))
+            .unwrap_or(8 * 1024),
+        max_request_body_bytes: spec
+            .limits
+            .max_request_body_bytes
+            .and_then(|n| count(n, 0, "limits.max_request_body_bytes", problems))
+            .map_or(2 << 30, |n| n as u64),
+        body_idle_timeout: duration(
+            &spec.limits.body_idle_timeout,
+            "limits.body_idle_timeout",
+            Duration::from_secs(30),
+            problems,
+        ),
+        max_connections: spec
+            .limits
+            .max_connections
+            .and_then(|n| count(n, 1, "limits.max_connections", problems))
+            .unwrap_or(10_000),
+        tenant_max_in_flight: spec
+            .limits
+            .tenant_max_in_flight
+            .and_then(|n| count(n, 1, "limits.tenant_max_in_flight", problems))
+            .unwrap_or(1000),
+        http2_max_concurrent_streams: spec
+            .limits
+            .http2_max_concurrent_streams
+            .and_then(|n| count(n, 1, "limits.http2_max_concurrent_streams", problems))
+            .map_or(100, |n| u32::try_from(n).unwrap_or(u32::MAX)),
     };
     let up = &spec.upstream;
     let upstream = Upstream {
@@ -153,6 +189,7 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
         &accounts,
         &regions.configs,
         &failover,
+        &limits,
         routing.tenant_header.is_some(),
         problems,
     );
@@ -312,6 +349,7 @@ fn tenants(
     accounts: &Accounts<'_>,
     regions: &[RegionConfig],
     failover: &crate::model::FailoverPolicy,
+    limits: &Limits,
     has_tenant_header: bool,
     problems: &mut Problems,
 ) -> Vec<TenantConfig> {
@@ -426,6 +464,24 @@ fn tenants(
                 policy::failover(own, failover, &format!("tenant[{i}].failover"), problems)
             }
         };
+        let own = spec.limits.clone().unwrap_or_default();
+        let tenant_limits = TenantLimits {
+            max_request_body_bytes: own
+                .max_request_body_bytes
+                .and_then(|n| {
+                    count(
+                        n,
+                        0,
+                        &format!("tenant[{i}].limits.max_request_body_bytes"),
+                        problems,
+                    )
+                })
+                .map_or(limits.max_request_body_bytes, |n| n as u64),
+            max_in_flight: own
+                .max_in_flight
+                .and_then(|n| count(n, 1, &format!("tenant[{i}].limits.max_in_flight"), problems))
+                .unwrap_or(limits.tenant_max_in_flight),
+        };
         out.push(TenantConfig {
             name: spec.name.clone().unwrap_or_default(),
             hosts,
@@ -434,6 +490,7 @@ fn tenants(
             primary: primary.unwrap_or(0),
             secondary,
             failover,
+            limits: tenant_limits,
         });
     }
     out

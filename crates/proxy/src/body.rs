@@ -1,0 +1,163 @@
+//! Body wrappers: request-body limits (size, idle time) and the tenant in-flight guard.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
+
+use crate::{BoxError, ProxyError};
+
+const OK: u8 = 0;
+const TOO_LARGE: u8 = 1;
+const IDLE: u8 = 2;
+
+/// Why a [`LimitedBody`] failed, readable after the body has been handed to the client pool.
+#[derive(Clone, Default)]
+pub(crate) struct BodyVerdict(Arc<AtomicU8>);
+
+impl BodyVerdict {
+    /// The error to answer with when the upstream attempt failed because of the body.
+    pub(crate) fn error(&self) -> Option<ProxyError> {
+        match self.0.load(Ordering::Acquire) {
+            TOO_LARGE => Some(ProxyError::PayloadTooLarge),
+            IDLE => Some(ProxyError::RequestTimeout),
+            _ => None,
+        }
+    }
+}
+
+/// The client's request body, failing once it exceeds `limit` bytes or stalls for `idle`.
+pub(crate) struct LimitedBody {
+    inner: Incoming,
+    limit: u64,
+    seen: u64,
+    idle: Duration,
+    sleep: Pin<Box<Sleep>>,
+    verdict: BodyVerdict,
+}
+
+impl LimitedBody {
+    pub(crate) fn new(inner: Incoming, limit: u64, idle: Duration) -> (Self, BodyVerdict) {
+        let verdict = BodyVerdict::default();
+        let body = LimitedBody {
+            inner,
+            limit,
+            seen: 0,
+            idle,
+            sleep: Box::pin(tokio::time::sleep(idle)),
+            verdict: verdict.clone(),
+        };
+        (body, verdict)
+    }
+
+    fn fail(&self, code: u8, msg: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.verdict.0.store(code, Ordering::Release);
+        Poll::Ready(Some(Err(msg.into())))
+    }
+}
+
+impl Body for LimitedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if this.verdict.0.load(Ordering::Relaxed) != OK {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.seen += data.len() as u64;
+                    if this.seen > this.limit {
+                        return this.fail(TOO_LARGE, "request body over the tenant's limit");
+                    }
+                }
+                this.sleep.as_mut().reset(Instant::now() + this.idle);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(err.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                if this.sleep.as_mut().poll(cx).is_ready() {
+                    return this.fail(IDLE, "request body idle for too long");
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// One of a tenant's in-flight slots; released when dropped.
+pub(crate) struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    /// Takes a slot if fewer than `max` are taken.
+    pub(crate) fn acquire(counter: &Arc<AtomicUsize>, max: usize) -> Option<InFlight> {
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| InFlight(Arc::clone(counter)))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that holds the tenant's in-flight slot until it ends or is dropped, so a
+/// long download counts against the tenant's concurrency like any other request.
+pub(crate) struct HoldingBody {
+    inner: Incoming,
+    _slot: InFlight,
+}
+
+impl HoldingBody {
+    pub(crate) fn new(inner: Incoming, slot: InFlight) -> Self {
+        HoldingBody { inner, _slot: slot }
+    }
+}
+
+impl Body for HoldingBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.get_mut().inner)
+            .poll_frame(cx)
+            .map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
