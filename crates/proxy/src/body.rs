@@ -161,3 +161,60 @@ impl Body for HoldingBody {
         self.inner.size_hint()
     }
 }
+
+/// Frames already read from the client, then (when the body was larger than the read-ahead
+/// window) the rest of the client's body, streamed.
+pub(crate) struct Prefixed {
+    frames: std::collections::VecDeque<Frame<Bytes>>,
+    rest: Option<LimitedBody>,
+    hint: SizeHint,
+}
+
+impl Prefixed {
+    /// `frames` first, then `rest`; `declared` is the client's `Content-Length`, if any, so the
+    /// upstream request keeps a fixed length.
+    pub(crate) fn new(
+        frames: std::collections::VecDeque<Frame<Bytes>>,
+        rest: Option<LimitedBody>,
+        declared: Option<u64>,
+    ) -> Self {
+        let hint = match (declared, &rest) {
+            (Some(len), _) => SizeHint::with_exact(len),
+            (None, None) => SizeHint::with_exact(
+                frames
+                    .iter()
+                    .filter_map(|f| f.data_ref().map(|d| d.len() as u64))
+                    .sum(),
+            ),
+            (None, Some(_)) => SizeHint::default(),
+        };
+        Prefixed { frames, rest, hint }
+    }
+}
+
+impl Body for Prefixed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if let Some(frame) = this.frames.pop_front() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        match &mut this.rest {
+            Some(rest) => Pin::new(rest).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.frames.is_empty() && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.hint
+    }
+}

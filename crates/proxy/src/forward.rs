@@ -17,7 +17,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use pairgate_routing::{Account, Health, RouteTable};
 
-use crate::body::{HoldingBody, InFlight, LimitedBody};
+use crate::body::{HoldingBody, InFlight, LimitedBody, Prefixed};
 use crate::headers::{is_upgrade_request, rewrite_request, strip_hop_by_hop};
 use crate::{Body, ProxyError, Shared};
 
@@ -178,16 +178,17 @@ async fn forward(
         strip: resolved.strip,
     };
 
-    // 5. Decide whether this request could be replayed on the other account, buffering a
-    //    small body for it; anything else streams.
+    // 5. Read a small body ahead (clean framing upstream, and a replay copy); larger ones
+    //    stream.
     let other = tenant
         .secondary
         .map(|_| table.account(tenant.account_for(active.side.other())));
-    let (body, replay_body) = match other {
-        Some(_) if !upgrade => buffer_for_replay(body, &template.parts, shared)
+    let (body, replay_body) = if upgrade {
+        (body.boxed(), None)
+    } else {
+        buffer_for_replay(body, &template.parts, shared)
             .await
-            .map_err(|err| verdict.error().unwrap_or(err))?,
-        _ => (body.boxed(), None),
+            .map_err(|err| verdict.error().unwrap_or(err))?
     };
 
     // 6. Send on the shared pool, bounded by the response-header timeout.
@@ -290,10 +291,12 @@ impl Template {
     }
 }
 
-/// Buffers the body when it is small enough to replay (`upstream.max_replay_body`, known from
-/// `Content-Length` or an empty body); otherwise passes it through as a stream.
+/// Reads the body ahead, up to `upstream.max_replay_body`, before anything goes upstream: a body
+/// that ends inside that window is sent with a fixed length and can be replayed, and a body that
+/// breaks its framing inside it is refused with nothing forwarded. A body declared larger, or
+/// that turns out larger, streams (already-read frames first) and is never replayed.
 async fn buffer_for_replay(
-    body: LimitedBody,
+    mut body: LimitedBody,
     parts: &http::request::Parts,
     shared: &Shared,
 ) -> Result<(Body, Option<Bytes>), ProxyError> {
@@ -301,24 +304,40 @@ async fn buffer_for_replay(
     if body.is_end_stream() {
         return Ok((empty(), Some(Bytes::new())));
     }
-    let small = parts
+    let window = shared.settings.max_replay_body;
+    let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|len| len <= shared.settings.max_replay_body as u64);
-    if !small {
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > window as u64) {
         return Ok((body.boxed(), None));
     }
-    let bytes = body
-        .collect()
-        .await
-        .map_err(|_| ProxyError::ClientBody)?
-        .to_bytes();
-    let first = Full::new(bytes.clone())
-        .map_err(|never| match never {})
-        .boxed();
-    Ok((first, Some(bytes)))
+    let mut frames = std::collections::VecDeque::new();
+    let mut read = 0usize;
+    let mut whole = bytes::BytesMut::new();
+    let mut trailers = false;
+    loop {
+        match body.frame().await {
+            None => break,
+            Some(Err(_)) => return Err(ProxyError::ClientBody),
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    read += data.len();
+                    whole.extend_from_slice(data);
+                } else {
+                    trailers = true;
+                }
+                frames.push_back(frame);
+                if read > window {
+                    let streamed = Prefixed::new(frames, Some(body), declared);
+                    return Ok((streamed.boxed(), None));
+                }
+            }
+        }
+    }
+    let replay = (!trailers).then(|| whole.freeze());
+    Ok((Prefixed::new(frames, None, declared).boxed(), replay))
 }
 
 fn empty() -> Body {

@@ -325,14 +325,19 @@ fn parse_length(v: &str) -> Option<u64> {
     v.parse().ok()
 }
 
-/// Index just past the first `\r\n\r\n` (or bare `\n\n`, which httparse also accepts).
+/// Index just past the empty line that ends a head: a line end (`\n`, after `\r` or not)
+/// followed by `\r\n` or `\n`, as httparse reads it.
 fn find_head_end(buf: &[u8]) -> Option<usize> {
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    buf.iter().enumerate().find_map(|(i, &b)| {
+        if b != b'\n' {
+            return None;
+        }
+        match buf.get(i + 1..) {
+            Some([b'\n', ..]) => Some(i + 2),
+            Some([b'\r', b'\n', ..]) => Some(i + 3),
+            _ => None,
+        }
+    })
 }
 
 /// One byte of chunked framing: `Some(Some(next))` to go on, `Some(None)` at the message end,

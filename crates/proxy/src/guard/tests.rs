@@ -68,6 +68,7 @@ fn ambiguous_framing_is_rejected() {
         b"POST / HTTP/1.1\r\ncontent_length: 5\r\n\r\nhello",
         b"GET / HTTP/1.1\nHost: a\n\n",
         b"GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nX: b\n\r\n",
         // smuggled second request behind a clean first one
         b"GET / HTTP/1.1\r\nHost: a\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     ];

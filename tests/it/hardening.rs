@@ -1,0 +1,524 @@
+//! Hostile input: framing and smuggling cases over raw sockets, HTTP/2 downgrade cases over raw
+//! frames, slow clients, limits, and one tenant flooding while another is measured.
+
+// Frame lengths, statuses and counts here are small values the test builds itself.
+#![allow(clippy::cast_possible_truncation)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use pairgate_test_support::{MockUpstream, TestGateway, get};
+
+use crate::support::{mock, pair_config};
+
+/// One tenant `solo` on one account, short timeouts.
+async fn solo(extra: &str) -> (TestGateway, MockUpstream) {
+    let east = mock("east", "eastus").await;
+    let toml = pair_config(
+        &[("east", "eastus", &east)],
+        &[("solo", "east", None)],
+        &format!("[health]\ninterval = \"30s\"\n{extra}"),
+    );
+    (TestGateway::start(&toml).await.expect("gateway"), east)
+}
+
+/// Sends raw bytes, reads until the gateway closes (bounded), returns every status code seen.
+async fn raw(gw: &TestGateway, bytes: &[u8]) -> (Vec<u16>, String) {
+    let mut s = TcpStream::connect(gw.addr()).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let statuses = text
+        .match_indices("HTTP/1.1 ")
+        .filter_map(|(i, _)| text.get(i + 9..i + 12)?.parse().ok())
+        .collect();
+    (statuses, text)
+}
+
+#[tokio::test]
+async fn framing_cases_match_the_table() {
+    let table: Value =
+        serde_json::from_str(include_str!("../framing-cases.json")).expect("case table");
+    let (gw, east) = solo("").await;
+    let mut failures = Vec::new();
+    for case in table["cases"].as_array().expect("cases") {
+        let name = case["name"].as_str().expect("name");
+        east.reset_stats();
+        let (statuses, text) =
+            raw(&gw, case["request"].as_str().expect("request").as_bytes()).await;
+        let mut want = vec![case["status"].as_u64().expect("status") as u16];
+        if let Some(then) = case.get("then_status").and_then(Value::as_u64) {
+            want.push(then as u16);
+        }
+        if statuses != want {
+            failures.push(format!(
+                "{name}: statuses {statuses:?}, want {want:?}\n{text}"
+            ));
+        }
+        let seen = east.requests();
+        match &case["upstream"] {
+            Value::String(s) if s == "none" => {
+                if east.request_count() != 0 {
+                    failures.push(format!(
+                        "{name}: upstream got {} request(s), want none",
+                        east.request_count()
+                    ));
+                }
+            }
+            expect => {
+                let n = expect["requests"].as_u64().expect("requests") as usize;
+                let body = expect["body_len"].as_u64().expect("body_len");
+                if seen.len() != n {
+                    failures.push(format!(
+                        "{name}: upstream got {} request(s), want {n}",
+                        seen.len()
+                    ));
+                } else if let Some(last) = seen.last() {
+                    // Cleanly framed: one length, no transfer coding alongside it, right size.
+                    let lengths = last.header_all("content-length");
+                    let te = last.header_all("transfer-encoding");
+                    if last.body_len != body
+                        || lengths.len() > 1
+                        || (!lengths.is_empty() && !te.is_empty())
+                    {
+                        failures.push(format!(
+                            "{name}: upstream saw body {} with CL {lengths:?} TE {te:?}",
+                            last.body_len
+                        ));
+                    }
+                    if last.uri.contains("smuggled") {
+                        failures.push(format!("{name}: a smuggled request reached the upstream"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n---\n")
+    );
+}
+
+/// HPACK literal header field without indexing, new name (RFC 7541 6.2.2), lengths < 127.
+fn hpack(name: &str, value: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x00, name.len() as u8];
+    out.extend_from_slice(name.as_bytes());
+    out.push(value.len() as u8);
+    out.extend_from_slice(value);
+    out
+}
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// What the server did with stream 1: `Some(status)` for a response (only statuses in HPACK's
+/// static table are decoded), `None` for a reset or a closed connection.
+async fn h2_exchange(
+    gw: &TestGateway,
+    headers: &[(&str, &[u8])],
+    data: Option<&[u8]>,
+) -> Option<u16> {
+    let mut s = TcpStream::connect(gw.addr()).await.expect("connect");
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+    let block: Vec<u8> = headers.iter().flat_map(|(n, v)| hpack(n, v)).collect();
+    let end_stream = if data.is_none() { 0x1 } else { 0 };
+    out.extend(frame(0x1, 0x4 | end_stream, 1, &block)); // HEADERS, END_HEADERS
+    if let Some(d) = data {
+        out.extend(frame(0x0, 0x1, 1, d)); // DATA, END_STREAM
+    }
+    s.write_all(&out).await.expect("write");
+    let mut buf = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        // Parse whole frames received so far.
+        let mut at = 0;
+        while buf.len() >= at + 9 {
+            let len = (usize::from(buf[at]) << 16)
+                | (usize::from(buf[at + 1]) << 8)
+                | usize::from(buf[at + 2]);
+            let (kind, stream) = (
+                buf[at + 3],
+                u32::from_be_bytes([buf[at + 5], buf[at + 6], buf[at + 7], buf[at + 8]])
+                    & 0x7fff_ffff,
+            );
+            if buf.len() < at + 9 + len {
+                break;
+            }
+            let payload = &buf[at + 9..at + 9 + len];
+            match (kind, stream) {
+                (0x1, 1) => {
+                    // Indexed :status from the static table (RFC 7541 appendix A).
+                    return match payload.first() {
+                        Some(0x88) => Some(200),
+                        Some(0x89) => Some(204),
+                        Some(0x8a) => Some(206),
+                        Some(0x8b) => Some(304),
+                        Some(0x8c) => Some(400),
+                        Some(0x8d) => Some(404),
+                        Some(0x8e) => Some(500),
+                        _ => Some(0),
+                    };
+                }
+                (0x3, 1) | (0x7, _) => return None, // RST_STREAM, GOAWAY
+                _ => {}
+            }
+            at += 9 + len;
+        }
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return None,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => panic!("no answer to the HTTP/2 request"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn http2_downgrade_cases_never_reach_the_upstream() {
+    let (gw, east) = solo("").await;
+    let base: Vec<(&str, &[u8])> = vec![
+        (":method", b"GET"),
+        (":scheme", b"http"),
+        (":authority", b"solo.example.com"),
+        (":path", b"/t"),
+    ];
+    // The well-formed request works, so the rejections below mean something.
+    assert_eq!(h2_exchange(&gw, &base, None).await, Some(200));
+    assert_eq!(east.request_count(), 1);
+    east.reset_stats();
+    let with = |extra: (&'static str, &'static [u8])| {
+        let mut h = base.clone();
+        h.push(extra);
+        h
+    };
+    /// (name, header fields in order, DATA frame payload)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a [u8])>, Option<&'a [u8]>);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "host disagrees with :authority",
+            with(("host", b"other.example.com")),
+            None,
+        ),
+        (
+            "CR LF in a value",
+            with(("x-a", b"a\r\nx-injected: 1")),
+            None,
+        ),
+        ("NUL in a value", with(("x-a", b"a\x00b")), None),
+        ("upper-case name", with(("X-Upper", b"1")), None),
+        (
+            "connection header",
+            with(("connection", b"keep-alive")),
+            None,
+        ),
+        (
+            "transfer-encoding header",
+            with(("transfer-encoding", b"chunked")),
+            None,
+        ),
+        ("te other than trailers", with(("te", b"gzip")), None),
+        ("unknown pseudo-header", with((":foo", b"bar")), None),
+        (
+            "pseudo-header after a field",
+            {
+                let mut h: Vec<(&str, &[u8])> = vec![
+                    (":method", b"GET"),
+                    (":scheme", b"http"),
+                    ("x-a", b"1"),
+                    (":authority", b"solo.example.com"),
+                    (":path", b"/t"),
+                ];
+                h.truncate(5);
+                h
+            },
+            None,
+        ),
+        ("duplicate :path", with((":path", b"/other")), None),
+        (
+            "missing :path",
+            vec![
+                (":method", b"GET"),
+                (":scheme", b"http"),
+                (":authority", b"solo.example.com"),
+            ],
+            None,
+        ),
+        (
+            "content-length larger than data",
+            {
+                let mut h = base.clone();
+                h[0] = (":method", b"POST");
+                h.push(("content-length", b"10"));
+                h
+            },
+            Some(b"short"),
+        ),
+        (
+            "content-length smaller than data",
+            {
+                let mut h = base.clone();
+                h[0] = (":method", b"POST");
+                h.push(("content-length", b"2"));
+                h
+            },
+            Some(b"longer"),
+        ),
+    ];
+    for (name, headers, data) in cases {
+        let answer = h2_exchange(&gw, &headers, data).await;
+        assert!(
+            answer.is_none_or(|s| (400..500).contains(&s)),
+            "{name}: answered {answer:?}"
+        );
+        assert_eq!(east.request_count(), 0, "{name}: reached the upstream");
+    }
+}
+
+/// A slowloris client is cut off at the header timeout with 408 while others are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_is_cut_off_and_others_are_served() {
+    let (gw, _east) = solo("[limits]\nheader_read_timeout = \"1s\"\n").await;
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(gw.addr()).await.expect("connect");
+        s.write_all(b"GET /t HTTP/1.1\r\nHost: solo.example.com\r\n")
+            .await
+            .expect("write");
+        slow.push(s);
+    }
+    let started = Instant::now();
+    // Trickle a header line every 300 ms: each byte arrives, the head never completes.
+    let trickle = tokio::spawn(async move {
+        let mut answers = Vec::new();
+        for mut s in slow {
+            let _ = s.write_all(b"X-a: 1\r\n").await;
+            answers.push(s);
+        }
+        answers
+    });
+    let normal = get(&gw.url("/t"), "solo.example.com")
+        .await
+        .expect("a normal client is served");
+    assert_eq!(normal.status, 200);
+    let mut slow = trickle.await.expect("trickle");
+    for s in &mut slow {
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+        assert!(
+            String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&buf)
+        );
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "cut off after {took:?}"
+    );
+}
+
+/// A client that stops sending its body is answered 408 after the body idle timeout; nothing
+/// complete reaches the upstream.
+#[tokio::test]
+async fn slow_body_is_cut_off() {
+    let (gw, east) = solo("[limits]\nbody_idle_timeout = \"500ms\"\n").await;
+    let mut s = TcpStream::connect(gw.addr()).await.expect("connect");
+    s.write_all(
+        b"POST /t HTTP/1.1\r\nHost: solo.example.com\r\nContent-Length: 100\r\n\r\nonly-some",
+    )
+    .await
+    .expect("write");
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"));
+    assert!(started.elapsed() >= Duration::from_millis(450));
+    assert_eq!(east.request_count(), 0);
+}
+
+#[tokio::test]
+async fn size_limits_answer_413_414_431() {
+    let (gw, east) = solo("[limits]\nmax_uri_bytes = 256\nmax_request_headers = 20\nmax_request_body_bytes = 100000\n").await;
+    let long = format!("/{}", "a".repeat(300));
+    let r = get(&gw.url(&long), "solo.example.com")
+        .await
+        .expect("reply");
+    assert_eq!(r.status, 414);
+    let many: String = (0..30).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let (statuses, _) = raw(
+        &gw,
+        format!("GET /t HTTP/1.1\r\nHost: solo.example.com\r\n{many}\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(statuses, vec![431]);
+    // Declared too large: refused before any upstream work.
+    let (statuses, text) = raw(
+        &gw,
+        b"POST /t HTTP/1.1\r\nHost: solo.example.com\r\nContent-Length: 200000\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses, vec![413], "{text}");
+    // Chunked and too large: cut off when it crosses the limit.
+    let mut body =
+        b"POST /t HTTP/1.1\r\nHost: solo.example.com\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
+    for _ in 0..30 {
+        body.extend_from_slice(b"2000\r\n");
+        body.extend(std::iter::repeat_n(b'x', 0x2000));
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    let (statuses, text) = raw(&gw, &body).await;
+    assert_eq!(statuses, vec![413], "{text}");
+    assert!(east.requests().iter().all(|r| r.body_len <= 100_000));
+}
+
+#[tokio::test]
+async fn connection_limit_refuses_with_503() {
+    let (gw, _east) = solo("[limits]\nmax_connections = 3\n").await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(gw.addr()).await.expect("connect");
+        s.write_all(b"GET /t HTTP/1.1\r\nHost: solo.example.com\r\n\r\n")
+            .await
+            .expect("write");
+        let mut buf = [0u8; 12];
+        s.read_exact(&mut buf).await.expect("answered");
+        held.push(s);
+    }
+    let (statuses, text) = raw(&gw, b"GET /t HTTP/1.1\r\nHost: solo.example.com\r\n\r\n").await;
+    assert_eq!(statuses, vec![503], "{text}");
+    assert!(text.contains("too_many_connections"));
+    drop(held);
+    assert!(
+        crate::support::eventually(Duration::from_secs(3), || async {
+            get(&gw.url("/t"), "solo.example.com")
+                .await
+                .is_ok_and(|r| r.status == 200)
+        })
+        .await
+    );
+}
+
+/// One tenant flooding far past its in-flight limit gets 503s at once, and another tenant's p99
+/// stays within 1.5x of its quiet value. The gateway runs as its own process, so the flood's
+/// client tasks do not share its runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noisy_neighbour_cannot_starve_another_tenant() {
+    let (noisy_acct, quiet_acct) = (
+        mock("noisy-acct", "eastus").await,
+        mock("quiet-acct", "eastus").await,
+    );
+    let toml = format!(
+        "[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        pair_config(
+            &[
+                ("noisy-acct", "eastus", &noisy_acct),
+                ("quiet-acct", "eastus", &quiet_acct)
+            ],
+            &[("noisy", "noisy-acct", None), ("quiet", "quiet-acct", None)],
+            "[health]\ninterval = \"30s\"\n",
+        )
+        .replace(
+            "name = \"noisy\"\nhosts",
+            "name = \"noisy\"\nlimits = { max_in_flight = 16 }\nhosts"
+        )
+    );
+    let gw = Arc::new(
+        pairgate_test_support::GatewayProcess::spawn(
+            &crate::support::temp_path("noisy.toml"),
+            &toml,
+            &[("RUST_LOG", "info,pairgate::access=warn")],
+        )
+        .expect("gateway process"),
+    );
+    // The noisy tenant's account is slow, so its requests pile up against its limit.
+    noisy_acct.set_behavior(pairgate_test_support::Behavior::Delay(
+        Duration::from_millis(300),
+    ));
+    let url = gw.url("/q");
+    let p99 = move || {
+        let url = url.clone();
+        async move {
+            let c = pairgate_test_support::client();
+            let mut lat = Vec::new();
+            for _ in 0..300 {
+                let req = http::Request::get(&url)
+                    .header("host", "quiet.example.com")
+                    .body(http_body_util::Full::new(bytes::Bytes::new()))
+                    .expect("req");
+                let t = Instant::now();
+                let r = pairgate_test_support::send(&c, req).await.expect("reply");
+                assert_eq!(r.status, 200);
+                lat.push(t.elapsed());
+            }
+            lat.sort();
+            lat[lat.len() * 99 / 100]
+        }
+    };
+    let quiet = p99().await;
+    // Flood: 100 concurrent keep-alive clients against a limit of 16, each backing off 50 ms
+    // after a 503 (so the flood's own client cost stays small), bounded in count and time.
+    let stop = Instant::now() + Duration::from_secs(6);
+    let mut flood = Vec::new();
+    for _ in 0..100 {
+        let url = gw.url("/n");
+        flood.push(tokio::spawn(async move {
+            let c = pairgate_test_support::client();
+            let mut codes = Vec::new();
+            for _ in 0..200 {
+                if Instant::now() >= stop {
+                    break;
+                }
+                let req = http::Request::get(&url)
+                    .header("host", "noisy.example.com")
+                    .body(http_body_util::Full::new(bytes::Bytes::new()))
+                    .expect("req");
+                if let Ok(r) = pairgate_test_support::send(&c, req).await {
+                    codes.push(r.status.as_u16());
+                    if r.status == 503 {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            codes
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let loaded = p99().await;
+    let mut codes = Vec::new();
+    for f in flood {
+        codes.extend(f.await.expect("flood"));
+    }
+    let rejected = codes.iter().filter(|&&c| c == 503).count();
+    println!(
+        "quiet p99 {quiet:?}, under flood {loaded:?}; noisy: {} requests, {rejected} got 503",
+        codes.len()
+    );
+    assert!(
+        rejected > codes.len() / 2,
+        "the noisy tenant was not limited: {rejected}/{}",
+        codes.len()
+    );
+    // 1.5x the quiet p99, with a 2 ms floor for timer granularity on a loaded 2-core machine.
+    let bound = (quiet * 3 / 2).max(quiet + Duration::from_millis(2));
+    assert!(
+        loaded <= bound,
+        "quiet tenant p99 {loaded:?} vs {quiet:?} quiet"
+    );
+}
