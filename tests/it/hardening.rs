@@ -522,3 +522,164 @@ async fn noisy_neighbour_cannot_starve_another_tenant() {
         "quiet tenant p99 {loaded:?} vs {quiet:?} quiet"
     );
 }
+
+/// A fresh gateway process per hostile input, so memory freed by one input cannot hide the
+/// next one's growth.
+async fn hostile_gateway(east: &MockUpstream) -> pairgate_test_support::GatewayProcess {
+    let toml = format!(
+        "[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        pair_config(
+            &[("east", "eastus", east)],
+            &[("solo", "east", None)],
+            "[health]\ninterval = \"30s\"\n[limits]\nheader_read_timeout = \"15s\"\n"
+        )
+    );
+    let gw = pairgate_test_support::GatewayProcess::spawn(
+        &crate::support::temp_path("memory.toml"),
+        &toml,
+        &[("RUST_LOG", "info,pairgate::access=warn")],
+    )
+    .expect("gateway process");
+    // Warm up: one request through every layer, so lazily built state is not counted.
+    assert_eq!(
+        get(&gw.url("/t"), "solo.example.com")
+            .await
+            .expect("reply")
+            .status,
+        200
+    );
+    gw
+}
+
+fn h2_preface() -> Vec<u8> {
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[]));
+    out
+}
+
+/// The real process under hostile input: RSS growth per input against the limit that bounds
+/// it. Prints the table the closing note reports; fails past 100x (Envoy's DoS definition).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_memory_stays_within_100x_of_the_limits() {
+    const HEAD_LIMIT: u64 = 65536;
+    let east = mock("east", "eastus").await;
+    let mut report = Vec::new();
+
+    // 1. 300 connections each holding a partial head just under the header limit.
+    let gw = hostile_gateway(&east).await;
+    let before = gw.proc_status_kib("VmRSS").expect("rss") * 1024;
+    let mut held = Vec::new();
+    let filler = format!(
+        "GET /t HTTP/1.1\r\nHost: solo.example.com\r\nX-Fill: {}\r\n",
+        "a".repeat(60_000)
+    );
+    for _ in 0..300 {
+        let mut s = TcpStream::connect(gw.addr()).await.expect("connect");
+        s.write_all(filler.as_bytes()).await.expect("write");
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let peak = gw.proc_status_kib("VmRSS").expect("rss") * 1024;
+    report.push((
+        "300 partial 60 KB heads",
+        peak.saturating_sub(before),
+        300 * HEAD_LIMIT,
+    ));
+    drop(held);
+
+    // 2. HTTP/2 CONTINUATION flood: a header block that never ends, 4 MB per connection.
+    let gw = hostile_gateway(&east).await;
+    let before = gw.proc_status_kib("VmRSS").expect("rss") * 1024;
+    let mut conns = Vec::new();
+    let mut cut_off = 0;
+    for _ in 0..10 {
+        let mut s = TcpStream::connect(gw.addr()).await.expect("connect");
+        let mut out = h2_preface();
+        out.extend(frame(0x1, 0, 1, &hpack(":method", b"GET"))); // HEADERS without END_HEADERS
+        let fragment = hpack("x-flood", &[b'a'; 100]).repeat(150);
+        let _ = s.write_all(&out).await;
+        for _ in 0..256 {
+            if s.write_all(&frame(0x9, 0, 1, &fragment)).await.is_err() {
+                cut_off += 1; // the server gave up on the connection: that is the point
+                break;
+            }
+        }
+        conns.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let grown = (gw.proc_status_kib("VmRSS").expect("rss") * 1024).saturating_sub(before);
+    report.push((
+        "10 h2 CONTINUATION floods, 4 MB each",
+        grown,
+        10 * HEAD_LIMIT,
+    ));
+    drop(conns);
+
+    // 3. Rapid reset: open and reset 5000 streams on one connection.
+    let gw = hostile_gateway(&east).await;
+    east.reset_stats();
+    let before = gw.proc_status_kib("VmRSS").expect("rss") * 1024;
+    let mut s = TcpStream::connect(gw.addr()).await.expect("connect");
+    let mut out = h2_preface();
+    let block: Vec<u8> = [
+        (":method", &b"GET"[..]),
+        (":scheme", b"http"),
+        (":authority", b"solo.example.com"),
+        (":path", b"/t"),
+    ]
+    .iter()
+    .flat_map(|(n, v)| hpack(n, v))
+    .collect();
+    for i in 0..5000u32 {
+        let id = 1 + 2 * i;
+        out.extend(frame(0x1, 0x5, id, &block));
+        out.extend(frame(0x3, 0, id, &8u32.to_be_bytes())); // RST_STREAM CANCEL
+    }
+    let _ = s.write_all(&out).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let grown = (gw.proc_status_kib("VmRSS").expect("rss") * 1024).saturating_sub(before);
+    report.push(("h2 rapid reset, 5000 streams", grown, 100 * HEAD_LIMIT));
+    let forwarded = east.request_count();
+    drop(s);
+
+    // 4. Ping flood without reading the pongs.
+    let gw = hostile_gateway(&east).await;
+    let before = gw.proc_status_kib("VmRSS").expect("rss") * 1024;
+    let mut s = TcpStream::connect(gw.addr()).await.expect("connect");
+    let mut out = h2_preface();
+    for i in 0..100_000u64 {
+        out.extend(frame(0x6, 0, 0, &i.to_be_bytes()));
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.write_all(&out)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let grown = (gw.proc_status_kib("VmRSS").expect("rss") * 1024).saturating_sub(before);
+    report.push(("h2 ping flood, 100k pings unread", grown, HEAD_LIMIT));
+    drop(s);
+    assert_eq!(
+        get(&gw.url("/t"), "solo.example.com")
+            .await
+            .expect("reply")
+            .status,
+        200,
+        "still serving"
+    );
+
+    println!("hostile input                            | RSS growth  | limit budget | ratio");
+    for (name, grown, budget) in &report {
+        println!(
+            "{name:<40} | {:>7} KiB | {:>8} KiB | {:.2}",
+            grown / 1024,
+            budget / 1024,
+            *grown as f64 / *budget as f64
+        );
+    }
+    println!(
+        "CONTINUATION floods cut off by the server: {cut_off}/10; rapid reset: {forwarded} of 5000 reset streams reached the upstream"
+    );
+    for (name, grown, budget) in report {
+        assert!(
+            grown < 100 * budget,
+            "{name}: grew {grown} bytes, over 100x the {budget}-byte budget"
+        );
+    }
+}
