@@ -188,6 +188,63 @@ mod tests {
         assert!(!is_upgrade_request(&map(&[("connection", "upgrade")])));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Whatever the client sends: no hop-by-hop header and nothing named in `Connection`
+        /// survives, the injected header appears once with the account's value, `Host` is the
+        /// account's, and end-to-end headers pass untouched.
+        #[test]
+        fn rewrite_invariants(
+            pairs in proptest::collection::vec(
+                (proptest::sample::select(vec![
+                    "connection", "keep-alive", "te", "upgrade", "x-key", "x-keep", "x-named",
+                    "host", "x-forwarded-for", "transfer-encoding", "trailer", "proxy-connection",
+                ]), "[ -~]{0,20}"),
+                0..12,
+            ),
+            named in proptest::collection::vec(proptest::sample::select(vec!["x-named", "x-keep", "bogus name"]), 0..3),
+        ) {
+            let mut h = HeaderMap::new();
+            for (k, v) in &pairs {
+                if let Ok(v) = HeaderValue::from_str(v) {
+                    h.append(HeaderName::from_static(k), v);
+                }
+            }
+            if !named.is_empty() {
+                h.append(header::CONNECTION, HeaderValue::from_str(&named.join(", ")).expect("token list"));
+            }
+            let keep_before: Vec<HeaderValue> = if named.contains(&"x-keep") {
+                Vec::new()
+            } else {
+                h.get_all("x-keep").iter().cloned().collect()
+            };
+            let table = table();
+            strip_hop_by_hop(&mut h, false);
+            rewrite_request(&mut h, &table.accounts()[0], "127.0.0.1".parse().expect("ip"), None, false);
+            for gone in ["connection", "keep-alive", "te", "upgrade", "transfer-encoding", "trailer", "proxy-connection"] {
+                proptest::prop_assert!(!h.contains_key(gone), "{gone} survived");
+            }
+            for n in &named {
+                if *n != "bogus name" {
+                    proptest::prop_assert!(!h.contains_key(*n), "{n} was named in Connection");
+                }
+            }
+            let injected: Vec<&HeaderValue> = h.get_all("x-key").iter().collect();
+            proptest::prop_assert_eq!(injected, vec!["injected"]);
+            proptest::prop_assert_eq!(h.get_all(header::HOST).iter().count(), 1);
+            proptest::prop_assert_eq!(&h[header::HOST], "127.0.0.1:9001");
+            proptest::prop_assert_eq!(h.get_all("x-keep").iter().cloned().collect::<Vec<_>>(), keep_before);
+        }
+    }
+
+    /// A table with one account that injects one header.
+    fn table() -> pairgate_routing::RouteTable {
+        let toml = "[[region]]\nname = \"r\"\n[[account]]\nname = \"a\"\nregion = \"r\"\nurl = \"http://127.0.0.1:9001\"\nheaders = { \"x-key\" = \"injected\" }\n[[tenant]]\nname = \"t\"\nhosts = [\"t.example.com\"]\nprimary = \"a\"\n";
+        let loaded = pairgate_config::load(toml, &|_| None).expect("valid");
+        pairgate_routing::RouteTable::compile(&loaded.config, 1, None).expect("compiles")
+    }
+
     #[test]
     fn forwarded_for_appends() {
         let mut h = map(&[
