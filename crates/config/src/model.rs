@@ -69,6 +69,8 @@ pub struct Config {
     pub accounts: Vec<AccountConfig>,
     /// `[[tenant]]`, in file order.
     pub tenants: Vec<TenantConfig>,
+    /// `[[certificate]]`, in file order.
+    pub certificates: Vec<CertificateConfig>,
 }
 
 /// `[listen]`.
@@ -76,6 +78,35 @@ pub struct Config {
 pub struct Listen {
     /// Plain HTTP listener (HTTP/1.1 and h2c prior knowledge). Default `127.0.0.1:8080`.
     pub http: SocketAddr,
+    /// HTTPS listener (TLS 1.2/1.3, ALPN h2 and http/1.1), when set; needs `[[certificate]]`s.
+    pub https: Option<SocketAddr>,
+}
+
+/// One `[[certificate]]`. Paths are as written: relative ones are relative to the config file's
+/// directory, resolved by whoever reads the files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateConfig {
+    /// Exact host names, lower-cased.
+    pub hosts: Vec<String>,
+    /// Wildcard suffixes: `*.example.com` stored as `example.com`.
+    pub wildcards: Vec<String>,
+    /// PEM chain file.
+    pub cert: std::path::PathBuf,
+    /// PEM key file.
+    pub key: std::path::PathBuf,
+    /// Served when SNI matches nothing.
+    pub default: bool,
+}
+
+/// An `https://` account's TLS settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AccountTls {
+    /// CA bundle file; `None` means the webpki roots.
+    pub ca: Option<std::path::PathBuf>,
+    /// SNI and verified name; `None` means the URL's host.
+    pub sni: Option<String>,
+    /// Client certificate chain and key files, for mTLS.
+    pub client_auth: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// `[routing]`.
@@ -289,6 +320,8 @@ pub struct AccountConfig {
     pub http2: bool,
     /// `[health]` merged with this account's `health = { ... }`.
     pub health: HealthCheck,
+    /// TLS settings, for `https://` accounts only.
+    pub tls: Option<AccountTls>,
 }
 
 /// One `[[tenant]]`.

@@ -46,6 +46,23 @@ pub struct ConfigSpec {
     /// `[[tenant]]`, in file order.
     #[serde(rename = "tenant")]
     pub tenants: Vec<TenantSpec>,
+    /// `[[certificate]]`, in file order.
+    #[serde(rename = "certificate")]
+    pub certificates: Vec<CertificateSpec>,
+}
+
+/// One `[[certificate]]`: a PEM chain and key served for some host names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct CertificateSpec {
+    /// Host names (exact or `*.` wildcards) this certificate is served for, by SNI.
+    pub hosts: Vec<String>,
+    /// PEM certificate chain file.
+    pub cert: Option<String>,
+    /// PEM private key file (PKCS#8, RSA or EC).
+    pub key: Option<String>,
+    /// Serve this one when SNI matches no entry (or is absent).
+    pub default: Option<bool>,
 }
 
 /// `[listen]`.
@@ -54,6 +71,8 @@ pub struct ConfigSpec {
 pub struct ListenSpec {
     /// `http = "IP:PORT"`.
     pub http: Option<String>,
+    /// `https = "IP:PORT"`.
+    pub https: Option<String>,
 }
 
 /// `[routing]`.
@@ -229,6 +248,14 @@ pub struct AccountSpec {
     pub http2: Option<bool>,
     /// Overrides of `[health]` keys.
     pub health: Option<HealthSpec>,
+    /// PEM CA bundle to verify this account's certificate (default: the webpki roots).
+    pub ca: Option<String>,
+    /// Server name sent in SNI and verified (default: the URL's host).
+    pub sni: Option<String>,
+    /// PEM client certificate chain for mTLS.
+    pub client_cert: Option<String>,
+    /// PEM client key for mTLS.
+    pub client_key: Option<String>,
 }
 
 /// One `[[tenant]]`.

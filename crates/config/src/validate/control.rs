@@ -3,9 +3,136 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::collections::HashMap;
+
+use super::rules::{self, Host};
 use super::{Problems, count};
-use crate::model::{Admin, Alerts, Metrics, StateConfig};
-use crate::spec::{AdminSpec, AlertsSpec, MetricsSpec, StateSpec};
+use crate::model::{AccountTls, Admin, Alerts, CertificateConfig, Metrics, Scheme, StateConfig};
+use crate::spec::{AccountSpec, AdminSpec, AlertsSpec, CertificateSpec, MetricsSpec, StateSpec};
+
+/// `[[certificate]]`s: files present in the config (read later, by the TLS loader), hosts valid
+/// and claimed once, at most one default.
+pub(super) fn certificates(
+    specs: &[CertificateSpec],
+    https_listener: bool,
+    problems: &mut Problems,
+) -> Vec<CertificateConfig> {
+    if https_listener && specs.is_empty() {
+        problems.error("listen.https", "an HTTPS listener needs at least one [[certificate]]");
+    }
+    if !https_listener && !specs.is_empty() {
+        problems.warning("certificate", "certificates are configured but listen.https is not set; they are not served");
+    }
+    let mut claimed: HashMap<String, usize> = HashMap::new();
+    let mut default_at: Option<usize> = None;
+    let mut out = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        let mut hosts = Vec::new();
+        let mut wildcards = Vec::new();
+        for (j, raw) in spec.hosts.iter().enumerate() {
+            let at = format!("certificate[{i}].hosts[{j}]");
+            let key = match rules::host(raw) {
+                Ok(Host::Exact(h)) => {
+                    hosts.push(h.clone());
+                    h
+                }
+                Ok(Host::Wildcard(h)) => {
+                    wildcards.push(h.clone());
+                    format!("*.{h}")
+                }
+                Err(message) => {
+                    problems.error(at, message);
+                    continue;
+                }
+            };
+            if let Some(&other) = claimed.get(&key) {
+                if other != i {
+                    problems.error(at, format!("{key:?} is already served by certificate[{other}]"));
+                }
+            } else {
+                claimed.insert(key, i);
+            }
+        }
+        let default = spec.default.unwrap_or(false);
+        if default {
+            if let Some(first) = default_at {
+                problems.error(format!("certificate[{i}].default"), format!("certificate[{first}] is already the default"));
+            }
+            default_at.get_or_insert(i);
+        }
+        if hosts.is_empty() && wildcards.is_empty() && !default {
+            problems.error(format!("certificate[{i}].hosts"), "lists no host and the certificate is not the default");
+        }
+        let path = |value: &Option<String>, key: &str, problems: &mut Problems| match value {
+            Some(p) if !p.trim().is_empty() => PathBuf::from(p),
+            _ => {
+                problems.error(format!("certificate[{i}].{key}"), "missing: a PEM file path is required");
+                PathBuf::new()
+            }
+        };
+        let cert = path(&spec.cert, "cert", problems);
+        let key = path(&spec.key, "key", problems);
+        out.push(CertificateConfig { hosts, wildcards, cert, key, default });
+    }
+    out
+}
+
+/// An account's TLS keys: only for `https://` URLs; client certificate and key come together.
+pub(super) fn account_tls(
+    spec: &AccountSpec,
+    scheme: Scheme,
+    at: &dyn Fn(&str) -> String,
+    problems: &mut Problems,
+) -> Option<AccountTls> {
+    let set = [
+        ("ca", spec.ca.is_some()),
+        ("sni", spec.sni.is_some()),
+        ("client_cert", spec.client_cert.is_some()),
+        ("client_key", spec.client_key.is_some()),
+    ];
+    if scheme == Scheme::Http {
+        for (key, present) in set {
+            if present {
+                problems.error(at(key), "only applies to https:// accounts");
+            }
+        }
+        return None;
+    }
+    let nonempty = |v: &Option<String>, key: &str, problems: &mut Problems| match v {
+        Some(p) if p.trim().is_empty() => {
+            problems.error(at(key), "must not be empty");
+            None
+        }
+        other => other.clone(),
+    };
+    let ca = nonempty(&spec.ca, "ca", problems).map(PathBuf::from);
+    let sni = nonempty(&spec.sni, "sni", problems).and_then(|s| match rules::host(&s) {
+        Ok(Host::Exact(h)) => Some(h),
+        Ok(Host::Wildcard(_)) => {
+            problems.error(at("sni"), "must be a host name, not a wildcard");
+            None
+        }
+        Err(message) => {
+            problems.error(at("sni"), message);
+            None
+        }
+    });
+    let client_cert = nonempty(&spec.client_cert, "client_cert", problems);
+    let client_key = nonempty(&spec.client_key, "client_key", problems);
+    let client_auth = match (client_cert, client_key) {
+        (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
+        (None, None) => None,
+        (Some(_), None) => {
+            problems.error(at("client_key"), "missing: client_cert needs client_key");
+            None
+        }
+        (None, Some(_)) => {
+            problems.error(at("client_cert"), "missing: client_key needs client_cert");
+            None
+        }
+    };
+    Some(AccountTls { ca, sni, client_auth })
+}
 
 /// The admin listener must be an address; a non-loopback listener is allowed here (the binary
 /// refuses to start it without a token, since only the binary can see the environment).

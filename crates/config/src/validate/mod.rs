@@ -55,6 +55,16 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
                 SocketAddr::from(([127, 0, 0, 1], 8080))
             }),
         },
+        https: spec.listen.https.as_ref().and_then(|raw| {
+            raw.parse()
+                .map_err(|_| {
+                    problems.error(
+                        "listen.https",
+                        format!("{raw:?} is not a socket address; expected IP:PORT, e.g. 127.0.0.1:8443"),
+                    );
+                })
+                .ok()
+        }),
     };
     let routing = Routing {
         tenant_header: spec.routing.tenant_header.as_ref().and_then(|raw| {
@@ -75,6 +85,8 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
             problems,
         ),
     };
+    let certificates =
+        control::certificates(&spec.certificates, listen.https.is_some(), problems);
     let admin = control::admin(&spec.admin, problems);
     let state = control::state(&spec.state, problems);
     let alerts = control::alerts(&spec.alerts, problems);
@@ -202,6 +214,7 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
         upstream,
         health,
         failover,
+        certificates,
         admin,
         state,
         alerts,
@@ -335,6 +348,7 @@ fn accounts<'s>(
             headers,
             http2: spec.http2.unwrap_or(false),
             health,
+            tls: control::account_tls(spec, scheme, &at, problems),
         });
     }
     Accounts {

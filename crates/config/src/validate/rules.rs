@@ -184,9 +184,6 @@ pub(super) fn account_url(raw: &str) -> Result<(Scheme, String), String> {
     if !(uri.path().is_empty() || uri.path() == "/") {
         return Err("must not have a path; put the path in path_prefix".to_owned());
     }
-    if scheme == Scheme::Https {
-        return Err("https accounts arrive with TLS support; use http:// for now".to_owned());
-    }
     Ok((scheme, authority.as_str().to_ascii_lowercase()))
 }
 
