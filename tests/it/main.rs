@@ -9,4 +9,5 @@ mod failures;
 mod hardening;
 mod streaming;
 mod support;
+mod tls;
 mod upgrade;

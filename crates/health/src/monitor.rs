@@ -83,18 +83,21 @@ impl Monitor {
     /// Starts probers for new accounts (their first probe runs at once), stops those of
     /// accounts that are gone, and restarts those whose check changed. Must be called from
     /// within a tokio runtime.
-    pub fn sync(&self, config: &Config, table: &RouteTable) {
+    pub fn sync(&self, config: &Config, table: &RouteTable, tls: &pairgate_tls::UpstreamTlsMap) {
         let mut probers = self.probers.lock().unwrap_or_else(|p| p.into_inner());
         let mut wanted: HashMap<Arc<str>, ProbeTarget> = HashMap::new();
         for (account, spec) in table.accounts().iter().zip(&config.accounts) {
-            wanted
-                .entry(Arc::clone(&account.key))
-                .or_insert_with(|| ProbeTarget::new(account, &spec.health));
+            wanted.entry(Arc::clone(&account.key)).or_insert_with(|| {
+                let tls = tls.get(&account.key);
+                ProbeTarget::new(account, &spec.health, tls, config.upstream.connect_timeout)
+            });
         }
+        // TLS accounts are re-probed with fresh settings on every sync (their files may have
+        // changed); plain ones keep their prober while the check is unchanged.
         probers.retain(|key, prober| {
             wanted
                 .get(key)
-                .is_some_and(|target| target.check == prober.target.check)
+                .is_some_and(|target| target.check == prober.target.check && !tls.contains_key(key))
         });
         for (key, target) in wanted {
             if probers.contains_key(&key) {

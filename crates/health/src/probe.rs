@@ -61,11 +61,21 @@ pub struct ProbeTarget {
     expect: Vec<(u16, u16)>,
     /// The check's timing and thresholds.
     pub check: HealthCheck,
+    /// For `https://` accounts: a client with exactly the data path's TLS settings.
+    tls_client: Option<TlsProbeClient>,
 }
 
+type TlsProbeClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
 impl ProbeTarget {
-    /// Prepares the probe of `account` with its merged `check`.
-    pub fn new(account: &Account, check: &HealthCheck) -> ProbeTarget {
+    /// Prepares the probe of `account` with its merged `check`; `tls` is the account's TLS
+    /// client settings (the same the data path uses), required for `https://` accounts.
+    pub fn new(
+        account: &Account,
+        check: &HealthCheck,
+        tls: Option<&pairgate_tls::UpstreamTls>,
+        connect_timeout: Duration,
+    ) -> ProbeTarget {
         let (uri, method, headers, expect) = match &check.kind {
             ProbeKind::Http {
                 method,
@@ -93,7 +103,9 @@ impl ProbeTarget {
             }
             ProbeKind::Tcp => (None, Method::GET, Vec::new(), Vec::new()),
         };
+        let tls_client = tls.map(|t| tls_probe_client(t, connect_timeout));
         ProbeTarget {
+            tls_client,
             key: Arc::clone(&account.key),
             name: Arc::clone(&account.name),
             authority: account.authority.clone(),
@@ -128,6 +140,34 @@ impl ProbeClient {
     }
 }
 
+/// A probe client for one TLS account: no pooling, the account's roots, client certificate,
+/// SNI and ALPN, so a certificate problem fails the probe exactly as it fails requests.
+fn tls_probe_client(tls: &pairgate_tls::UpstreamTls, connect_timeout: Duration) -> TlsProbeClient {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.enforce_http(false);
+    let mut config = (*tls.config).clone();
+    config.alpn_protocols.clear();
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(
+            tls.server_name.clone(),
+        ));
+    let https = if tls.allow_h2 {
+        builder.enable_all_versions().wrap_connector(http)
+    } else {
+        builder.enable_http1().wrap_connector(http)
+    };
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_max_idle_per_host(0)
+        .retry_canceled_requests(false)
+        .set_host(true)
+        .build(https)
+}
+
 /// Runs one probe of `target`.
 pub async fn probe(client: &ProbeClient, target: &ProbeTarget) -> ProbeResult {
     let timeout = target.check.timeout;
@@ -150,7 +190,11 @@ pub async fn probe(client: &ProbeClient, target: &ProbeTarget) -> ProbeResult {
                 req.headers_mut().insert(name, value.clone());
             }
             let exchange = async {
-                let resp = client.0.request(req).await.map_err(|e| {
+                let sent = match &target.tls_client {
+                    Some(tls) => tls.request(req).await,
+                    None => client.0.request(req).await,
+                };
+                let resp = sent.map_err(|e| {
                     if e.is_connect() {
                         ProbeResult::ConnectFailed
                     } else {

@@ -2,7 +2,9 @@
 //! integration tests (as a fault-injectable upstream) and for `pairgate demo`.
 //!
 //! A [`MockUpstream`] serves HTTP/1.1 and h2c (prior knowledge) on one port of 127.0.0.1 (or the
-//! address given to [`MockUpstream::start_on`]). Every path echoes the request as JSON; a few
+//! address given to [`MockUpstream::start_on`]); one started with [`MockUpstream::start_tls`]
+//! serves the same over TLS (HTTP/1.1 or HTTP/2, as negotiated by ALPN), with the caller's
+//! `rustls::ServerConfig`. Every path echoes the request as JSON; a few
 //! paths do more (see the endpoint list below). Faults are injected through [`Behavior`], through
 //! [`MockUpstream::kill`] / [`MockUpstream::revive`] / [`MockUpstream::flap`] and through
 //! [`MockUpstream::set_health`].
@@ -33,7 +35,8 @@
 //!
 //! # Non-goals
 //!
-//! TLS, HTTP/3, WebSocket over HTTP/2 (RFC 8441), and exact wire order of repeated headers in
+//! Choosing certificates or ALPN for TLS mocks (the caller's `ServerConfig` decides), HTTP/3,
+//! WebSocket over HTTP/2 (RFC 8441), and exact wire order of repeated headers in
 //! [`Recorded::headers`] (hyper groups them by name; [`MockUpstream::raw_capture`] has the wire).
 
 use std::time::Duration;

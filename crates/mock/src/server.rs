@@ -1,4 +1,5 @@
-//! Accept loop and per-connection serving: the task set `kill` tears down, black holes and resets.
+//! Accept loop and per-connection serving: the task set `kill` tears down, TLS accept, black holes
+//! and resets.
 
 use std::future::Future;
 use std::io;
@@ -10,13 +11,14 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
 
 use crate::Behavior;
-use crate::capture::CapturedStream;
+use crate::capture::{CapturedStream, Linger};
 use crate::handler;
 use crate::state::{Shared, lock};
 
@@ -90,10 +92,14 @@ pub(crate) struct Run {
 }
 
 impl Run {
-    /// Starts accepting on `listener`.
-    pub(crate) fn start(listener: TcpListener, shared: Arc<Shared>) -> Self {
+    /// Starts accepting on `listener`, TLS-accepting each connection first when `tls` is set.
+    pub(crate) fn start(
+        listener: TcpListener,
+        shared: Arc<Shared>,
+        tls: Option<TlsAcceptor>,
+    ) -> Self {
         let tasks = Tasks::new();
-        let accept = tokio::spawn(accept_loop(listener, shared, tasks.clone()));
+        let accept = tokio::spawn(accept_loop(listener, shared, tls, tasks.clone()));
         Self { accept, tasks }
     }
 
@@ -114,7 +120,12 @@ impl Run {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tasks: Tasks) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+    tasks: Tasks,
+) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _peer)) => stream,
@@ -126,7 +137,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tasks: Tasks) {
             }
         };
         tasks.reap();
-        tasks.spawn(serve(stream, Arc::clone(&shared), tasks.clone()));
+        tasks.spawn(accept(
+            stream,
+            Arc::clone(&shared),
+            tls.clone(),
+            tasks.clone(),
+        ));
     }
 }
 
@@ -154,15 +170,45 @@ impl ConnCtx {
     }
 }
 
-async fn serve(stream: TcpStream, shared: Arc<Shared>, tasks: Tasks) {
+/// Takes one accepted connection through the black hole check and the TLS handshake (if any),
+/// then serves it.
+///
+/// A connection accepted while black-holed is swallowed at the TCP level, before any TLS: the
+/// client's handshake never gets an answer, as with a silently dead host.
+async fn accept(stream: TcpStream, shared: Arc<Shared>, tls: Option<TlsAcceptor>, tasks: Tasks) {
     // Small responses should not wait for Nagle; failure only costs latency.
     let _ = stream.set_nodelay(true);
     let reset = Arc::new(AtomicBool::new(false));
-    let stream = CapturedStream::new(stream, shared.new_connection(), Arc::clone(&reset));
+    let capture = shared.new_connection();
+    let stream = Linger::new(stream, Arc::clone(&reset));
     if shared.behavior() == Behavior::BlackHole {
-        black_hole(stream).await;
+        // Plain mocks capture what a black hole swallows; a TLS mock's capture holds decrypted
+        // bytes only, so it stays empty here.
+        if tls.is_some() {
+            black_hole(stream).await;
+        } else {
+            black_hole(CapturedStream::new(stream, capture)).await;
+        }
         return;
     }
+    match tls {
+        None => serve(CapturedStream::new(stream, capture), shared, reset, tasks).await,
+        Some(acceptor) => match acceptor.accept(stream).await {
+            Ok(stream) => serve(CapturedStream::new(stream, capture), shared, reset, tasks).await,
+            Err(error) => {
+                shared.count_tls_handshake_failure();
+                tracing::debug!(account = %shared.name, %error, "mock TLS handshake failed");
+            }
+        },
+    }
+}
+
+/// Serves HTTP/1.1 and HTTP/2 (by preface; for TLS the client picked it by ALPN) on `stream`
+/// until it closes or the handler asks for a reset.
+async fn serve<S>(stream: S, shared: Arc<Shared>, reset: Arc<AtomicBool>, tasks: Tasks)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     // Dropped when this function returns, which wakes every `ConnCtx::closed`.
     let (_closed_tx, closed) = watch::channel(());
     let ctx = Arc::new(ConnCtx {
@@ -183,14 +229,15 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>, tasks: Tasks) {
                 tracing::trace!(%error, "mock connection ended with an error");
             }
         }
-        // Dropping `connection` drops the stream with its reset flag set: the peer gets an RST.
+        // Dropping `connection` drops the socket with its reset flag set: the peer gets an RST
+        // (for TLS, without a close_notify first).
         () = ctx.reset_requested.notified() => {}
     }
 }
 
 /// Reads and discards everything, never writes, and holds the socket until the server is killed
 /// or dropped (even after the peer's FIN, like a silently dead host would).
-async fn black_hole(mut stream: CapturedStream) {
+async fn black_hole<S: AsyncRead + Unpin>(mut stream: S) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         match stream.read(&mut buf).await {

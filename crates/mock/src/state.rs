@@ -41,6 +41,7 @@ pub(crate) struct Shared {
     probe_count: AtomicU64,
     captures: Mutex<VecDeque<Arc<Mutex<Vec<u8>>>>>,
     connections: AtomicU64,
+    tls_handshake_failures: AtomicU64,
 }
 
 impl Shared {
@@ -68,6 +69,7 @@ impl Shared {
             probe_count: AtomicU64::new(0),
             captures: Mutex::new(VecDeque::new()),
             connections: AtomicU64::new(0),
+            tls_handshake_failures: AtomicU64::new(0),
         })
     }
 
@@ -141,6 +143,14 @@ impl Shared {
         self.connections.load(Ordering::Relaxed)
     }
 
+    pub(crate) fn count_tls_handshake_failure(&self) {
+        self.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn tls_handshake_failures(&self) -> u64 {
+        self.tls_handshake_failures.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn raw_capture(&self) -> Vec<Vec<u8>> {
         let buffers: Vec<_> = lock(&self.captures).iter().cloned().collect();
         buffers.iter().map(|b| lock(b).clone()).collect()
@@ -152,5 +162,6 @@ impl Shared {
         self.request_count.store(0, Ordering::Relaxed);
         self.probe_count.store(0, Ordering::Relaxed);
         self.connections.store(0, Ordering::Relaxed);
+        self.tls_handshake_failures.store(0, Ordering::Relaxed);
     }
 }

@@ -6,15 +6,18 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use rustls::ServerConfig;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 use crate::server::{Run, bind};
 use crate::state::{Shared, lock};
 use crate::{Behavior, MockConfig, Recorded};
 
-/// A running mock regional account: an HTTP/1.1 + h2c server on one port with fault injection.
-/// Its endpoints are listed in the [crate documentation](crate).
+/// A running mock regional account: an HTTP/1.1 + h2c server (or, from [`MockUpstream::start_tls`],
+/// an HTTPS server) on one port with fault injection. Its endpoints are listed in the
+/// [crate documentation](crate).
 ///
 /// Cheap to clone (all clones control the same server). Dropping the last clone stops the
 /// listener and aborts every connection, like [`MockUpstream::kill`] but without waiting.
@@ -28,6 +31,8 @@ pub struct MockUpstream {
 struct Inner {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    /// `Some` for a TLS mock; every listening period (start and each revive) uses it.
+    tls: Option<TlsAcceptor>,
     /// `Some` while listening.
     run: Mutex<Option<Run>>,
     /// Serialises `kill` and `revive`, which await between reading and writing `run`.
@@ -43,14 +48,42 @@ impl MockUpstream {
     /// Starts a mock on `addr` (port 0 picks a free one). Fails if the port is taken or the name or
     /// region is not a valid header value.
     pub async fn start_on(cfg: MockConfig, addr: SocketAddr) -> io::Result<Self> {
+        Self::start_with(cfg, addr, None)
+    }
+
+    /// Starts an HTTPS mock on an ephemeral port of 127.0.0.1: every accepted connection is
+    /// TLS-accepted with `tls` first, then served exactly like a plain mock, HTTP/1.1 or HTTP/2
+    /// (whichever the client speaks; offering ALPN `h2` / `http/1.1` is `tls`'s job).
+    ///
+    /// A failed handshake closes that connection and counts in
+    /// [`tls_handshake_failures`](Self::tls_handshake_failures). [`Behavior::BlackHole`] swallows
+    /// new connections before the handshake (the client's ClientHello is never answered) and
+    /// requests on established ones after it; [`Behavior::Reset`] reads the request head over TLS,
+    /// then resets the TCP connection without a TLS `close_notify`. [`revive`](Self::revive)
+    /// serves TLS again with the same configuration.
+    pub async fn start_tls(cfg: MockConfig, tls: Arc<ServerConfig>) -> io::Result<Self> {
+        Self::start_tls_on(cfg, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), tls).await
+    }
+
+    /// [`start_tls`](Self::start_tls) on `addr` (port 0 picks a free one).
+    pub async fn start_tls_on(
+        cfg: MockConfig,
+        addr: SocketAddr,
+        tls: Arc<ServerConfig>,
+    ) -> io::Result<Self> {
+        Self::start_with(cfg, addr, Some(TlsAcceptor::from(tls)))
+    }
+
+    fn start_with(cfg: MockConfig, addr: SocketAddr, tls: Option<TlsAcceptor>) -> io::Result<Self> {
         let shared = Arc::new(Shared::new(cfg)?);
         let listener = bind(addr)?;
         let addr = listener.local_addr()?;
-        let run = Run::start(listener, Arc::clone(&shared));
+        let run = Run::start(listener, Arc::clone(&shared), tls.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 shared,
                 addr,
+                tls,
                 run: Mutex::new(Some(run)),
                 ops: tokio::sync::Mutex::new(()),
             }),
@@ -62,9 +95,15 @@ impl MockUpstream {
         self.inner.addr
     }
 
-    /// `http://IP:PORT`, without a trailing slash.
+    /// `http://IP:PORT`, or `https://IP:PORT` for a TLS mock, without a trailing slash.
     pub fn url(&self) -> String {
-        format!("http://{}", self.inner.addr)
+        let scheme = if self.is_tls() { "https" } else { "http" };
+        format!("{scheme}://{}", self.inner.addr)
+    }
+
+    /// Whether the mock serves TLS ([`start_tls`](Self::start_tls)).
+    pub fn is_tls(&self) -> bool {
+        self.inner.tls.is_some()
     }
 
     /// The account name from the config (also sent as `x-mock-account`).
@@ -149,7 +188,9 @@ impl MockUpstream {
     }
 
     /// The raw bytes each connection sent (the first 64 KiB of each, for the last 1000
-    /// connections, oldest first). Connections still open keep appending to their entry.
+    /// connections, oldest first). Connections still open keep appending to their entry. For a
+    /// TLS mock these are the decrypted bytes, and a connection whose handshake never completed
+    /// has an empty entry.
     pub fn raw_capture(&self) -> Vec<Vec<u8>> {
         self.inner.shared.raw_capture()
     }
@@ -159,9 +200,16 @@ impl MockUpstream {
         self.inner.shared.reset_stats();
     }
 
-    /// TCP connections accepted (since start or the last `reset_stats`).
+    /// TCP connections accepted (since start or the last `reset_stats`), including those whose
+    /// TLS handshake then failed.
     pub fn connections_accepted(&self) -> u64 {
         self.inner.shared.connections_accepted()
+    }
+
+    /// TLS handshakes that failed (since start or the last `reset_stats`); always 0 for a plain
+    /// mock.
+    pub fn tls_handshake_failures(&self) -> u64 {
+        self.inner.shared.tls_handshake_failures()
     }
 }
 
@@ -171,6 +219,7 @@ impl fmt::Debug for MockUpstream {
             .field("name", &self.inner.shared.name)
             .field("region", &self.inner.shared.region)
             .field("addr", &self.inner.addr)
+            .field("tls", &self.is_tls())
             .field("listening", &self.is_listening())
             .field("behavior", &self.behavior())
             .finish()
@@ -192,7 +241,11 @@ impl Inner {
         let mut run = lock(&self.run);
         if run.is_none() {
             let listener = bind(self.addr)?;
-            *run = Some(Run::start(listener, Arc::clone(&self.shared)));
+            *run = Some(Run::start(
+                listener,
+                Arc::clone(&self.shared),
+                self.tls.clone(),
+            ));
         }
         Ok(())
     }

@@ -129,7 +129,13 @@ pub async fn setup(listen: SocketAddr) -> anyhow::Result<DemoSetup> {
 pub async fn run(listen: SocketAddr, control: SocketAddr) -> anyhow::Result<()> {
     let setup = setup(listen).await?;
     let token = random_token()?;
-    let gateway = Gateway::bind_and_start(setup.config, Some(token.clone()), None).await?;
+    let gateway = Gateway::bind_and_start(
+        setup.config,
+        crate::TlsFiles::default(),
+        Some(token.clone()),
+        None,
+    )
+    .await?;
     let control_listener = tokio::net::TcpListener::bind(control)
         .await
         .with_context(|| format!("binding the demo control endpoint on {control}"))?;

@@ -29,6 +29,8 @@ const EVENT_LOG_CAPACITY: usize = 10_000;
 /// A running gateway.
 pub struct Gateway {
     http_addr: SocketAddr,
+    https_addr: Option<SocketAddr>,
+    https: Option<JoinHandle<std::io::Result<()>>>,
     admin_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     monitor: Arc<Monitor>,
@@ -50,6 +52,10 @@ pub struct Options {
     /// The config file `POST /v1/reload` and SIGHUP re-read; `None` when started from an
     /// embedded config (reload is then refused).
     pub config_path: Option<PathBuf>,
+    /// The already-bound HTTPS listener; needs `tls.server`.
+    pub https: Option<TcpListener>,
+    /// Certificates and upstream TLS settings.
+    pub tls: TlsFiles,
 }
 
 /// Forwards the data plane's upstream outcomes to the health monitor as passive signals:
@@ -90,12 +96,14 @@ impl Gateway {
         let (control, _controller_task) = controller.spawn(commands, command_rx);
         // Probers start after the controller exists, so no verdict is lost; the first probe
         // round runs at once.
-        monitor.sync(&config, &table);
+        monitor.sync(&config, &table, &options.tls.upstream);
         let shared = Shared::new(
             table,
+            &options.tls.upstream,
             Settings::from_config(&config),
             Arc::new(PassiveSignals(Arc::clone(&monitor))),
         );
+        let resolver = options.tls.server.map(pairgate_tls::SniResolver::new);
         let config = Arc::new(config);
         let reloader = Arc::new(FileReloader {
             path: options.config_path,
@@ -104,6 +112,7 @@ impl Gateway {
             control: control.clone(),
             monitor: Arc::clone(&monitor),
             events: Arc::clone(&events),
+            resolver: resolver.clone(),
             lock: tokio::sync::Mutex::new(()),
             accepted: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
@@ -114,6 +123,21 @@ impl Gateway {
             Arc::clone(&shared),
             stopped(rx.clone()),
         ));
+        let mut https_addr = None;
+        let https = match (options.https, &resolver) {
+            (Some(listener), Some(resolver)) => {
+                https_addr = Some(listener.local_addr().context("https listener address")?);
+                let tls = pairgate_tls::server_config(Arc::clone(resolver));
+                Some(tokio::spawn(pairgate_proxy::serve_tls(
+                    listener,
+                    Arc::clone(&shared),
+                    tls,
+                    stopped(rx.clone()),
+                )))
+            }
+            (Some(_), None) => anyhow::bail!("an HTTPS listener needs [[certificate]]s"),
+            (None, _) => None,
+        };
         let mut admin_addr = None;
         let admin = match options.admin {
             Some(listener) => {
@@ -136,6 +160,7 @@ impl Gateway {
         };
         tracing::info!(
             listen = %http_addr,
+            https = https_addr.map(|a| a.to_string()).as_deref().unwrap_or("-"),
             admin = admin_addr.map(|a| a.to_string()).as_deref().unwrap_or("-"),
             tenants = config.tenants.len(),
             accounts = config.accounts.len(),
@@ -144,6 +169,8 @@ impl Gateway {
         );
         Ok(Gateway {
             http_addr,
+            https_addr,
+            https,
             admin_addr,
             shared,
             monitor,
@@ -159,6 +186,7 @@ impl Gateway {
     /// Binds `config.listen.http` and `config.admin.listen`, then starts.
     pub async fn bind_and_start(
         config: Config,
+        tls: TlsFiles,
         admin_token: Option<String>,
         config_path: Option<PathBuf>,
     ) -> anyhow::Result<Gateway> {
@@ -176,6 +204,14 @@ impl Gateway {
         let admin = TcpListener::bind(admin_addr)
             .await
             .with_context(|| format!("binding the admin listener on {admin_addr}"))?;
+        let https = match config.listen.https {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the HTTPS listener on {addr}"))?,
+            ),
+            None => None,
+        };
         Gateway::start(
             config,
             listener,
@@ -183,6 +219,8 @@ impl Gateway {
                 admin: Some(admin),
                 admin_token,
                 config_path,
+                https,
+                tls,
             },
         )
         .await
@@ -191,6 +229,11 @@ impl Gateway {
     /// The data-plane address.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The HTTPS address, when it runs.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
     }
 
     /// The admin API address, when it runs.
@@ -229,6 +272,9 @@ impl Gateway {
         self.monitor.shutdown();
         if let Some(admin) = self.admin {
             let _ = admin.await;
+        }
+        if let Some(https) = self.https {
+            https.await.context("https server task")??;
         }
         self.server.await.context("server task")??;
         Ok(())
@@ -282,6 +328,8 @@ struct FileReloader {
     control: ControlHandle,
     monitor: Arc<Monitor>,
     events: Arc<EventLog>,
+    /// The HTTPS listener's certificate resolver, when it runs.
+    resolver: Option<Arc<pairgate_tls::SniResolver>>,
     /// One reload at a time: the single writer of the routing snapshot.
     lock: tokio::sync::Mutex<()>,
     accepted: AtomicU64,
@@ -331,22 +379,27 @@ impl FileReloader {
         let current = self.shared.routes();
         let generation = current.generation() + 1;
         // Parsing 100k tenants takes a while: keep it off the async workers.
-        let loaded = tokio::task::spawn_blocking(move || {
-            let loaded = load_config_file(&path).map_err(|e| match e {
+        let prepared = tokio::task::spawn_blocking(move || {
+            let prepared = prepare(&path).map_err(|e| match e {
                 ConfigFileError::Read { path, err } => vec![format!("{path}: cannot read: {err}")],
                 ConfigFileError::Invalid { rendered } => rendered,
             })?;
-            let table = RouteTable::compile(&loaded.config, generation, Some(&current))
+            let table = RouteTable::compile(&prepared.config, generation, Some(&current))
                 .map_err(|e| vec![format!("compiling routes: {e}")])?;
-            Ok::<_, Vec<String>>((loaded, table))
+            Ok::<_, Vec<String>>((prepared, table))
         })
         .await
         .map_err(|e| vec![format!("reload task failed: {e}")])??;
-        let (loaded, table) = loaded;
-        let config = Arc::new(loaded.config);
+        let (prepared, table) = prepared;
+        let Prepared {
+            config,
+            tls,
+            warnings: mut rendered_warnings,
+        } = prepared;
+        let config = Arc::new(config);
         let table = Arc::new(table);
         let old = self.current.load_full();
-        let mut warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+        let mut warnings: Vec<String> = std::mem::take(&mut rendered_warnings);
         for (what, before, after) in [
             ("listen.http", old.listen.http, config.listen.http),
             ("admin.listen", old.admin.listen, config.admin.listen),
@@ -354,6 +407,11 @@ impl FileReloader {
             if before != after {
                 warnings.push(format!("{what} changed from {before} to {after}; listeners are bound once, restart to move it"));
             }
+        }
+        if old.listen.https != config.listen.https {
+            warnings.push(
+                "listen.https changed; listeners are bound once, restart to apply it".to_owned(),
+            );
         }
         if old.limits != config.limits
             || old.upstream != config.upstream
@@ -369,8 +427,12 @@ impl FileReloader {
             .reload(Arc::clone(&config), Arc::clone(&table))
             .await
             .ok_or_else(|| vec!["the failover controller is not running".to_owned()])?;
-        self.monitor.sync(&config, &table);
-        self.shared.swap_routes(table);
+        self.monitor.sync(&config, &table, &tls.upstream);
+        self.shared.swap_routes(table, &tls.upstream);
+        // New handshakes get the new certificates; open connections keep their session.
+        if let (Some(resolver), Some(store)) = (&self.resolver, tls.server) {
+            resolver.swap(store);
+        }
         self.current.store(config);
         self.events.push(EventKind::Reload {
             generation,
@@ -418,6 +480,109 @@ pub fn load_config_file(
             .map(|p| pairgate_config::render(p, &path.display().to_string()))
             .collect(),
     })
+}
+
+/// Files a config refers to, read and checked: server certificates and each `https://`
+/// account's TLS client settings.
+#[derive(Default)]
+pub struct TlsFiles {
+    /// Certificates for the HTTPS listener, by SNI (`None` without `[[certificate]]`s).
+    pub server: Option<pairgate_tls::CertStore>,
+    /// Client settings of every `https://` account, by account key.
+    pub upstream: pairgate_tls::UpstreamTlsMap,
+}
+
+/// A config and everything it refers to, checked together, every problem reported at once.
+pub struct Prepared {
+    /// The validated config.
+    pub config: Config,
+    /// Its TLS files.
+    pub tls: TlsFiles,
+    /// Warnings, rendered.
+    pub warnings: Vec<String>,
+}
+
+/// Loads `path` and the TLS files it names (relative paths are relative to its directory).
+pub fn prepare(path: &std::path::Path) -> Result<Prepared, ConfigFileError> {
+    let loaded = load_config_file(path)?;
+    let base = path.parent().unwrap_or(std::path::Path::new("."));
+    let file = path.display().to_string();
+    let mut warnings: Vec<String> = loaded
+        .warnings
+        .iter()
+        .map(|p| pairgate_config::render(p, &file))
+        .collect();
+    match load_tls(&loaded.config, base) {
+        Ok((tls, tls_warnings)) => {
+            warnings.extend(
+                tls_warnings
+                    .iter()
+                    .map(|p| pairgate_config::render(p, &file)),
+            );
+            Ok(Prepared {
+                config: loaded.config,
+                tls,
+                warnings,
+            })
+        }
+        Err(problems) => Err(ConfigFileError::Invalid {
+            rendered: problems
+                .iter()
+                .map(|p| pairgate_config::render(p, &file))
+                .collect(),
+        }),
+    }
+}
+
+/// Reads and checks every certificate and CA file `config` names.
+pub fn load_tls(
+    config: &Config,
+    base: &std::path::Path,
+) -> Result<(TlsFiles, Vec<pairgate_config::Problem>), Vec<pairgate_config::Problem>> {
+    let now = std::time::SystemTime::now();
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let server = if config.certificates.is_empty() {
+        None
+    } else {
+        match pairgate_tls::load_server_certs(&config.certificates, base, now) {
+            Ok((store, w)) => {
+                warnings.extend(w);
+                Some(store)
+            }
+            Err(p) => {
+                problems.extend(p);
+                None
+            }
+        }
+    };
+    let mut upstream = pairgate_tls::UpstreamTlsMap::new();
+    for (i, account) in config.accounts.iter().enumerate() {
+        let Some(tls) = &account.tls else { continue };
+        let host = account
+            .authority
+            .rsplit_once(':')
+            .map_or(account.authority.as_str(), |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        match pairgate_tls::client_config(i, tls, host, account.http2, base, now) {
+            Ok((client, server_name)) => {
+                upstream.insert(
+                    pairgate_routing::account_key(account),
+                    pairgate_tls::UpstreamTls {
+                        config: client,
+                        server_name,
+                        allow_h2: account.http2,
+                    },
+                );
+            }
+            Err(p) => problems.extend(p),
+        }
+    }
+    if problems.is_empty() {
+        Ok((TlsFiles { server, upstream }, warnings))
+    } else {
+        Err(problems)
+    }
 }
 
 /// Why a config file could not be loaded.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use pairgate::{ConfigFileError, Gateway, load_config_file};
+use pairgate::{ConfigFileError, Gateway, prepare};
 
 /// Exit code for an invalid config or command line (BSD `EX_USAGE`/`EX_DATAERR` family).
 const EXIT_INVALID: u8 = 64;
@@ -68,16 +68,12 @@ fn main() -> ExitCode {
 
 fn check(path: &std::path::Path) -> ExitCode {
     let mut out = std::io::stdout().lock();
-    match load_config_file(path) {
-        Ok(loaded) => {
-            for w in &loaded.warnings {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    pairgate_config::render(w, &path.display().to_string())
-                );
+    match prepare(path) {
+        Ok(prepared) => {
+            for w in &prepared.warnings {
+                let _ = writeln!(out, "{w}");
             }
-            let c = &loaded.config;
+            let c = &prepared.config;
             let _ = writeln!(
                 out,
                 "{}: valid ({} regions, {} accounts, {} tenants, {} warnings)",
@@ -85,7 +81,7 @@ fn check(path: &std::path::Path) -> ExitCode {
                 c.regions.len(),
                 c.accounts.len(),
                 c.tenants.len(),
-                loaded.warnings.len()
+                prepared.warnings.len()
             );
             ExitCode::SUCCESS
         }
@@ -111,20 +107,17 @@ fn print_config_error(out: &mut impl std::io::Write, err: &ConfigFileError) {
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
-    let loaded = match load_config_file(path) {
-        Ok(loaded) => loaded,
+    let prepared = match prepare(path) {
+        Ok(prepared) => prepared,
         Err(err) => {
             print_config_error(&mut std::io::stderr().lock(), &err);
             return ExitCode::from(EXIT_INVALID);
         }
     };
-    for w in &loaded.warnings {
-        tracing::warn!(
-            "{}",
-            pairgate_config::render(w, &path.display().to_string())
-        );
+    for w in &prepared.warnings {
+        tracing::warn!("{w}");
     }
-    let config = loaded.config;
+    let (config, tls) = (prepared.config, prepared.tls);
     let token = match admin_token(&config) {
         Ok(token) => token,
         Err(err) => return report(Err(err)),
@@ -132,7 +125,7 @@ fn run(path: &std::path::Path) -> ExitCode {
     let path = path.to_owned();
     report(runtime(config.runtime.worker_threads).and_then(|rt| {
         rt.block_on(async move {
-            let gateway = Gateway::bind_and_start(config, token, Some(path)).await?;
+            let gateway = Gateway::bind_and_start(config, tls, token, Some(path)).await?;
             serve_until_signal(&gateway).await?;
             tracing::info!("shutting down: no new connections; in-flight requests may finish");
             gateway.shutdown().await

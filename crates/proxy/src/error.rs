@@ -48,6 +48,9 @@ pub enum ProxyError {
     /// The tenant already has `max_in_flight` requests in flight.
     #[error("tenant over its concurrency limit")]
     TenantOverloaded,
+    /// The request's `Host` names another tenant than the TLS server name it arrived on.
+    #[error("misdirected request")]
+    Misdirected,
 }
 
 impl ProxyError {
@@ -67,6 +70,7 @@ impl ProxyError {
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::TenantOverloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
         }
     }
 
@@ -86,6 +90,7 @@ impl ProxyError {
             ProxyError::PayloadTooLarge => "payload_too_large",
             ProxyError::RequestTimeout => "request_timeout",
             ProxyError::TenantOverloaded => "tenant_over_capacity",
+            ProxyError::Misdirected => "misdirected_request",
         }
     }
 
@@ -113,7 +118,8 @@ impl ProxyError {
             | ProxyError::UriTooLong
             | ProxyError::PayloadTooLarge
             | ProxyError::RequestTimeout
-            | ProxyError::TenantOverloaded => false,
+            | ProxyError::TenantOverloaded
+            | ProxyError::Misdirected => false,
         }
     }
 
@@ -178,6 +184,7 @@ mod tests {
             (ProxyError::PayloadTooLarge, 413, "payload_too_large"),
             (ProxyError::RequestTimeout, 408, "request_timeout"),
             (ProxyError::TenantOverloaded, 503, "tenant_over_capacity"),
+            (ProxyError::Misdirected, 421, "misdirected_request"),
         ];
         for (err, status, code) in cases {
             let resp = err.into_response();

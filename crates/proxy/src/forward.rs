@@ -15,11 +15,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use pairgate_routing::{Account, Health, RouteTable};
+use pairgate_routing::{Account, AccountId, Health, RouteTable};
 
 use crate::body::{HoldingBody, InFlight, LimitedBody, Prefixed};
 use crate::headers::{is_upgrade_request, rewrite_request, strip_hop_by_hop};
-use crate::{Body, ProxyError, Shared};
+use crate::{Body, ProxyError, Shared, Snapshot};
 
 /// What happened when a request was sent to an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,17 +61,27 @@ impl Trace {
     }
 }
 
+/// The client connection a request arrived on.
+pub(crate) struct ConnInfo {
+    /// The client's address.
+    pub(crate) peer: SocketAddr,
+    /// The TLS server name the client asked for, on HTTPS connections.
+    pub(crate) sni: Option<Arc<str>>,
+    /// Whether the connection is TLS.
+    pub(crate) https: bool,
+}
+
 /// Serves one client request: never fails, every error becomes a response.
 pub(crate) async fn handle(
     shared: &Shared,
-    peer: SocketAddr,
+    conn: &ConnInfo,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
-    let table = shared.routes.load_full();
+    let snapshot = shared.routes.load_full();
     let mut trace = Trace::default();
-    let resp = match forward(shared, &table, peer, req, &mut trace).await {
+    let resp = match forward(shared, &snapshot, conn, req, &mut trace).await {
         Ok(resp) => resp,
         Err(err) => {
             trace.error = Some(err);
@@ -103,11 +113,12 @@ pub(crate) async fn handle(
 
 async fn forward(
     shared: &Shared,
-    table: &RouteTable,
-    peer: SocketAddr,
+    snapshot: &Snapshot,
+    conn: &ConnInfo,
     mut req: Request<Incoming>,
     trace: &mut Trace,
 ) -> Result<Response<Body>, ProxyError> {
+    let table = &*snapshot.table;
     // 1. Shape: only origin-form requests are forwarded.
     if req.method() == Method::CONNECT {
         return Err(ProxyError::BadRequest("CONNECT is not supported"));
@@ -135,6 +146,15 @@ async fn forward(
         .map_err(|_| ProxyError::UnknownTenant)?;
     let tenant = table.tenant(resolved.tenant);
     trace.tenant = Some(Arc::clone(&tenant.name));
+    // A connection set up for one tenant's name must not carry another tenant's requests
+    // (RFC 9110 15.5.20).
+    if let Some(sni) = &conn.sni
+        && table
+            .resolve_host(sni)
+            .is_some_and(|t| t != resolved.tenant)
+    {
+        return Err(ProxyError::Misdirected);
+    }
     // One tenant's flood cannot take every connection's worth of upstream capacity.
     let slot = InFlight::acquire(&tenant.in_flight, tenant.limits.max_in_flight)
         .ok_or(ProxyError::TenantOverloaded)?;
@@ -154,7 +174,8 @@ async fn forward(
     if active.reject {
         return Err(ProxyError::BothDown);
     }
-    let account = table.account(tenant.account_for(active.side));
+    let account_id = tenant.account_for(active.side);
+    let account = table.account(account_id);
     trace.note_account(table, account);
 
     // 4. Rewrite into a template that can be aimed at either account.
@@ -174,15 +195,16 @@ async fn forward(
     let template = Template {
         parts,
         client_host,
-        peer,
+        peer: conn.peer,
+        https: conn.https,
         strip: resolved.strip,
     };
 
     // 5. Read a small body ahead (clean framing upstream, and a replay copy); larger ones
     //    stream.
-    let other = tenant
+    let other_id = tenant
         .secondary
-        .map(|_| table.account(tenant.account_for(active.side.other())));
+        .map(|_| tenant.account_for(active.side.other()));
     let (body, replay_body) = if upgrade {
         (body.boxed(), None)
     } else {
@@ -194,12 +216,15 @@ async fn forward(
     // 6. Send on the shared pool, bounded by the response-header timeout.
     let first = template.aim(account, body)?;
     let mut replayed = false;
-    let mut resp = match send(shared, account, first).await {
+    let mut resp = match send(shared, snapshot, account_id, first).await {
         Ok(resp) => resp,
         // The client's body broke the tenant's limits: that is the answer, not a replay.
         Err(err) if verdict.error().is_some() => return Err(verdict.error().unwrap_or(err)),
         Err(err) => {
-            let Some(other) = other else { return Err(err) };
+            let Some(other_id) = other_id else {
+                return Err(err);
+            };
+            let other = table.account(other_id);
             let Some(body) = replay_body.filter(|_| may_replay(err, &template.parts)) else {
                 return Err(err);
             };
@@ -217,7 +242,7 @@ async fn forward(
                 other,
                 Full::new(body).map_err(|never| match never {}).boxed(),
             )?;
-            let result = send(shared, other, retry).await;
+            let result = send(shared, snapshot, other_id, retry).await;
             let counter = if result.is_ok() {
                 &shared.stats.replays_succeeded
             } else {
@@ -265,6 +290,7 @@ struct Template {
     parts: http::request::Parts,
     client_host: Option<HeaderValue>,
     peer: SocketAddr,
+    https: bool,
     strip: usize,
 }
 
@@ -287,6 +313,9 @@ impl Template {
             self.client_host.clone(),
             self.parts.version == Version::HTTP_2,
         );
+        if self.https {
+            crate::headers::mark_https(req.headers_mut());
+        }
         Ok(req)
     }
 }
@@ -367,16 +396,32 @@ fn may_replay(err: ProxyError, parts: &http::request::Parts) -> bool {
 /// observer either way.
 async fn send(
     shared: &Shared,
-    account: &Account,
+    snapshot: &Snapshot,
+    account_id: AccountId,
     req: Request<Body>,
 ) -> Result<Response<Incoming>, ProxyError> {
-    let client = if account.http2 {
-        &shared.http2
-    } else {
-        &shared.http1
+    let account = snapshot.table.account(account_id);
+    let tls = snapshot
+        .tls
+        .get(account_id.index())
+        .and_then(Option::as_ref);
+    let request = async {
+        match tls {
+            Some(client) => Ok(client.request(req).await),
+            // An https account without TLS settings would be a wiring bug: never downgrade.
+            None if account.scheme == http::uri::Scheme::HTTPS => Err(()),
+            None if account.http2 => Ok(shared.http2.request(req).await),
+            None => Ok(shared.http1.request(req).await),
+        }
     };
-    let sent =
-        tokio::time::timeout(shared.settings.response_header_timeout, client.request(req)).await;
+    let sent = match tokio::time::timeout(shared.settings.response_header_timeout, request).await {
+        Err(elapsed) => Err(elapsed),
+        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Err(())) => {
+            tracing::error!(account = &*account.name, "https account has no TLS client");
+            return Err(ProxyError::UpstreamUnreachable);
+        }
+    };
     let result = match sent {
         Err(_elapsed) => Err(ProxyError::UpstreamTimeout),
         Ok(Err(err)) => Err(classify(&err)),

@@ -21,6 +21,7 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static HTTP: HeaderValue = HeaderValue::from_static("http");
+static HTTPS: HeaderValue = HeaderValue::from_static("https");
 static VIA_11: HeaderValue = HeaderValue::from_static("1.1 pairgate");
 static VIA_2: HeaderValue = HeaderValue::from_static("2 pairgate");
 static UPGRADE_VALUE: HeaderValue = HeaderValue::from_static("upgrade");
@@ -101,6 +102,11 @@ pub fn rewrite_request(
         // `insert` replaces every client-sent value of the same name.
         headers.insert(name, value.clone());
     }
+}
+
+/// The client came over TLS: `X-Forwarded-Proto: https`.
+pub fn mark_https(headers: &mut HeaderMap) {
+    headers.insert(&X_FORWARDED_PROTO, HTTPS.clone());
 }
 
 /// `X-Forwarded-For: <existing>, <client>`: earlier hops are kept, as nginx's

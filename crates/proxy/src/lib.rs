@@ -36,7 +36,7 @@ use pairgate_routing::RouteTable;
 
 pub use error::ProxyError;
 pub use forward::{Observer, UpstreamOutcome};
-pub use server::serve;
+pub use server::{serve, serve_tls};
 
 /// Boxed error used by bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -108,10 +108,20 @@ impl Settings {
 }
 
 type UpstreamClient = Client<HttpConnector, Body>;
+type TlsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+
+pub use pairgate_tls::{UpstreamTls, UpstreamTlsMap};
+
+/// What one request loads, with one `arc_swap` load: the routing table and the TLS clients of
+/// its accounts (indexed by `AccountId`), which must always agree.
+pub(crate) struct Snapshot {
+    pub(crate) table: Arc<RouteTable>,
+    pub(crate) tls: Vec<Option<TlsClient>>,
+}
 
 /// Everything the data plane shares between connections.
 pub struct Shared {
-    routes: ArcSwap<RouteTable>,
+    routes: ArcSwap<Snapshot>,
     http1: UpstreamClient,
     http2: UpstreamClient,
     settings: Settings,
@@ -125,13 +135,11 @@ impl Shared {
     /// outcome (passive health signals).
     pub fn new(
         routes: Arc<RouteTable>,
+        tls: &UpstreamTlsMap,
         settings: Settings,
         observer: Arc<dyn Observer>,
     ) -> Arc<Self> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let connector = plain_connector(&settings);
         let build = |http2_only: bool| {
             Client::builder(TokioExecutor::new())
                 .pool_timer(TokioTimer::new())
@@ -142,8 +150,12 @@ impl Shared {
                 .set_host(false)
                 .build(connector.clone())
         };
+        let snapshot = Snapshot {
+            tls: tls_clients(&routes, tls, &settings, &connector),
+            table: routes,
+        };
         Arc::new(Shared {
-            routes: ArcSwap::new(routes),
+            routes: ArcSwap::from_pointee(snapshot),
             http1: build(false),
             http2: build(true),
             observer,
@@ -155,13 +167,18 @@ impl Shared {
 
     /// The current routing snapshot.
     pub fn routes(&self) -> Arc<RouteTable> {
-        self.routes.load_full()
+        Arc::clone(&self.routes.load().table)
     }
 
-    /// Publishes a new routing snapshot with one store; requests in flight keep the one they
-    /// loaded.
-    pub fn swap_routes(&self, routes: Arc<RouteTable>) {
-        self.routes.store(routes);
+    /// Publishes a new routing snapshot, with TLS clients for its `https://` accounts, with one
+    /// store; requests in flight keep the one they loaded.
+    pub fn swap_routes(&self, routes: Arc<RouteTable>, tls: &UpstreamTlsMap) {
+        let connector = plain_connector(&self.settings);
+        let snapshot = Snapshot {
+            tls: tls_clients(&routes, tls, &self.settings, &connector),
+            table: routes,
+        };
+        self.routes.store(Arc::new(snapshot));
     }
 
     /// Request counters and latency histogram.
@@ -178,4 +195,54 @@ impl Shared {
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
+}
+
+fn plain_connector(settings: &Settings) -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(settings.connect_timeout));
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    connector
+}
+
+/// One pooled TLS client per `https://` account, with that account's roots, client
+/// certificate, SNI and ALPN. Accounts without TLS settings get `None`.
+fn tls_clients(
+    table: &RouteTable,
+    tls: &UpstreamTlsMap,
+    settings: &Settings,
+    connector: &HttpConnector,
+) -> Vec<Option<TlsClient>> {
+    table
+        .accounts()
+        .iter()
+        .map(|account| {
+            let t = tls.get(&account.key)?;
+            let mut config = (*t.config).clone();
+            // hyper-rustls sets ALPN itself from the enabled protocols.
+            config.alpn_protocols.clear();
+            let mut http = connector.clone();
+            http.enforce_http(false);
+            let builder = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(config)
+                .https_only()
+                .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(
+                    t.server_name.clone(),
+                ));
+            let https = if t.allow_h2 {
+                builder.enable_all_versions().wrap_connector(http)
+            } else {
+                builder.enable_http1().wrap_connector(http)
+            };
+            Some(
+                Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .timer(TokioTimer::new())
+                    .pool_idle_timeout(settings.idle_timeout)
+                    .pool_max_idle_per_host(settings.max_idle_per_account)
+                    .set_host(false)
+                    .build(https),
+            )
+        })
+        .collect()
 }

@@ -13,8 +13,10 @@ use tokio::net::TcpListener;
 
 use tokio::sync::Semaphore;
 
+use tokio_rustls::TlsAcceptor;
+
 use crate::Shared;
-use crate::forward::handle;
+use crate::forward::{ConnInfo, handle};
 use crate::guard::FramingGuard;
 
 /// hyper refuses read buffers smaller than this; `max_request_header_bytes` below it is raised.
@@ -27,10 +29,29 @@ pub async fn serve(
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let builder = server_builder(&shared);
+    accept_loop(listener, shared, None, shutdown).await
+}
+
+/// [`serve`] over TLS: certificates by SNI from `tls` (its resolver can be swapped on reload),
+/// ALPN h2 or http/1.1.
+pub async fn serve_tls(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    accept_loop(listener, shared, Some(TlsAcceptor::from(tls)), shutdown).await
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let builder = Arc::new(server_builder(&shared));
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(shared.settings.max_connections));
-    let head_limit = shared.settings.max_request_header_bytes.max(MIN_HYPER_BUF);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -52,20 +73,43 @@ pub async fn serve(
             tokio::spawn(refuse(stream));
             continue;
         };
-        let stream = FramingGuard::new(stream, head_limit)
-            .with_head_timeout(shared.settings.header_read_timeout);
-        let conn_shared = Arc::clone(&shared);
-        let service = service_fn(move |req| {
-            let shared = Arc::clone(&conn_shared);
-            async move { Ok::<_, Infallible>(handle(&shared, peer, req).await) }
-        });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let (shared, builder, watcher, tls) = (
+            Arc::clone(&shared),
+            Arc::clone(&builder),
+            graceful.watcher(),
+            tls.clone(),
+        );
         tokio::spawn(async move {
-            if let Err(err) = conn.await {
-                tracing::debug!(error = %err, %peer, "client connection ended with an error");
+            match tls {
+                None => {
+                    let info = ConnInfo {
+                        peer,
+                        sni: None,
+                        https: false,
+                    };
+                    serve_conn(stream, info, &shared, &builder, watcher).await;
+                }
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(
+                        shared.settings.header_read_timeout,
+                        acceptor.accept(stream),
+                    );
+                    match handshake.await {
+                        Ok(Ok(tls_stream)) => {
+                            let sni = tls_stream.get_ref().1.server_name().map(Arc::from);
+                            let info = ConnInfo {
+                                peer,
+                                sni,
+                                https: true,
+                            };
+                            serve_conn(tls_stream, info, &shared, &builder, watcher).await;
+                        }
+                        Ok(Err(err)) => {
+                            tracing::debug!(error = %err, %peer, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
             }
             drop(permit);
         });
@@ -82,6 +126,33 @@ pub async fn serve(
         );
     }
     Ok(())
+}
+
+/// Serves one client connection (plain or TLS) behind the framing guard.
+async fn serve_conn<S>(
+    stream: S,
+    info: ConnInfo,
+    shared: &Arc<Shared>,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let head_limit = shared.settings.max_request_header_bytes.max(MIN_HYPER_BUF);
+    let io = FramingGuard::new(stream, head_limit)
+        .with_head_timeout(shared.settings.header_read_timeout);
+    let peer = info.peer;
+    let info = Arc::new(info);
+    let conn_shared = Arc::clone(shared);
+    let service = service_fn(move |req| {
+        let shared = Arc::clone(&conn_shared);
+        let info = Arc::clone(&info);
+        async move { Ok::<_, Infallible>(handle(&shared, &info, req).await) }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    if let Err(err) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(error = %err, %peer, "client connection ended with an error");
+    }
 }
 
 /// Over `max_connections`: a short 503 and close, rather than a silent backlog.

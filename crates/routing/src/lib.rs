@@ -313,6 +313,16 @@ impl RouteTable {
     }
 }
 
+/// An account's identity across reloads: its name and endpoint. Health, probers, pooled and TLS
+/// clients are carried or rebuilt by this key.
+pub fn account_key(a: &pairgate_config::AccountConfig) -> Arc<str> {
+    let scheme = match a.scheme {
+        pairgate_config::Scheme::Http => "http",
+        pairgate_config::Scheme::Https => "https",
+    };
+    format!("{}|{scheme}://{}", a.name, a.authority).into()
+}
+
 fn compile_account(
     a: &pairgate_config::AccountConfig,
     previous: Option<&RouteTable>,
@@ -339,7 +349,7 @@ fn compile_account(
             Ok((name, value))
         })
         .collect::<Result<Vec<_>, CompileError>>()?;
-    let key: Arc<str> = format!("{}|{}://{}", a.name, scheme, authority).into();
+    let key = account_key(a);
     let health = previous
         .and_then(|p| p.account_by_key(&key))
         .map(|old| Arc::clone(&old.health))

@@ -16,6 +16,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use pairgate::Gateway;
+
+pub mod tls;
 use tokio::net::TcpListener;
 
 pub use pairgate_mock::{Behavior, MockConfig, MockUpstream};
@@ -57,8 +59,18 @@ impl TestGateway {
             let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
             anyhow::anyhow!("test config invalid:\n{}", lines.join("\n"))
         })?;
+        let base = config_path.parent().unwrap_or(std::path::Path::new("."));
+        let (tls, _warnings) = pairgate::load_tls(&loaded.config, base).map_err(|problems| {
+            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("test TLS files invalid:\n{}", lines.join("\n"))
+        })?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let admin = TcpListener::bind("127.0.0.1:0").await?;
+        // Whatever address the config names, tests listen on ephemeral ports.
+        let https = match loaded.config.listen.https {
+            Some(_) => Some(TcpListener::bind("127.0.0.1:0").await?),
+            None => None,
+        };
         let gateway = Gateway::start(
             loaded.config,
             listener,
@@ -66,6 +78,8 @@ impl TestGateway {
                 admin: Some(admin),
                 admin_token: Some(ADMIN_TOKEN.to_owned()),
                 config_path: Some(config_path.clone()),
+                https,
+                tls,
             },
         )
         .await?;
@@ -88,6 +102,11 @@ impl TestGateway {
     /// `http://127.0.0.1:PORT{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr(), path)
+    }
+
+    /// The HTTPS address, when the config has `listen.https`.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.gateway.https_addr()
     }
 
     /// `http://127.0.0.1:ADMIN_PORT{path}`.

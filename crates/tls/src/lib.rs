@@ -7,3 +7,56 @@
 //! - file problems are reported as config [`Problem`](pairgate_config::Problem)s with a path
 //!   such as `certificate[0].key` and never contain key material;
 //! - the same account client configuration serves the data path and the health probes.
+//!
+//! Non-goals: OCSP stapling, certificate revocation lists, ACME, and loading files at handshake
+//! time (everything is read once per load or reload; a reload builds a new [`CertStore`] and
+//! [`SniResolver::swap`]s it in).
+
+use std::sync::{Arc, OnceLock};
+
+use rustls::SupportedProtocolVersion;
+use rustls::crypto::CryptoProvider;
+
+mod client;
+mod der;
+mod files;
+mod server;
+
+#[cfg(test)]
+mod tests;
+
+pub use client::client_config;
+pub use der::{format_utc, validity};
+pub use server::{CertStore, SniResolver, load_server_certs, server_config};
+
+/// TLS 1.3 and 1.2, preferred in that order; nothing older.
+const PROTOCOL_VERSIONS: &[&SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+/// ALPN identifier of HTTP/2.
+const ALPN_H2: &[u8] = b"h2";
+/// ALPN identifier of HTTP/1.1.
+const ALPN_H1: &[u8] = b"http/1.1";
+
+/// The ring crypto provider with its default suites and groups, built once.
+///
+/// Every configuration in pairgate is built with `builder_with_provider(provider())`, so nothing
+/// depends on (or installs) a process-wide default provider.
+pub fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    Arc::clone(PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())))
+}
+
+/// An `https://` account's TLS client settings, shared by the data path and the health probes
+/// so both connect exactly the same way.
+#[derive(Clone, Debug)]
+pub struct UpstreamTls {
+    /// Roots and client certificate (ALPN is left to the connector: `allow_h2`).
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name sent in SNI and verified.
+    pub server_name: rustls_pki_types::ServerName<'static>,
+    /// Offer h2 by ALPN (the account's `http2 = true`).
+    pub allow_h2: bool,
+}
+
+/// TLS settings of every `https://` account, by account key (name and endpoint).
+pub type UpstreamTlsMap = std::collections::HashMap<Arc<str>, UpstreamTls>;

@@ -18,10 +18,16 @@ pub(super) fn certificates(
     problems: &mut Problems,
 ) -> Vec<CertificateConfig> {
     if https_listener && specs.is_empty() {
-        problems.error("listen.https", "an HTTPS listener needs at least one [[certificate]]");
+        problems.error(
+            "listen.https",
+            "an HTTPS listener needs at least one [[certificate]]",
+        );
     }
     if !https_listener && !specs.is_empty() {
-        problems.warning("certificate", "certificates are configured but listen.https is not set; they are not served");
+        problems.warning(
+            "certificate",
+            "certificates are configured but listen.https is not set; they are not served",
+        );
     }
     let mut claimed: HashMap<String, usize> = HashMap::new();
     let mut default_at: Option<usize> = None;
@@ -47,7 +53,10 @@ pub(super) fn certificates(
             };
             if let Some(&other) = claimed.get(&key) {
                 if other != i {
-                    problems.error(at, format!("{key:?} is already served by certificate[{other}]"));
+                    problems.error(
+                        at,
+                        format!("{key:?} is already served by certificate[{other}]"),
+                    );
                 }
             } else {
                 claimed.insert(key, i);
@@ -56,23 +65,38 @@ pub(super) fn certificates(
         let default = spec.default.unwrap_or(false);
         if default {
             if let Some(first) = default_at {
-                problems.error(format!("certificate[{i}].default"), format!("certificate[{first}] is already the default"));
+                problems.error(
+                    format!("certificate[{i}].default"),
+                    format!("certificate[{first}] is already the default"),
+                );
             }
             default_at.get_or_insert(i);
         }
         if hosts.is_empty() && wildcards.is_empty() && !default {
-            problems.error(format!("certificate[{i}].hosts"), "lists no host and the certificate is not the default");
+            problems.error(
+                format!("certificate[{i}].hosts"),
+                "lists no host and the certificate is not the default",
+            );
         }
         let path = |value: &Option<String>, key: &str, problems: &mut Problems| match value {
             Some(p) if !p.trim().is_empty() => PathBuf::from(p),
             _ => {
-                problems.error(format!("certificate[{i}].{key}"), "missing: a PEM file path is required");
+                problems.error(
+                    format!("certificate[{i}].{key}"),
+                    "missing: a PEM file path is required",
+                );
                 PathBuf::new()
             }
         };
         let cert = path(&spec.cert, "cert", problems);
         let key = path(&spec.key, "key", problems);
-        out.push(CertificateConfig { hosts, wildcards, cert, key, default });
+        out.push(CertificateConfig {
+            hosts,
+            wildcards,
+            cert,
+            key,
+            default,
+        });
     }
     out
 }
@@ -131,7 +155,11 @@ pub(super) fn account_tls(
             None
         }
     };
-    Some(AccountTls { ca, sni, client_auth })
+    Some(AccountTls {
+        ca,
+        sni,
+        client_auth,
+    })
 }
 
 /// The admin listener must be an address; a non-loopback listener is allowed here (the binary

@@ -60,7 +60,9 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
                 .map_err(|_| {
                     problems.error(
                         "listen.https",
-                        format!("{raw:?} is not a socket address; expected IP:PORT, e.g. 127.0.0.1:8443"),
+                        format!(
+                            "{raw:?} is not a socket address; expected IP:PORT, e.g. 127.0.0.1:8443"
+                        ),
                     );
                 })
                 .ok()
@@ -85,8 +87,7 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
             problems,
         ),
     };
-    let certificates =
-        control::certificates(&spec.certificates, listen.https.is_some(), problems);
+    let certificates = control::certificates(&spec.certificates, listen.https.is_some(), problems);
     let admin = control::admin(&spec.admin, problems);
     let state = control::state(&spec.state, problems);
     let alerts = control::alerts(&spec.alerts, problems);
