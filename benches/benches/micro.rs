@@ -18,6 +18,10 @@
 //!   write lock and under one write lock per tenant.
 //! - `config_100k`: `pairgate_config::load` (parse and validate) and `RouteTable::compile` (cold,
 //!   and as a reload carrying the previous table's slots), for 100k tenants.
+//! - `header_rewrite`: `pairgate_proxy::headers::{strip_hop_by_hop, rewrite_request}` on a
+//!   clone of a browser-like request head, against a naive rewrite that builds a new `HeaderMap`,
+//!   compares lower-cased `String` names and `format!`s every added value. Both outputs are
+//!   checked equal before timing.
 //!
 //! Requests rotate over 1024 tenants spread across the table, so the big tables are not measured
 //! with one cache-hot key. Every request is checked to resolve to its tenant, in pairgate and in
@@ -30,11 +34,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main};
-use http::{HeaderMap, HeaderValue, Uri, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
 use pairgate_config::Config;
 use pairgate_failover::{
     AccountDef, Engine, Health, Policy, RegionDef, RegionOverride, TenantDef, Transition,
 };
+use pairgate_routing::Account;
 use pairgate_routing::{Active, ActiveSlot, RouteTable, Side, TenantId};
 
 /// The naive baseline's lock: exactly the read-mostly `RwLock` that `clippy.toml` bans from the
@@ -654,11 +659,168 @@ fn config_compile(c: &mut Criterion) {
     group.finish();
 }
 
+/// Request heads of the `header_rewrite` group: what a browser sends through a keep-alive
+/// connection, and one that also carries hop-by-hop headers and an earlier proxy's
+/// `X-Forwarded-For`.
+fn rewrite_inputs() -> Vec<(&'static str, HeaderMap)> {
+    let common: &[(&str, &str)] = &[
+        ("host", "t7.example.com"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+        ),
+        ("accept", "application/json, text/plain, */*"),
+        ("accept-language", "en-US,en;q=0.5"),
+        ("accept-encoding", "gzip, deflate, br"),
+        (
+            "authorization",
+            "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl",
+        ),
+        ("cookie", "session=0123456789abcdef; theme=dark"),
+        ("connection", "keep-alive"),
+    ];
+    let hops: &[(&str, &str)] = &[
+        ("connection", "x-hop-a, x-hop-b"),
+        ("keep-alive", "timeout=5"),
+        ("x-hop-a", "1"),
+        ("x-hop-b", "2"),
+        ("te", "trailers"),
+        ("x-forwarded-for", "203.0.113.7, 198.51.100.2"),
+    ];
+    let map = |pairs: &[&[(&str, &str)]]| {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs.iter().flat_map(|p| p.iter()) {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("static name"),
+                HeaderValue::from_str(v).expect("static value"),
+            );
+        }
+        h
+    };
+    vec![
+        ("browser", map(&[common])),
+        ("hop_by_hop", map(&[common, hops])),
+    ]
+}
+
+/// pairgate's rewrite, as `forward.rs` does it for an HTTP/1.1 client.
+fn rewrite_pairgate(mut h: HeaderMap, account: &Account, ip: std::net::IpAddr) -> HeaderMap {
+    let host = h.get(header::HOST).cloned();
+    pairgate_proxy::headers::strip_hop_by_hop(&mut h, false);
+    pairgate_proxy::headers::rewrite_request(&mut h, account, ip, host, false);
+    h
+}
+
+/// The naive rewrite: a new map, names compared as lower-cased `String`s, values `format!`ed.
+fn rewrite_naive(h: HeaderMap, account: &Account, ip: std::net::IpAddr) -> HeaderMap {
+    const HOP: [&str; 8] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+    ];
+    let named: Vec<String> = h
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_lowercase())
+        .collect();
+    let injected: Vec<String> = account
+        .headers
+        .iter()
+        .map(|(n, _)| n.as_str().to_lowercase())
+        .collect();
+    let mut out = HeaderMap::new();
+    let mut forwarded_for = Vec::new();
+    let mut client_host = None;
+    for (name, value) in &h {
+        let lower = name.as_str().to_lowercase();
+        if HOP.contains(&lower.as_str()) || named.contains(&lower) || injected.contains(&lower) {
+            continue;
+        }
+        match lower.as_str() {
+            "x-forwarded-for" => forwarded_for.push(value.to_str().unwrap_or("").to_owned()),
+            "host" => client_host = Some(value.to_str().unwrap_or("").to_owned()),
+            "x-forwarded-proto" | "x-forwarded-host" => {}
+            _ => {
+                out.append(
+                    HeaderName::from_bytes(lower.as_bytes()).expect("came from a HeaderName"),
+                    value.clone(),
+                );
+            }
+        }
+    }
+    forwarded_for.push(ip.to_string());
+    let mut put = |name: &str, value: String| {
+        out.append(
+            HeaderName::from_bytes(name.as_bytes()).expect("valid name"),
+            HeaderValue::from_str(&value).expect("valid value"),
+        );
+    };
+    put("x-forwarded-for", forwarded_for.join(", "));
+    put("x-forwarded-proto", "http".to_owned());
+    if let Some(host) = client_host.as_deref() {
+        put("x-forwarded-host", host.to_owned());
+    }
+    put("via", format!("{} {}", "1.1", "pairgate"));
+    put("host", format!("{}", account.authority));
+    for (name, value) in &account.headers {
+        put(name.as_str(), value.to_str().unwrap_or("").to_owned());
+    }
+    out
+}
+
+/// A header map as sorted `(name, value)` pairs, for comparing the two rewrites.
+fn pairs_of(h: &HeaderMap) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = h
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+        .collect();
+    v.sort();
+    v
+}
+
+fn header_rewrite(c: &mut Criterion) {
+    let table = RouteTable::compile(&config(10), 1, None).expect("the config compiles");
+    let account = table.account(table.tenant(TenantId::from_index(7)).primary);
+    let ip: std::net::IpAddr = "192.0.2.10".parse().expect("static address");
+    let mut group = c.benchmark_group("header_rewrite");
+    for (name, input) in rewrite_inputs() {
+        assert_eq!(
+            pairs_of(&rewrite_pairgate(input.clone(), account, ip)),
+            pairs_of(&rewrite_naive(input.clone(), account, ip)),
+            "both rewrites agree on {name}"
+        );
+        // Both sides pay for the same clone of the input (criterion's `iter_batched` setup,
+        // not timed), so the difference is the rewrite alone.
+        group.bench_function(BenchmarkId::new("pairgate", name), |b| {
+            b.iter_batched(
+                || input.clone(),
+                |h| rewrite_pairgate(h, account, ip),
+                BatchSize::SmallInput,
+            );
+        });
+        group.bench_function(BenchmarkId::new("naive_new_map", name), |b| {
+            b.iter_batched(
+                || input.clone(),
+                |h| rewrite_naive(h, account, ip),
+                BatchSize::SmallInput,
+            );
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = micro;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = resolution, active_side, tenant_swap, region_move, config_compile
+    targets = resolution, active_side, tenant_swap, region_move, config_compile, header_rewrite
 }
 criterion_main!(micro);
