@@ -226,6 +226,9 @@ impl<S> FramingGuard<S> {
 
     /// Decides about the complete head in `self.head`.
     fn check_head(&mut self) {
+        // The head arrived in time: the next one gets a fresh deadline (armed when it is awaited),
+        // whether or not a body sits between them.
+        self.deadline = None;
         let Some(head) = inspect(&self.head) else {
             // Not an HTTP/1 request head (HTTP/2 preface, garbage, too many headers): hyper
             // decides, and the guard stops following the stream.
@@ -444,12 +447,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for FramingGuard<S> {
                 this.out.extend(partial);
                 continue;
             }
-            let was_collecting = this.state == State::Head;
             this.feed(&tmp[..n]);
-            if was_collecting && this.state != State::Head {
-                // A head completed (or the guard stepped aside): the next wait starts afresh.
-                this.deadline = None;
-            }
         }
     }
 }

@@ -167,3 +167,26 @@ async fn idle_connection_closes_silently_and_complete_heads_pass() {
         "no response on an idle connection: {rest:?}"
     );
 }
+
+/// Regression: a keep-alive connection whose requests each arrive in time is never cut, however
+/// old the connection gets (the deadline restarts with every head, bodies or not). The guard is
+/// already waiting when each request comes, as it is under hyper.
+#[tokio::test(start_paused = true)]
+async fn keep_alive_connections_are_not_cut_by_age() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client, server) = tokio::io::duplex(4096);
+    let mut guard = FramingGuard::new(server, 64 * 1024).with_head_timeout(Duration::from_secs(10));
+    let mut buf = [0u8; 64];
+    for _ in 0..5 {
+        let send = async {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            client
+                .write_all(b"GET / HTTP/1.1\r\n\r\n")
+                .await
+                .expect("write");
+        };
+        let (read, ()) = tokio::join!(guard.read(&mut buf), send);
+        let n = read.expect("each head arrives within its own deadline");
+        assert_eq!(&buf[..n], b"GET / HTTP/1.1\r\n\r\n");
+    }
+}

@@ -1,0 +1,367 @@
+//! Fleet mode against a real etcd: three replicas share config, pins and failover decisions.
+
+use std::time::Duration;
+
+use pairgate_cluster::testing::EtcdServer;
+use pairgate_test_support::{MockUpstream, TestGateway, get};
+
+use crate::support::{eventually, mock};
+
+struct Fleet {
+    etcd: EtcdServer,
+    east: MockUpstream,
+    west: MockUpstream,
+    replicas: Vec<TestGateway>,
+}
+
+/// Replica `i`'s config: the shared objects, and `east`'s probe path (`/status/503` makes that
+/// replica alone see east down).
+fn replica_config(
+    etcd: &EtcdServer,
+    east: &MockUpstream,
+    west: &MockUpstream,
+    i: usize,
+    east_probe: &str,
+) -> String {
+    format!(
+        r#"[cluster]
+backend = "etcd"
+endpoints = ["{etcd}"]
+name = "r{i}"
+lease_ttl = "2s"
+timeout = "1s"
+probers_per_account = 3
+[health]
+interval = "200ms"
+fast_interval = "100ms"
+timeout = "150ms"
+rise = 1
+fall = 2
+[failover]
+hold_down = "60s"
+[[region]]
+name = "eastus"
+pair = "westus"
+[[region]]
+name = "westus"
+pair = "eastus"
+[[account]]
+name = "east"
+region = "eastus"
+url = "{east}"
+health = {{ path = "{east_probe}" }}
+[[account]]
+name = "west"
+region = "westus"
+url = "{west}"
+[[tenant]]
+name = "a"
+hosts = ["a.example.com"]
+primary = "east"
+secondary = "west"
+"#,
+        etcd = etcd.endpoint(),
+        east = east.url(),
+        west = west.url(),
+    )
+}
+
+/// Three replicas; `down_for` lists the replicas whose probes of `east` fail.
+async fn fleet(down_for: &[usize]) -> Fleet {
+    let etcd = EtcdServer::start()
+        .await
+        .expect("etcd (run scripts/etcd.sh install)");
+    let (east, west) = (mock("east", "eastus").await, mock("west", "westus").await);
+    let mut replicas = Vec::new();
+    for i in 0..3 {
+        let probe = if down_for.contains(&i) {
+            "/status/503"
+        } else {
+            "/healthz"
+        };
+        let gw = TestGateway::start(&replica_config(&etcd, &east, &west, i, probe))
+            .await
+            .expect("replica");
+        replicas.push(gw);
+    }
+    // Every replica has joined and sees the others.
+    for gw in &replicas {
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                gw.admin("GET", "/metrics", None)
+                    .await
+                    .is_ok_and(|r| r.text().contains("pairgate_failover_disagreement"))
+                    && gw
+                        .admin("GET", "/v1/tenants/a", None)
+                        .await
+                        .is_ok_and(|r| r.json()["secondary"]["health"] == "healthy")
+            })
+            .await,
+            "a replica never joined"
+        );
+    }
+    Fleet {
+        etcd,
+        east,
+        west,
+        replicas,
+    }
+}
+
+async fn tenant(gw: &TestGateway) -> serde_json::Value {
+    gw.admin("GET", "/v1/tenants/a", None)
+        .await
+        .expect("admin")
+        .json()
+}
+
+async fn served_by(gw: &TestGateway) -> String {
+    let r = get(&gw.url("/x"), "a.example.com").await.expect("reply");
+    r.json()["account"].as_str().unwrap_or("?").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pin_on_one_replica_applies_on_all_and_conflicts_get_409() {
+    let f = fleet(&[]).await;
+    let started = std::time::Instant::now();
+    let r = f.replicas[0]
+        .admin(
+            "PUT",
+            "/v1/tenants/a/mode",
+            Some(r#"{"mode":"secondary","reason":"drill"}"#),
+        )
+        .await
+        .expect("pin");
+    assert_eq!(r.status, 200, "{}", r.text());
+    for gw in &f.replicas {
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                served_by(gw).await == "west"
+            })
+            .await,
+            "pin not applied everywhere"
+        );
+    }
+    println!("pin reached all 3 replicas in {:?}", started.elapsed());
+    // Two operators who read the same revision: one wins, the other gets 409.
+    let seen = tenant(&f.replicas[1]).await["pin_revision"]
+        .as_i64()
+        .expect("pin_revision");
+    assert!(seen > 0);
+    let body1 = format!(r#"{{"mode":"primary","reason":"op one","revision":{seen}}}"#);
+    let body2 = format!(r#"{{"mode":"auto","reason":"op two","revision":{seen}}}"#);
+    let (a, b) = tokio::join!(
+        f.replicas[1].admin("PUT", "/v1/tenants/a/mode", Some(&body1)),
+        f.replicas[2].admin("PUT", "/v1/tenants/a/mode", Some(&body2)),
+    );
+    let mut statuses = vec![
+        a.expect("reply").status.as_u16(),
+        b.expect("reply").status.as_u16(),
+    ];
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![200, 409]);
+    drop((f.east, f.west, f.etcd));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_added_in_etcd_routes_on_every_replica() {
+    let f = fleet(&[]).await;
+    let etcd =
+        pairgate_cluster::Etcd::new(&[f.etcd.endpoint()], Duration::from_secs(2)).expect("client");
+    let base = replica_config(&f.etcd, &f.east, &f.west, 0, "/healthz");
+    let n = pairgate::fleet::import(&etcd, "/pairgate/", &base)
+        .await
+        .expect("import");
+    assert_eq!(n, 5);
+    let added =
+        "[[tenant]]\nname = \"newcomer\"\nhosts = [\"newcomer.example.com\"]\nprimary = \"west\"\n";
+    let started = std::time::Instant::now();
+    etcd.put("/pairgate/config/tenant/newcomer", added.as_bytes(), None)
+        .await
+        .expect("put");
+    for gw in &f.replicas {
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                get(&gw.url("/x"), "newcomer.example.com")
+                    .await
+                    .is_ok_and(|r| r.status == 200)
+            })
+            .await,
+            "the tenant added in etcd does not route on every replica"
+        );
+    }
+    println!(
+        "a tenant added in etcd routed on all 3 replicas in {:?}",
+        started.elapsed()
+    );
+    let exported = pairgate::fleet::export(&etcd, "/pairgate/")
+        .await
+        .expect("export");
+    assert!(
+        exported.contains("newcomer") && exported.contains("[[account]]"),
+        "{exported}"
+    );
+    // An invalid object is rejected and the replicas keep their last good config.
+    etcd.put(
+        "/pairgate/config/tenant/broken",
+        b"[[tenant]]\nname = \"broken\"\nprimary = \"nowhere\"\n",
+        None,
+    )
+    .await
+    .expect("put");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for gw in &f.replicas {
+        assert_eq!(
+            get(&gw.url("/x"), "newcomer.example.com")
+                .await
+                .expect("reply")
+                .status,
+            200
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seen_down_by_two_of_three_fails_over_everywhere_at_one_epoch() {
+    let started = std::time::Instant::now();
+    let f = fleet(&[0, 1]).await;
+    for gw in &f.replicas {
+        assert!(
+            eventually(Duration::from_secs(8), || async {
+                tenant(gw).await["active_side"] == "secondary"
+            })
+            .await,
+            "a replica did not fail over"
+        );
+    }
+    let epochs: Vec<u64> = {
+        let mut v = Vec::new();
+        for gw in &f.replicas {
+            v.push(tenant(gw).await["generation"].as_u64().expect("generation"));
+        }
+        v
+    };
+    assert!(
+        epochs.iter().all(|&e| e == epochs[0] && e >= 1),
+        "epochs differ: {epochs:?}"
+    );
+    println!(
+        "fleet failover (2 of 3 see east down) committed at epoch {} on all replicas, {:?} after the replicas started",
+        epochs[0],
+        started.elapsed()
+    );
+    for gw in &f.replicas {
+        assert_eq!(served_by(gw).await, "west");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seen_down_by_one_of_three_moves_nobody_and_is_reported() {
+    let f = fleet(&[0]).await;
+    // Replica 0 sees east down; the fleet does not.
+    assert!(
+        eventually(Duration::from_secs(8), || async {
+            f.replicas[0]
+                .admin("GET", "/metrics", None)
+                .await
+                .is_ok_and(|r| r.text().contains("pairgate_failover_disagreement 1"))
+        })
+        .await,
+        "the disagreement was not reported"
+    );
+    let events = f.replicas[0]
+        .admin("GET", "/v1/events", None)
+        .await
+        .expect("events")
+        .json();
+    assert!(events.to_string().contains("disagreement"), "{events}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for gw in &f.replicas {
+        assert_eq!(tenant(gw).await["active_side"], "primary");
+        assert_eq!(served_by(gw).await, "east");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_etcd_keeps_serving_without_flapping_then_resyncs() {
+    let mut f = fleet(&[]).await;
+    f.etcd.kill().expect("kill etcd");
+    // Cut off: every replica keeps serving its last decision, for several probe intervals.
+    for _ in 0..5 {
+        for gw in &f.replicas {
+            assert_eq!(served_by(gw).await, "east");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Fleet writes are refused while cut off.
+    let r = f.replicas[0]
+        .admin("PUT", "/v1/tenants/a/mode", Some(r#"{"mode":"secondary"}"#))
+        .await
+        .expect("reply");
+    assert_eq!(r.status, 503, "{}", r.text());
+    for gw in &f.replicas {
+        assert_eq!(tenant(gw).await["generation"], 0, "a replica acted alone");
+    }
+    f.etcd.restart().await.expect("etcd back");
+    // Back: a pin made on one replica reaches the others again.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            f.replicas[0]
+                .admin(
+                    "PUT",
+                    "/v1/tenants/a/mode",
+                    Some(r#"{"mode":"secondary","reason":"after"}"#),
+                )
+                .await
+                .is_ok_and(|r| r.status == 200)
+        })
+        .await,
+        "writes never worked again"
+    );
+    for gw in &f.replicas {
+        assert!(
+            eventually(Duration::from_secs(8), || async {
+                served_by(gw).await == "west"
+            })
+            .await,
+            "a replica did not resync"
+        );
+    }
+}
+
+/// Probe load at one account: one replica, then three replicas with the default
+/// `probers_per_account = 2`; three replicas must not probe three times as often.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_per_account_are_bounded_by_the_prober_count() {
+    let etcd = EtcdServer::start()
+        .await
+        .expect("etcd (run scripts/etcd.sh install)");
+    let (east, west) = (mock("east", "eastus").await, mock("west", "westus").await);
+    let config = |i: usize| {
+        replica_config(&etcd, &east, &west, i, "/healthz").replace("probers_per_account = 3\n", "")
+    };
+    let window = Duration::from_secs(2);
+    let one = TestGateway::start(&config(0)).await.expect("replica");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    east.reset_stats();
+    tokio::time::sleep(window).await;
+    let single = east.probe_count();
+    let mut more = Vec::new();
+    for i in 1..3 {
+        more.push(TestGateway::start(&config(i)).await.expect("replica"));
+    }
+    // Let the replicas see each other and reassign probers.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    east.reset_stats();
+    tokio::time::sleep(window).await;
+    let three = east.probe_count();
+    println!(
+        "probes at one account in {window:?} (200ms interval): 1 replica {single}, 3 replicas {three}"
+    );
+    assert!(single >= 5, "{single}");
+    assert!(
+        three <= single * 5 / 2,
+        "3 replicas probed {three} times vs {single} for one"
+    );
+    drop((one, more));
+}
