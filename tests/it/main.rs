@@ -6,6 +6,7 @@ mod control;
 mod data_plane;
 mod failover;
 mod failures;
+mod fleet;
 mod hardening;
 mod streaming;
 mod support;

@@ -57,6 +57,44 @@ pub trait Reloader: Send + Sync {
     fn counts(&self) -> (u64, u64);
 }
 
+/// Why a fleet write failed.
+#[derive(Debug, Clone)]
+pub enum FleetWriteError {
+    /// Someone else changed it since the revision the caller saw (409).
+    Conflict(String),
+    /// etcd cannot be reached (503): fleet state cannot change while cut off.
+    Unavailable(String),
+}
+
+/// Fleet mode: operator changes go to etcd (with a revision check) and every replica applies
+/// them from its watch.
+pub trait FleetWrites: Send + Sync {
+    /// Pins or unpins `tenant`; `revision` is the pin revision the caller saw (`None`: the
+    /// current one).
+    fn set_mode<'a>(
+        &'a self,
+        tenant: &'a str,
+        mode: Mode,
+        reason: &'a str,
+        revision: Option<i64>,
+    ) -> BoxFuture<'a, Result<i64, FleetWriteError>>;
+    /// Marks `region` down or auto, like `set_mode`.
+    fn set_region<'a>(
+        &'a self,
+        region: &'a str,
+        state: RegionOverride,
+        reason: &'a str,
+        source: &'static str,
+        revision: Option<i64>,
+    ) -> BoxFuture<'a, Result<i64, FleetWriteError>>;
+    /// The revision of `tenant`'s pin key (0 when it has none).
+    fn pin_revision(&self, tenant: &str) -> i64;
+    /// Accounts on which this replica's verdict differs from the fleet's.
+    fn disagreements(&self) -> u64;
+    /// Recent events of every replica, newest last.
+    fn fleet_events(&self, limit: usize) -> BoxFuture<'_, Result<Vec<Value>, FleetWriteError>>;
+}
+
 /// Everything the admin API reads or drives.
 pub struct AdminState {
     /// The failover controller.
@@ -71,6 +109,8 @@ pub struct AdminState {
     pub token: Option<String>,
     /// Config reloads.
     pub reloader: Arc<dyn Reloader>,
+    /// Fleet mode, when configured.
+    pub fleet: Option<Arc<dyn FleetWrites>>,
 }
 
 /// Serves the admin API until `shutdown` resolves.
@@ -205,14 +245,42 @@ async fn v1(state: &AdminState, method: &Method, path: &[&str], query: &str, bod
                 "unknown_tenant",
                 "no tenant by that name",
             ),
-            Some(view) => json_resp(StatusCode::OK, &tenant_detail(state, &view)),
+            Some(view) => {
+                let mut detail = tenant_detail(state, &view);
+                if let Some(fleet) = &state.fleet {
+                    detail["pin_revision"] = json!(fleet.pin_revision(name));
+                }
+                json_resp(StatusCode::OK, &detail)
+            }
         },
         (&Method::PUT, ["tenants", name, "mode"]) => {
             let (mode, reason) = match parse_mode(body) {
                 Ok(v) => v,
                 Err(msg) => return error(StatusCode::BAD_REQUEST, "bad_request", &msg),
             };
-            match state.control.set_mode(name, mode, &reason).await {
+            if let Some(fleet) = &state.fleet {
+                if state.control.tenant(name).await.is_none() {
+                    return error(
+                        StatusCode::NOT_FOUND,
+                        "unknown_tenant",
+                        "no tenant by that name",
+                    );
+                }
+                match fleet.set_mode(name, mode, &reason, revision(body)).await {
+                    Ok(_) => {}
+                    Err(err) => return fleet_error(err),
+                }
+            }
+            let applied = if state.fleet.is_some() {
+                state
+                    .control
+                    .tenant(name)
+                    .await
+                    .ok_or(ControlError::UnknownTenant)
+            } else {
+                state.control.set_mode(name, mode, &reason).await
+            };
+            match applied {
                 Ok(view) => {
                     let mut out = tenant_json(&view);
                     let active_health = view.active().1;
@@ -256,6 +324,19 @@ async fn v1(state: &AdminState, method: &Method, path: &[&str], query: &str, bod
             {
                 Ok(view) => json_resp(StatusCode::OK, &region_json(&view)),
                 Err(err) => control_error(err),
+            }
+        }
+        (&Method::GET, ["events"]) if query_param(query, "scope").as_deref() == Some("fleet") => {
+            let Some(fleet) = &state.fleet else {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "not_in_fleet_mode",
+                    "scope=fleet needs [cluster]",
+                );
+            };
+            match fleet.fleet_events(page_limit(query)).await {
+                Ok(events) => json_resp(StatusCode::OK, &json!({"events": events})),
+                Err(err) => fleet_error(err),
             }
         }
         (&Method::GET, ["events"]) => {
@@ -381,13 +462,21 @@ async fn azure_alert(state: &AdminState, body: &[u8]) -> Resp {
 async fn metrics(state: &AdminState) -> Resp {
     let config = state.reloader.config();
     let stats = state.control.stats(config.metrics.tenant_label_limit).await;
-    let text = prometheus::render(
+    let mut text = prometheus::render(
         &state.proxy,
         &state.monitor,
         &stats,
         state.reloader.counts(),
         state.proxy.routes().generation(),
     );
+    if let Some(fleet) = &state.fleet {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            text,
+            "# HELP pairgate_failover_disagreement Accounts on which this replica's verdict differs from the fleet's.\n# TYPE pairgate_failover_disagreement gauge\npairgate_failover_disagreement {}",
+            fleet.disagreements()
+        );
+    }
     let mut resp = Response::new(Full::new(Bytes::from(text)));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -476,7 +565,9 @@ fn tenant_detail(state: &AdminState, v: &TenantView) -> Value {
                 *tenant == v.name
             }
             EventKind::AccountHealth { account, .. } => accounts.contains(&Some(account)),
-            EventKind::RegionState { .. } | EventKind::Reload { .. } => false,
+            EventKind::RegionState { .. }
+            | EventKind::Reload { .. }
+            | EventKind::Disagreement { .. } => false,
         })
         .map(event_json)
         .collect();
@@ -532,6 +623,13 @@ fn event_json(e: &pairgate_health::Event) -> Value {
         } => json!({
             "type": "region_state", "region": &**region, "state": state, "reason": reason, "source": source,
         }),
+        EventKind::Disagreement {
+            account,
+            local,
+            fleet,
+        } => json!({
+            "type": "disagreement", "account": &**account, "local": local.as_str(), "fleet": fleet.as_str(),
+        }),
         EventKind::Reload {
             generation,
             accepted,
@@ -543,6 +641,25 @@ fn event_json(e: &pairgate_health::Event) -> Value {
     v["seq"] = json!(e.seq);
     v["at_unix_ms"] = json!(e.at_unix_ms);
     v
+}
+
+/// The optional `"revision"` of a PUT body: the revision the caller saw.
+fn revision(body: &[u8]) -> Option<i64> {
+    serde_json::from_slice::<Value>(body)
+        .ok()?
+        .get("revision")?
+        .as_i64()
+}
+
+fn fleet_error(err: FleetWriteError) -> Resp {
+    match err {
+        FleetWriteError::Conflict(detail) => error(StatusCode::CONFLICT, "conflict", &detail),
+        FleetWriteError::Unavailable(detail) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "fleet_unavailable",
+            &detail,
+        ),
+    }
 }
 
 fn control_error(err: ControlError) -> Resp {

@@ -14,4 +14,4 @@ mod api;
 pub mod auth;
 pub mod prometheus;
 
-pub use api::{AdminState, BoxFuture, Reloaded, Reloader, serve};
+pub use api::{AdminState, BoxFuture, FleetWriteError, FleetWrites, Reloaded, Reloader, serve};

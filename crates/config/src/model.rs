@@ -63,6 +63,8 @@ pub struct Config {
     pub alerts: Alerts,
     /// `[metrics]`.
     pub metrics: Metrics,
+    /// `[cluster]`: fleet mode, when set.
+    pub cluster: Option<Cluster>,
     /// `[[region]]`, in file order.
     pub regions: Vec<RegionConfig>,
     /// `[[account]]`, in file order.
@@ -149,6 +151,36 @@ pub struct Alerts {
     /// `[alerts.azure_monitor] services`: when non-empty, only incidents that name one of these
     /// services (case-insensitive) act on regions.
     pub azure_monitor_services: Vec<String>,
+}
+
+/// What a replica cut off from etcd does (`isolated_failover`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsolatedFailover {
+    /// Keep the last committed decisions (the default): a replica that cannot see the fleet
+    /// cannot tell its own network trouble from an account's, and acting alone is exactly how
+    /// replicas drift apart.
+    Hold,
+    /// Decide alone from local probes until etcd is back (then the fleet's decisions win).
+    Act,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// etcd client URLs (`http://host:port`).
+    pub endpoints: Vec<String>,
+    /// Key prefix, ending in `/`. Default `/pairgate/`.
+    pub prefix: String,
+    /// This replica's name; `None` means the host name (resolved by the binary).
+    pub name: Option<String>,
+    /// Per-call etcd timeout. Default 2s.
+    pub timeout: Duration,
+    /// Lease TTL of this replica's presence and health verdicts. Default 5s.
+    pub lease_ttl: Duration,
+    /// Default `hold`.
+    pub isolated_failover: IsolatedFailover,
+    /// How many live replicas probe each account (rendezvous hashing). Default 2.
+    pub probers_per_account: usize,
 }
 
 /// `[metrics]`.

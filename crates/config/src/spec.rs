@@ -37,6 +37,8 @@ pub struct ConfigSpec {
     pub alerts: AlertsSpec,
     /// `[metrics]`.
     pub metrics: MetricsSpec,
+    /// `[cluster]`: fleet mode through etcd.
+    pub cluster: Option<ClusterSpec>,
     /// `[[region]]`, in file order.
     #[serde(rename = "region")]
     pub regions: Vec<RegionSpec>,
@@ -127,6 +129,28 @@ pub struct AlertsSpec {
 pub struct AzureMonitorSpec {
     /// `services = ["Video Indexer"]`: only incidents naming one of these services count.
     pub services: Option<Vec<String>>,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct ClusterSpec {
+    /// `backend = "etcd"`.
+    pub backend: Option<String>,
+    /// `endpoints = ["http://127.0.0.1:2379"]`.
+    pub endpoints: Vec<String>,
+    /// `prefix = "/pairgate/"`.
+    pub prefix: Option<String>,
+    /// `name = "replica-1"` (default: the host name).
+    pub name: Option<String>,
+    /// `timeout = "2s"`: each etcd call.
+    pub timeout: Option<String>,
+    /// `lease_ttl = "5s"`: how long a silent replica counts as live.
+    pub lease_ttl: Option<String>,
+    /// `isolated_failover = "hold" | "act"`.
+    pub isolated_failover: Option<String>,
+    /// `probers_per_account = 2`.
+    pub probers_per_account: Option<i64>,
 }
 
 /// `[metrics]`.

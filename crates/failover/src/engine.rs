@@ -281,6 +281,45 @@ impl Engine {
         out
     }
 
+    /// Adopts a decision committed by the fleet (fleet mode): the tenant is on `side` with
+    /// `reject`, at generation `epoch`. Emits a transition ([`Cause::Fleet`]) when (side, reject)
+    /// changes; an `epoch` not newer than the tenant's generation is ignored, so replays of old
+    /// decisions change nothing.
+    pub fn adopt(
+        &mut self,
+        tenant: usize,
+        side: Side,
+        reject: bool,
+        epoch: u64,
+        now: Instant,
+    ) -> Vec<Transition> {
+        let mut out = Vec::new();
+        let slot = &self.tenants[tenant];
+        if epoch <= slot.state.generation && (slot.state.side, slot.state.reject) == (side, reject)
+        {
+            return out;
+        }
+        let state = &mut self.tenants[tenant].state;
+        let from = state.side;
+        let changed = (state.side, state.reject) != (side, reject);
+        state.side = side;
+        state.reject = reject;
+        state.generation = epoch.max(state.generation);
+        if changed {
+            out.push(Transition {
+                tenant,
+                from,
+                to: side,
+                reject,
+                cause: Cause::Fleet,
+                generation: state.generation,
+                at: now,
+            });
+        }
+        self.sync_pending(tenant, now);
+        out
+    }
+
     /// Performs every automatic failback whose hold-down has expired by `now`.
     ///
     /// Costs O(d log p) for d due failbacks among p pending ones.

@@ -187,6 +187,8 @@ pub enum Cause {
     Recovered,
     /// A rebuild changed the tenant's accounts; it restarts on its primary.
     Reconfigured,
+    /// Fleet mode: the fleet's committed decision was adopted.
+    Fleet,
 }
 
 /// One change of a tenant's (side, reject).

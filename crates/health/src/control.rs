@@ -92,6 +92,26 @@ pub enum Command {
         /// Where the answer goes: the number of transitions the reload caused.
         reply: oneshot::Sender<usize>,
     },
+    /// Fleet mode: the fleet's verdict on an account (majority of reporting replicas).
+    FleetVerdict {
+        /// Account name.
+        account: String,
+        /// The fleet's verdict.
+        health: Health,
+    },
+    /// Fleet mode: a decision the fleet committed; every replica adopts it.
+    Adopt {
+        /// Tenant name.
+        tenant: String,
+        /// Committed side.
+        side: Side,
+        /// Committed reject flag.
+        reject: bool,
+        /// The decision's epoch (becomes the tenant's generation).
+        epoch: u64,
+        /// The cause label the proposing replica gave.
+        cause: String,
+    },
     /// Counters and gauges for `/metrics`.
     Stats {
         /// How many tenants to list individually.
@@ -99,6 +119,27 @@ pub enum Command {
         /// Where the answer goes.
         reply: oneshot::Sender<ControllerStats>,
     },
+}
+
+/// A decision the local engine wants, to be committed by the fleet (fleet mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proposal {
+    /// Tenant name.
+    pub tenant: Arc<str>,
+    /// Proposed side.
+    pub side: Side,
+    /// Proposed reject flag.
+    pub reject: bool,
+    /// Why (cause label).
+    pub cause: &'static str,
+}
+
+/// The controller's link to the fleet (fleet mode): where local verdicts and proposals go.
+pub struct FleetLink {
+    /// This replica's own verdict changes, by account name.
+    pub local_verdicts: mpsc::UnboundedSender<(Arc<str>, Health)>,
+    /// Transitions the engine wants; the fleet commits or refuses them.
+    pub proposals: mpsc::UnboundedSender<Proposal>,
 }
 
 /// Why an operator command was refused.
@@ -303,6 +344,8 @@ pub struct Controller {
     overrides: PersistedState,
     state_path: Option<PathBuf>,
     transitions: BTreeMap<&'static str, u64>,
+    account_by_name: HashMap<Arc<str>, usize>,
+    fleet: Option<FleetLink>,
 }
 
 impl Controller {
@@ -331,13 +374,28 @@ impl Controller {
             overrides: PersistedState::default(),
             state_path: config.state.path.clone(),
             transitions: BTreeMap::new(),
+            account_by_name: HashMap::new(),
+            fleet: None,
         };
         controller.index();
         controller.restore(restored);
         controller
     }
 
+    /// Fleet mode: decisions come from the fleet, not from this replica's own verdicts.
+    pub fn with_fleet(mut self, link: FleetLink) -> Self {
+        self.fleet = Some(link);
+        self
+    }
+
     fn index(&mut self) {
+        self.account_by_name = self
+            .table
+            .accounts()
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (Arc::clone(&a.name), i))
+            .collect();
         self.tenant_index = self
             .table
             .tenants()
@@ -421,7 +479,44 @@ impl Controller {
 
     fn handle(&mut self, command: Command) {
         match command {
-            Command::Verdict(verdict) => self.apply_verdict(&verdict),
+            Command::Verdict(verdict) => match &self.fleet {
+                // Fleet mode: this replica's view is one vote; the fleet's verdict decides.
+                Some(link) => {
+                    if let Some(id) = self.table.account_id_by_key(&verdict.key) {
+                        let name = Arc::clone(&self.table.account(id).name);
+                        tracing::info!(
+                            account = &*name,
+                            health = verdict.health.as_str(),
+                            reason = verdict.reason,
+                            "local verdict changed"
+                        );
+                        let _ = link.local_verdicts.send((name, verdict.health));
+                    }
+                }
+                None => self.apply_verdict(&verdict),
+            },
+            Command::FleetVerdict { account, health } => {
+                if let Some(&id) = self.account_by_name.get(account.as_str()) {
+                    let key = Arc::clone(
+                        &self
+                            .table
+                            .account(pairgate_routing::AccountId::from_index(id))
+                            .key,
+                    );
+                    self.apply_verdict(&Verdict {
+                        key,
+                        health,
+                        reason: "fleet",
+                    });
+                }
+            }
+            Command::Adopt {
+                tenant,
+                side,
+                reject,
+                epoch,
+                cause,
+            } => self.adopt(&tenant, side, reject, epoch, &cause),
             Command::Tenant { name, reply } => {
                 let _ = reply.send(self.view(&name));
             }
@@ -712,9 +807,64 @@ impl Controller {
         self.publish(&transitions);
     }
 
-    /// Stores each transition into its tenant's slot (one atomic store each), then logs it.
+    /// Fleet mode: sets a tenant to the fleet's committed decision and publishes it.
+    fn adopt(&mut self, tenant: &str, side: Side, reject: bool, epoch: u64, cause: &str) {
+        let Some(&t) = self.tenant_index.get(tenant) else {
+            return;
+        };
+        let transitions = self.engine.adopt(t, side, reject, epoch, Instant::now());
+        // The slot carries the epoch even when the side did not change here (this replica's
+        // engine had already moved): every replica serves the same side at the same epoch.
+        self.table.tenants()[t].slot.store(Active {
+            side,
+            reject,
+            generation: self.engine.tenant(t).generation,
+        });
+        if transitions.is_empty() {
+            return;
+        }
+        let label = KNOWN_CAUSES
+            .iter()
+            .copied()
+            .find(|c| *c == cause)
+            .unwrap_or("fleet_decision");
+        tracing::info!(
+            tenant,
+            to = side.as_str(),
+            reject,
+            epoch,
+            cause = label,
+            "tenant moved by fleet decision"
+        );
+        *self.transitions.entry(label).or_default() += 1;
+        self.events.push(EventKind::Transition {
+            tenant: Arc::clone(&self.table.tenants()[t].name),
+            from: side.other(),
+            to: side,
+            reject,
+            cause: CauseInfo {
+                label,
+                region: None,
+            },
+            generation: self.engine.tenant(t).generation,
+        });
+    }
+
+    /// Stores each transition into its tenant's slot (one atomic store each), then logs it. In
+    /// fleet mode, transitions are proposals instead: nothing is stored until the fleet commits.
     fn publish(&mut self, transitions: &[Transition]) {
         if transitions.is_empty() {
+            return;
+        }
+        if let Some(link) = &self.fleet {
+            for t in transitions {
+                let _ = link.proposals.send(Proposal {
+                    tenant: Arc::clone(&self.table.tenants()[t.tenant].name),
+                    side: t.to,
+                    reject: t.reject,
+                    cause: cause_label(t.cause),
+                });
+            }
             return;
         }
         for t in transitions {
@@ -792,9 +942,16 @@ impl Controller {
             )
         };
         let now = Instant::now();
+        // What is served is the slot: in fleet mode the engine may hold a proposal the fleet
+        // has not committed yet.
+        let served = tenant.slot.load();
+        let mut state = self.engine.tenant(i);
+        state.side = served.side;
+        state.reject = served.reject;
+        state.generation = served.generation;
         Some(TenantView {
             name: Arc::clone(&tenant.name),
-            state: self.engine.tenant(i),
+            state,
             primary: account(tenant.primary),
             secondary: tenant.secondary.map(account),
             pending_failback_in: self
@@ -805,6 +962,22 @@ impl Controller {
         })
     }
 }
+
+/// Every cause label, for adopting a label a remote replica sent.
+const KNOWN_CAUSES: [&str; 12] = [
+    "primary_unhealthy",
+    "region_outage",
+    "region_marked_down",
+    "secondary_unhealthy",
+    "failback",
+    "pinned",
+    "unpinned",
+    "manual_failback",
+    "both_down",
+    "recovered",
+    "reconfigured",
+    "fleet_decision",
+];
 
 /// How events, logs and metrics spell a cause.
 pub fn cause_label(cause: Cause) -> &'static str {
@@ -820,6 +993,7 @@ pub fn cause_label(cause: Cause) -> &'static str {
         Cause::BothDown => "both_down",
         Cause::Recovered => "recovered",
         Cause::Reconfigured => "reconfigured",
+        Cause::Fleet => "fleet_decision",
     }
 }
 

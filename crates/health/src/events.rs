@@ -64,6 +64,15 @@ pub enum EventKind {
         /// Problems, when rejected.
         problems: Vec<String>,
     },
+    /// Fleet mode: this replica's own verdict on an account differs from the fleet's.
+    Disagreement {
+        /// Account name.
+        account: Arc<str>,
+        /// This replica's verdict.
+        local: Health,
+        /// The fleet's verdict (majority of the replicas probing it).
+        fleet: Health,
+    },
     /// An account's verdict changed.
     AccountHealth {
         /// Account name.

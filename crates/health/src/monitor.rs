@@ -65,7 +65,12 @@ pub struct Monitor {
     commands: mpsc::UnboundedSender<Command>,
     awaiting_first_probe: Arc<AtomicUsize>,
     stats: Arc<ProbeStats>,
+    /// Fleet mode: which accounts this replica probes (by account name); `None` probes all.
+    filter: Mutex<Option<ProbeFilter>>,
 }
+
+/// Decides, by account name, whether this replica probes an account.
+pub type ProbeFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl Monitor {
     /// A monitor that reports verdict changes to the controller through `commands`.
@@ -77,7 +82,13 @@ impl Monitor {
             commands,
             awaiting_first_probe: Arc::new(AtomicUsize::new(0)),
             stats: Arc::new(ProbeStats::default()),
+            filter: Mutex::new(None),
         }
+    }
+
+    /// Fleet mode: probe only the accounts `filter` accepts (applies at the next `sync`).
+    pub fn set_filter(&self, filter: Option<ProbeFilter>) {
+        *self.filter.lock().unwrap_or_else(|p| p.into_inner()) = filter;
     }
 
     /// Starts probers for new accounts (their first probe runs at once), stops those of
@@ -86,7 +97,15 @@ impl Monitor {
     pub fn sync(&self, config: &Config, table: &RouteTable, tls: &pairgate_tls::UpstreamTlsMap) {
         let mut probers = self.probers.lock().unwrap_or_else(|p| p.into_inner());
         let mut wanted: HashMap<Arc<str>, ProbeTarget> = HashMap::new();
+        let filter = self
+            .filter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for (account, spec) in table.accounts().iter().zip(&config.accounts) {
+            if filter.as_ref().is_some_and(|f| !f(&account.name)) {
+                continue;
+            }
             wanted.entry(Arc::clone(&account.key)).or_insert_with(|| {
                 let tls = tls.get(&account.key);
                 ProbeTarget::new(account, &spec.health, tls, config.upstream.connect_timeout)

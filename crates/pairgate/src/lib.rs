@@ -5,6 +5,7 @@
 //! [`Gateway::start`], so tests exercise the same wiring as production.
 
 pub mod demo;
+pub mod fleet;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -91,8 +92,18 @@ impl Gateway {
             config.upstream.connect_timeout,
             commands.clone(),
         ));
-        let controller =
+        let mut controller =
             Controller::new(&config, Arc::clone(&table), Arc::clone(&events), restored);
+        let mut fleet_inputs = None;
+        if config.cluster.is_some() {
+            let (local_tx, local_rx) = mpsc::unbounded_channel();
+            let (proposal_tx, proposal_rx) = mpsc::unbounded_channel();
+            controller = controller.with_fleet(pairgate_health::FleetLink {
+                local_verdicts: local_tx,
+                proposals: proposal_tx,
+            });
+            fleet_inputs = Some((local_rx, proposal_rx));
+        }
         let (control, _controller_task) = controller.spawn(commands, command_rx);
         // Probers start after the controller exists, so no verdict is lost; the first probe
         // round runs at once.
@@ -113,10 +124,31 @@ impl Gateway {
             monitor: Arc::clone(&monitor),
             events: Arc::clone(&events),
             resolver: resolver.clone(),
+            fleet_objects: std::sync::Mutex::new(None),
+            last_tls: std::sync::Mutex::new(options.tls.upstream.clone()),
             lock: tokio::sync::Mutex::new(()),
             accepted: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
         });
+        let fleet = match (&config.cluster, fleet_inputs) {
+            (Some(cluster), Some((local_rx, proposal_rx))) => {
+                let name = cluster.name.clone().unwrap_or_else(host_name);
+                let parts = fleet::Parts {
+                    control: control.clone(),
+                    monitor: Arc::clone(&monitor),
+                    events: Arc::clone(&events),
+                    reloader: Arc::clone(&reloader),
+                };
+                Some(fleet::Fleet::start(
+                    cluster.clone(),
+                    name,
+                    parts,
+                    local_rx,
+                    proposal_rx,
+                )?)
+            }
+            _ => None,
+        };
         let (shutdown, rx) = watch::channel(false);
         let server = tokio::spawn(pairgate_proxy::serve(
             http,
@@ -149,6 +181,9 @@ impl Gateway {
                     proxy: Arc::clone(&shared),
                     token: options.admin_token,
                     reloader: Arc::clone(&reloader) as Arc<dyn Reloader>,
+                    fleet: fleet
+                        .as_ref()
+                        .map(|f| Arc::clone(f) as Arc<dyn pairgate_admin::FleetWrites>),
                 });
                 Some(tokio::spawn(pairgate_admin::serve(
                     listener,
@@ -281,6 +316,15 @@ impl Gateway {
     }
 }
 
+/// This machine's host name (the default replica name), or `pairgate`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "pairgate".to_owned())
+}
+
 /// Resolves once the watch says stop (or its sender is gone).
 async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
@@ -321,7 +365,7 @@ fn restore_state(config: &Config, events: &EventLog) -> PersistedState {
 
 /// Reloads from the config file: parse, validate and compile off the hot path, hand the new
 /// table to the controller (which sets slots), resync probers, then publish with one store.
-struct FileReloader {
+pub(crate) struct FileReloader {
     path: Option<PathBuf>,
     current: ArcSwap<Config>,
     shared: Arc<Shared>,
@@ -330,6 +374,10 @@ struct FileReloader {
     events: Arc<EventLog>,
     /// The HTTPS listener's certificate resolver, when it runs.
     resolver: Option<Arc<pairgate_tls::SniResolver>>,
+    /// Fleet mode: regions, accounts and tenants from etcd, replacing the file's.
+    fleet_objects: std::sync::Mutex<Option<std::collections::BTreeMap<String, String>>>,
+    /// The upstream TLS settings last applied, for prober resyncs.
+    last_tls: std::sync::Mutex<pairgate_tls::UpstreamTlsMap>,
     /// One reload at a time: the single writer of the routing snapshot.
     lock: tokio::sync::Mutex<()>,
     accepted: AtomicU64,
@@ -337,6 +385,31 @@ struct FileReloader {
 }
 
 impl FileReloader {
+    /// Fleet mode: the objects from etcd to use instead of the file's (`None`: the file's).
+    pub(crate) fn set_fleet_objects(
+        &self,
+        objects: Option<std::collections::BTreeMap<String, String>>,
+    ) {
+        *self.fleet_objects.lock().unwrap_or_else(|p| p.into_inner()) = objects;
+    }
+
+    /// Reloads now (what SIGHUP does).
+    pub(crate) async fn reload_now(&self) -> Result<Reloaded, Vec<String>> {
+        self.reload_file().await
+    }
+
+    /// Re-applies the probers' set to the current config (after the fleet's replica set, and so
+    /// the accounts this replica probes, changed).
+    pub(crate) fn resync_probers(&self) {
+        let config = self.current.load_full();
+        let tls = self
+            .last_tls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        self.monitor.sync(&config, &self.shared.routes(), &tls);
+    }
+
     async fn reload_file(&self) -> Result<Reloaded, Vec<String>> {
         let _one_at_a_time = self.lock.lock().await;
         let result = self.try_reload().await;
@@ -379,8 +452,30 @@ impl FileReloader {
         let current = self.shared.routes();
         let generation = current.generation() + 1;
         // Parsing 100k tenants takes a while: keep it off the async workers.
+        let objects = self
+            .fleet_objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let prepared = tokio::task::spawn_blocking(move || {
-            let prepared = prepare(&path).map_err(|e| match e {
+            let prepared = match objects {
+                None => prepare(&path),
+                Some(objects) => std::fs::read_to_string(&path)
+                    .map_err(|err| ConfigFileError::Read {
+                        path: path.display().to_string(),
+                        err,
+                    })
+                    .and_then(|local| {
+                        fleet::compose(&local, &objects).map_err(|e| ConfigFileError::Invalid {
+                            rendered: vec![format!(
+                                "{}: composing with the fleet's objects: {e}",
+                                path.display()
+                            )],
+                        })
+                    })
+                    .and_then(|text| prepare_text(&text, &path)),
+            }
+            .map_err(|e| match e {
                 ConfigFileError::Read { path, err } => vec![format!("{path}: cannot read: {err}")],
                 ConfigFileError::Invalid { rendered } => rendered,
             })?;
@@ -429,6 +524,7 @@ impl FileReloader {
             .ok_or_else(|| vec!["the failover controller is not running".to_owned()])?;
         self.monitor.sync(&config, &table, &tls.upstream);
         self.shared.swap_routes(table, &tls.upstream);
+        *self.last_tls.lock().unwrap_or_else(|p| p.into_inner()) = tls.upstream.clone();
         // New handshakes get the new certificates; open connections keep their session.
         if let (Some(resolver), Some(store)) = (&self.resolver, tls.server) {
             resolver.swap(store);
@@ -504,9 +600,26 @@ pub struct Prepared {
 
 /// Loads `path` and the TLS files it names (relative paths are relative to its directory).
 pub fn prepare(path: &std::path::Path) -> Result<Prepared, ConfigFileError> {
-    let loaded = load_config_file(path)?;
-    let base = path.parent().unwrap_or(std::path::Path::new("."));
+    let text = std::fs::read_to_string(path).map_err(|err| ConfigFileError::Read {
+        path: path.display().to_string(),
+        err,
+    })?;
+    prepare_text(&text, path)
+}
+
+/// [`prepare`] for config text that stands for `path` (fleet mode composes it from the file
+/// and etcd); relative TLS paths are relative to `path`'s directory.
+pub fn prepare_text(text: &str, path: &std::path::Path) -> Result<Prepared, ConfigFileError> {
+    let env = |name: &str| std::env::var(name).ok();
     let file = path.display().to_string();
+    let loaded =
+        pairgate_config::load(text, &env).map_err(|problems| ConfigFileError::Invalid {
+            rendered: problems
+                .iter()
+                .map(|p| pairgate_config::render(p, &file))
+                .collect(),
+        })?;
+    let base = path.parent().unwrap_or(std::path::Path::new("."));
     let mut warnings: Vec<String> = loaded
         .warnings
         .iter()

@@ -43,6 +43,11 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Fleet mode: move config objects between a file and etcd.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
     /// Start mock regions and a gateway in front of them, with no files at all.
     Demo {
         /// Where the gateway listens.
@@ -54,12 +59,30 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ClusterAction {
+    /// Write every [[region]], [[account]] and [[tenant]] of FILE to etcd (one key each, under
+    /// the [cluster] prefix); the file's [cluster] section names the endpoints.
+    Import {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print the objects stored in etcd as TOML.
+    Export {
+        /// A config file whose [cluster] section names the endpoints and prefix.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(&config),
+        Command::Cluster { action } => cluster(action),
         Command::Demo { listen, control } => {
             report(runtime(None).and_then(|rt| rt.block_on(pairgate::demo::run(listen, control))))
         }
@@ -174,6 +197,48 @@ async fn serve_until_signal(gateway: &Gateway) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+fn cluster(action: ClusterAction) -> ExitCode {
+    let path = match &action {
+        ClusterAction::Import { config } | ClusterAction::Export { config } => config.clone(),
+    };
+    let prepared = match prepare(&path) {
+        Ok(p) => p,
+        Err(err) => {
+            print_config_error(&mut std::io::stderr().lock(), &err);
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let Some(cluster) = prepared.config.cluster else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "{}: no [cluster] section",
+            path.display()
+        );
+        return ExitCode::from(EXIT_INVALID);
+    };
+    report(runtime(Some(1)).and_then(|rt| {
+        rt.block_on(async move {
+            let etcd = pairgate_cluster::Etcd::new(&cluster.endpoints, cluster.timeout)?;
+            match action {
+                ClusterAction::Import { config } => {
+                    let text = std::fs::read_to_string(&config)?;
+                    let n = pairgate::fleet::import(&etcd, &cluster.prefix, &text).await?;
+                    let _ = writeln!(
+                        std::io::stdout(),
+                        "imported {n} objects into {}config/",
+                        cluster.prefix
+                    );
+                }
+                ClusterAction::Export { .. } => {
+                    let text = pairgate::fleet::export(&etcd, &cluster.prefix).await?;
+                    let _ = std::io::stdout().write_all(text.as_bytes());
+                }
+            }
+            Ok(())
+        })
+    }))
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {

@@ -4,11 +4,92 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use super::rules::{self, Host};
 use super::{Problems, count};
-use crate::model::{AccountTls, Admin, Alerts, CertificateConfig, Metrics, Scheme, StateConfig};
-use crate::spec::{AccountSpec, AdminSpec, AlertsSpec, CertificateSpec, MetricsSpec, StateSpec};
+use crate::model::{
+    AccountTls, Admin, Alerts, CertificateConfig, Cluster, IsolatedFailover, Metrics, Scheme,
+    StateConfig,
+};
+use crate::spec::{
+    AccountSpec, AdminSpec, AlertsSpec, CertificateSpec, ClusterSpec, MetricsSpec, StateSpec,
+};
+
+/// `[cluster]`: the etcd backend only, at least one `http://` endpoint.
+pub(super) fn cluster(spec: &Option<ClusterSpec>, problems: &mut Problems) -> Option<Cluster> {
+    let spec = spec.as_ref()?;
+    match spec.backend.as_deref() {
+        Some("etcd") => {}
+        Some(other) => problems.error(
+            "cluster.backend",
+            format!("{other:?} is not supported; use \"etcd\""),
+        ),
+        None => problems.error("cluster.backend", "missing: backend = \"etcd\""),
+    }
+    if spec.endpoints.is_empty() {
+        problems.error(
+            "cluster.endpoints",
+            "at least one etcd endpoint is needed, e.g. \"http://127.0.0.1:2379\"",
+        );
+    }
+    for (i, e) in spec.endpoints.iter().enumerate() {
+        if !e.starts_with("http://") {
+            problems.error(
+                format!("cluster.endpoints[{i}]"),
+                "must be an http:// URL (TLS and authentication to etcd are not supported yet)",
+            );
+        }
+    }
+    let prefix = spec
+        .prefix
+        .clone()
+        .unwrap_or_else(|| "/pairgate/".to_owned());
+    if !prefix.starts_with('/') || !prefix.ends_with('/') {
+        problems.error("cluster.prefix", "must start and end with '/'");
+    }
+    let duration =
+        |raw: &Option<String>, at: &str, default: Duration, problems: &mut Problems| match raw {
+            None => default,
+            Some(r) => crate::parse_duration(r).unwrap_or_else(|m| {
+                problems.error(at, m);
+                default
+            }),
+        };
+    let isolated_failover = match spec.isolated_failover.as_deref() {
+        None | Some("hold") => IsolatedFailover::Hold,
+        Some("act") => IsolatedFailover::Act,
+        Some(other) => {
+            problems.error(
+                "cluster.isolated_failover",
+                format!("{other:?} is not \"hold\" or \"act\""),
+            );
+            IsolatedFailover::Hold
+        }
+    };
+    Some(Cluster {
+        endpoints: spec.endpoints.clone(),
+        prefix,
+        name: spec.name.clone(),
+        timeout: duration(
+            &spec.timeout,
+            "cluster.timeout",
+            Duration::from_secs(2),
+            problems,
+        ),
+        lease_ttl: duration(
+            &spec.lease_ttl,
+            "cluster.lease_ttl",
+            Duration::from_secs(5),
+            problems,
+        ),
+        isolated_failover,
+        probers_per_account: spec
+            .probers_per_account
+            .and_then(|n| count(n, 1, "cluster.probers_per_account", problems))
+            .unwrap_or(2),
+    })
+}
 
 /// `[[certificate]]`s: files present in the config (read later, by the TLS loader), hosts valid
 /// and claimed once, at most one default.
