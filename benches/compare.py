@@ -463,8 +463,10 @@ def main():
                     for kind in proxies:
                         proc, port = start_proxy(kind, d, n, a.accounts, pairgate_bin)
                         try:
-                            pids = pids_of(proc.pid) if proc else []
                             run_wrk(port, script, a.warmup, a.connections)
+                            # After the warm-up: nginx forks its worker only once the config
+                            # is loaded, which at 100k tenants is after the port is bound.
+                            pids = pids_of(proc.pid) if proc else []
                             cpu0 = cpu_seconds(pids)
                             w = run_wrk(port, script, a.duration, a.connections)
                             cpu = cpu_seconds(pids) - cpu0

@@ -260,7 +260,8 @@ pub async fn run(spec: LoadSpec, t0: Instant) -> LoadResult {
         samples.extend((sent..total).map(|_| Sample {
             done_us: end,
             latency_us: 0,
-            tenant: 0,
+            // Never drawn: no tenant, so an unsent request counts against no one's failover.
+            tenant: u32::MAX,
             outcome: Outcome::Failed(Failure::Unsent),
             secondary: false,
             replayed: false,
