@@ -415,9 +415,10 @@ async fn connection_limit_refuses_with_503() {
     );
 }
 
-/// One tenant flooding far past its in-flight limit gets 503s at once, and another tenant's p99
-/// stays within 1.5x of its quiet value. The gateway runs as its own process, so the flood's
-/// client tasks do not share its runtime.
+/// One tenant flooding with far more concurrent requests than its in-flight limit gets 503s at
+/// once, and another tenant's p99 stays within 1.5x of its quiet value. The gateway runs as its
+/// own process; quiet and flooded rounds alternate and medians are compared, so one noisy moment
+/// on a shared machine does not decide the result.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn noisy_neighbour_cannot_starve_another_tenant() {
     let (noisy_acct, quiet_acct) = (
@@ -471,43 +472,49 @@ async fn noisy_neighbour_cannot_starve_another_tenant() {
             lat[lat.len() * 99 / 100]
         }
     };
-    let quiet = p99().await;
-    // Flood: 100 concurrent keep-alive clients against a limit of 16, each backing off 50 ms
-    // after a 503 (so the flood's own client cost stays small), bounded in count and time.
-    let stop = Instant::now() + Duration::from_secs(6);
-    let mut flood = Vec::new();
-    for _ in 0..100 {
-        let url = gw.url("/n");
-        flood.push(tokio::spawn(async move {
-            let c = pairgate_test_support::client();
-            let mut codes = Vec::new();
-            for _ in 0..200 {
-                if Instant::now() >= stop {
-                    break;
-                }
-                let req = http::Request::get(&url)
-                    .header("host", "noisy.example.com")
-                    .body(http_body_util::Full::new(bytes::Bytes::new()))
-                    .expect("req");
-                if let Ok(r) = pairgate_test_support::send(&c, req).await {
-                    codes.push(r.status.as_u16());
-                    if r.status == 503 {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+    let (mut quiet_rounds, mut loaded_rounds, mut codes) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..3 {
+        quiet_rounds.push(p99().await);
+        // 100 concurrent keep-alive clients against a limit of 16; a rejected client retries
+        // after 250 ms, like a client honouring Retry-After. Bounded in count and time.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut flood = Vec::new();
+        for _ in 0..100 {
+            let (url, stop) = (gw.url("/n"), Arc::clone(&stop));
+            flood.push(tokio::spawn(async move {
+                let c = pairgate_test_support::client();
+                let mut codes = Vec::new();
+                for _ in 0..100 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let req = http::Request::get(&url)
+                        .header("host", "noisy.example.com")
+                        .body(http_body_util::Full::new(bytes::Bytes::new()))
+                        .expect("req");
+                    if let Ok(r) = pairgate_test_support::send(&c, req).await {
+                        codes.push(r.status.as_u16());
+                        if r.status == 503 {
+                            tokio::time::sleep(Duration::from_millis(250)).await;
+                        }
                     }
                 }
-            }
-            codes
-        }));
+                codes
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        loaded_rounds.push(p99().await);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for f in flood {
+            codes.extend(f.await.expect("flood"));
+        }
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let loaded = p99().await;
-    let mut codes = Vec::new();
-    for f in flood {
-        codes.extend(f.await.expect("flood"));
-    }
+    quiet_rounds.sort();
+    loaded_rounds.sort();
+    let (quiet, loaded) = (quiet_rounds[1], loaded_rounds[1]);
     let rejected = codes.iter().filter(|&&c| c == 503).count();
     println!(
-        "quiet p99 {quiet:?}, under flood {loaded:?}; noisy: {} requests, {rejected} got 503",
+        "quiet p99 rounds {quiet_rounds:?}, flooded {loaded_rounds:?}; noisy: {} requests, {rejected} got 503",
         codes.len()
     );
     assert!(
@@ -515,11 +522,11 @@ async fn noisy_neighbour_cannot_starve_another_tenant() {
         "the noisy tenant was not limited: {rejected}/{}",
         codes.len()
     );
-    // 1.5x the quiet p99, with a 2 ms floor for timer granularity on a loaded 2-core machine.
-    let bound = (quiet * 3 / 2).max(quiet + Duration::from_millis(2));
+    // 1.5x the quiet median p99, with a 1 ms floor for timer granularity.
+    let bound = (quiet * 3 / 2).max(quiet + Duration::from_millis(1));
     assert!(
         loaded <= bound,
-        "quiet tenant p99 {loaded:?} vs {quiet:?} quiet"
+        "quiet tenant p99 {loaded:?} under flood vs {quiet:?} quiet"
     );
 }
 
