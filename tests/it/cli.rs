@@ -161,7 +161,7 @@ async fn secrets_stay_out_of_logs() {
     let (east, west) = regions().await;
     let secret = "it-log-secret-71d0c";
     let toml = format!(
-        "[listen]\nhttp = \"127.0.0.1:0\"\n{}",
+        "[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
         crate::support::config(&east, &west, "")
     );
     let gw = GatewayProcess::spawn(

@@ -32,6 +32,8 @@ async fn large_upload_and_download_stream_with_bounded_memory() {
         r#"
 [listen]
 http = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
 [[region]]
 name = "eastus"
 [[account]]

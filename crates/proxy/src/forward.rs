@@ -192,7 +192,7 @@ async fn forward(
         HeaderValue::from_str(authority.as_str()).ok()
     });
     strip_hop_by_hop(&mut parts.headers, upgrade);
-    let template = Template {
+    let mut template = Template {
         parts,
         client_host,
         peer: conn.peer,
@@ -213,8 +213,14 @@ async fn forward(
             .map_err(|err| verdict.error().unwrap_or(err))?
     };
 
-    // 6. Send on the shared pool, bounded by the response-header timeout.
-    let first = template.aim(account, body)?;
+    // 6. Send on the shared pool, bounded by the response-header timeout. The template is
+    //    kept (and its headers copied) only when a replay is possible.
+    let replayable = other_id.is_some() && replay_body.is_some();
+    let first = if replayable {
+        template.aim(account, body)?
+    } else {
+        template.aim_once(account, body)?
+    };
     let mut replayed = false;
     let mut resp = match send(shared, snapshot, account_id, first).await {
         Ok(resp) => resp,
@@ -295,8 +301,24 @@ struct Template {
 }
 
 impl Template {
-    /// The request as `account` must receive it.
+    /// The request as `account` must receive it, when no replay can follow: the headers are
+    /// moved, not copied.
+    fn aim_once(&mut self, account: &Account, body: Body) -> Result<Request<Body>, ProxyError> {
+        let headers = std::mem::take(&mut self.parts.headers);
+        self.build(account, body, headers)
+    }
+
+    /// The request as `account` must receive it, keeping the template for a replay.
     fn aim(&self, account: &Account, body: Body) -> Result<Request<Body>, ProxyError> {
+        self.build(account, body, self.parts.headers.clone())
+    }
+
+    fn build(
+        &self,
+        account: &Account,
+        body: Body,
+        headers: http::HeaderMap,
+    ) -> Result<Request<Body>, ProxyError> {
         let mut req = Request::new(body);
         *req.method_mut() = self.parts.method.clone();
         *req.uri_mut() = upstream_uri(account, &self.parts.uri, self.strip)?;
@@ -305,7 +327,7 @@ impl Template {
         } else {
             Version::HTTP_11
         };
-        *req.headers_mut() = self.parts.headers.clone();
+        *req.headers_mut() = headers;
         rewrite_request(
             req.headers_mut(),
             account,

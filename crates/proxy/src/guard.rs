@@ -404,6 +404,9 @@ fn step(chunk: Chunk, b: u8) -> Option<Option<Chunk>> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for FramingGuard<S> {
+    /// Reads straight into hyper's buffer: bytes of a body being counted down, or of a stream
+    /// the guard no longer follows, stay there untouched; anything else is taken back out and
+    /// run through `feed` (a head is withheld until complete).
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -420,26 +423,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for FramingGuard<S> {
                 this.out.drain(..n);
                 return Poll::Ready(Ok(()));
             }
-            if this.eof {
+            if this.eof || this.state == State::Rejected {
                 return Poll::Ready(Ok(()));
             }
             this.sync_deadline();
-            let mut tmp = [0u8; 8192];
-            let n = {
-                let mut read = ReadBuf::new(&mut tmp);
-                match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
-                    Poll::Ready(result) => result?,
-                    Poll::Pending => {
-                        if let Some(deadline) = &mut this.deadline
-                            && deadline.as_mut().poll(cx).is_ready()
-                        {
-                            return Poll::Ready(Err(this.head_timed_out(cx)));
-                        }
-                        return Poll::Pending;
+            let before = buf.filled().len();
+            match Pin::new(&mut this.inner).poll_read(cx, buf) {
+                Poll::Ready(result) => result?,
+                Poll::Pending => {
+                    if let Some(deadline) = &mut this.deadline
+                        && deadline.as_mut().poll(cx).is_ready()
+                    {
+                        return Poll::Ready(Err(this.head_timed_out(cx)));
                     }
+                    return Poll::Pending;
                 }
-                read.filled().len()
-            };
+            }
+            let n = buf.filled().len() - before;
             if n == 0 {
                 this.eof = true;
                 // Let hyper see (and reject) whatever partial head there was.
@@ -447,7 +447,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for FramingGuard<S> {
                 this.out.extend(partial);
                 continue;
             }
-            this.feed(&tmp[..n]);
+            match this.state {
+                State::Passthrough => return Poll::Ready(Ok(())),
+                State::Body(left) if n as u64 <= left => {
+                    this.state = if n as u64 == left {
+                        this.after_body()
+                    } else {
+                        State::Body(left - n as u64)
+                    };
+                    return Poll::Ready(Ok(()));
+                }
+                _ => {
+                    // Heads, chunked framing, a body end followed by the next head: inspect.
+                    this.feed(&buf.filled()[before..]);
+                    buf.set_filled(before);
+                }
+            }
         }
     }
 }

@@ -19,6 +19,8 @@ const CLASSES: usize = 5;
 pub struct RequestMetrics {
     by_region: DashMap<(Arc<str>, u8), AtomicU64>,
     by_tenant: DashMap<Arc<str>, [AtomicU64; CLASSES]>,
+    /// Labelled tenants so far; `DashMap::len` would lock every shard on each request.
+    labelled: std::sync::atomic::AtomicUsize,
     other_tenants: [AtomicU64; CLASSES],
     tenant_limit: usize,
     buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
@@ -35,6 +37,7 @@ impl RequestMetrics {
         RequestMetrics {
             by_region: DashMap::new(),
             by_tenant: DashMap::new(),
+            labelled: std::sync::atomic::AtomicUsize::new(0),
             other_tenants: Default::default(),
             tenant_limit,
             buckets: Default::default(),
@@ -66,9 +69,12 @@ impl RequestMetrics {
         if let Some(tenant) = tenant {
             if let Some(counts) = self.by_tenant.get(tenant) {
                 counts[class].fetch_add(1, Ordering::Relaxed);
-            } else if self.by_tenant.len() < self.tenant_limit {
-                self.by_tenant.entry(Arc::clone(tenant)).or_default()[class]
-                    .fetch_add(1, Ordering::Relaxed);
+            } else if self.labelled.load(Ordering::Relaxed) < self.tenant_limit {
+                let entry = self.by_tenant.entry(Arc::clone(tenant));
+                if matches!(entry, dashmap::Entry::Vacant(_)) {
+                    self.labelled.fetch_add(1, Ordering::Relaxed);
+                }
+                entry.or_default()[class].fetch_add(1, Ordering::Relaxed);
             } else {
                 self.other_tenants[class].fetch_add(1, Ordering::Relaxed);
             }
