@@ -365,3 +365,34 @@ async fn probes_per_account_are_bounded_by_the_prober_count() {
     );
     drop((one, more));
 }
+
+/// A primary dies: the fleet decides once and every replica moves at the same epoch. Timed from
+/// the kill to the last replica serving the secondary (read from the slot, not a request, which
+/// a replay would rescue earlier).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_primary_moves_every_replica_at_one_epoch() {
+    let f = fleet(&[]).await;
+    let started = std::time::Instant::now();
+    f.east.kill().await;
+    for gw in &f.replicas {
+        assert!(
+            eventually(Duration::from_secs(8), || async {
+                tenant(gw).await["active_side"] == "secondary"
+            })
+            .await,
+            "a replica did not move"
+        );
+    }
+    let took = started.elapsed();
+    let mut epochs = Vec::new();
+    for gw in &f.replicas {
+        epochs.push(tenant(gw).await["generation"].as_u64().expect("generation"));
+    }
+    println!(
+        "fleet failover after a primary's death: all 3 replicas on the secondary in {took:?}, epochs {epochs:?}"
+    );
+    assert!(
+        epochs.iter().all(|&e| e == epochs[0] && e >= 1),
+        "epochs differ: {epochs:?}"
+    );
+}
