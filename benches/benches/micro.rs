@@ -36,9 +36,7 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
 use pairgate_config::Config;
-use pairgate_failover::{
-    AccountDef, Engine, Health, Policy, RegionDef, RegionOverride, TenantDef, Transition,
-};
+use pairgate_failover::{Engine, Health, RegionOverride, Transition};
 use pairgate_routing::Account;
 use pairgate_routing::{Active, ActiveSlot, RouteTable, Side, TenantId};
 
@@ -438,45 +436,16 @@ fn store(slots: &[Arc<ActiveSlot>], out: &[Transition]) {
     }
 }
 
-/// Engine definitions for a compiled config, as the health task would build them.
+/// The engine for a compiled config, built exactly as the controller builds it.
 fn engine(config: &Config, table: &RouteTable, now: Instant) -> Engine {
-    let regions = config
-        .regions
-        .iter()
-        .map(|r| RegionDef {
-            name: r.name.clone(),
-        })
-        .collect();
-    let accounts = table
-        .accounts()
-        .iter()
-        .map(|a| AccountDef {
-            key: a.key.to_string(),
-            region: a.region.index(),
-        })
-        .collect();
-    let tenants = config
-        .tenants
-        .iter()
-        .map(|t| TenantDef {
-            name: t.name.clone(),
-            primary: t.primary,
-            secondary: t.secondary,
-            policy: Policy {
-                failback: match t.failover.failback {
-                    pairgate_config::Failback::Auto => pairgate_failover::Failback::Auto,
-                    pairgate_config::Failback::Manual => pairgate_failover::Failback::Manual,
-                },
-                hold_down: t.failover.hold_down,
-                both_down: match t.failover.both_down {
-                    pairgate_config::BothDown::Stay => pairgate_failover::BothDown::Stay,
-                    pairgate_config::BothDown::Reject => pairgate_failover::BothDown::Reject,
-                },
-                region_outage_ratio: t.failover.region_outage_ratio,
-            },
-        })
-        .collect();
-    Engine::new(regions, accounts, tenants, 0.5, now)
+    let (regions, accounts, tenants) = pairgate_health::engine_defs(config, table);
+    Engine::new(
+        regions,
+        accounts,
+        tenants,
+        config.failover.region_outage_ratio,
+        now,
+    )
 }
 
 fn tenant_swap(c: &mut Criterion) {

@@ -998,7 +998,10 @@ pub fn cause_label(cause: Cause) -> &'static str {
 }
 
 /// The engine's view of a config: regions, accounts by identity, tenants with their policies.
-fn defs(config: &Config, table: &RouteTable) -> (Vec<RegionDef>, Vec<AccountDef>, Vec<TenantDef>) {
+pub fn defs(
+    config: &Config,
+    table: &RouteTable,
+) -> (Vec<RegionDef>, Vec<AccountDef>, Vec<TenantDef>) {
     let regions = config
         .regions
         .iter()

@@ -22,7 +22,7 @@ pub mod state;
 
 pub use control::{
     Command, ControlError, ControlHandle, Controller, ControllerStats, FleetLink, Proposal,
-    RegionView, TenantView, cause_label,
+    RegionView, TenantView, cause_label, defs as engine_defs,
 };
 pub use events::{CauseInfo, Event, EventKind, EventLog};
 pub use monitor::{Monitor, ProbeStats, Verdict};
