@@ -396,3 +396,148 @@ async fn a_dead_primary_moves_every_replica_at_one_epoch() {
         "epochs differ: {epochs:?}"
     );
 }
+
+/// etcd with authentication on: replicas configured with credentials (the password from the
+/// environment) join, and a pin on one reaches the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_authenticate_to_etcd() {
+    let etcd = EtcdServer::start()
+        .await
+        .expect("etcd (run scripts/etcd.sh install)");
+    etcd.enable_auth("fleet-pw-93f1")
+        .await
+        .expect("enable auth");
+    let (east, west) = (mock("east", "eastus").await, mock("west", "westus").await);
+    let mut replicas = Vec::new();
+    for i in 0..3 {
+        let toml = replica_config(&etcd, &east, &west, i, "/healthz").replace(
+            "backend = \"etcd\"\n",
+            "backend = \"etcd\"\nusername = \"root\"\npassword = \"${IT_ETCD_PASSWORD}\"\n",
+        );
+        replicas.push(
+            TestGateway::start_with_env(&toml, &[("IT_ETCD_PASSWORD", "fleet-pw-93f1")])
+                .await
+                .expect("replica"),
+        );
+    }
+    let pinned = eventually(Duration::from_secs(10), || async {
+        replicas[0]
+            .admin(
+                "PUT",
+                "/v1/tenants/a/mode",
+                Some(r#"{"mode":"secondary","reason":"auth"}"#),
+            )
+            .await
+            .is_ok_and(|r| r.status == 200)
+    })
+    .await;
+    assert!(
+        pinned,
+        "the pin was never accepted (did the replica authenticate?)"
+    );
+    for gw in &replicas {
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                served_by(gw).await == "west"
+            })
+            .await,
+            "pin not applied everywhere"
+        );
+    }
+}
+
+/// etcd over TLS with client certificates required: replicas configured with `ca`,
+/// `client_cert` and `client_key` join, and a pin on one reaches the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_reach_etcd_over_mutual_tls() {
+    use pairgate_test_support::tls::TestCa;
+    use rustls_pki_types::pem::PemObject;
+    let dir = pairgate_test_support::temp_file("etcd-tls");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let ca = TestCa::new("etcd test ca").expect("ca");
+    let ca_path = ca.write(&dir, "ca.pem").expect("write");
+    // etcd's own gateway dials its gRPC port with this certificate as a client certificate, so
+    // it needs the clientAuth usage as well.
+    let (server_cert, server_key) = ca
+        .issue_with(&["127.0.0.1", "localhost"], |p| {
+            p.extended_key_usages = vec![
+                rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+                rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+        })
+        .expect("issue")
+        .write(&dir, "etcd")
+        .expect("write");
+    let client = ca.issue_client("pairgate").expect("client cert");
+    let (client_cert, client_key) = client.write(&dir, "client").expect("write");
+    let harness_client = {
+        let roots = {
+            let mut r = rustls::RootCertStore::empty();
+            for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca.cert_pem.as_bytes()) {
+                r.add(c.expect("ca pem")).expect("root");
+            }
+            r
+        };
+        let chain: Vec<_> =
+            rustls_pki_types::CertificateDer::pem_slice_iter(client.cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .expect("client chain");
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(client.key_pem.as_bytes())
+            .expect("key");
+        std::sync::Arc::new(
+            rustls::ClientConfig::builder_with_provider(pairgate_tls::provider())
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_client_auth_cert(chain, key)
+                .expect("client auth"),
+        )
+    };
+    let etcd = EtcdServer::start_tls(pairgate_cluster::testing::ServerTls {
+        cert: server_cert,
+        key: server_key,
+        client_ca: Some(ca_path.clone()),
+        client: harness_client,
+    })
+    .await
+    .expect("etcd over TLS");
+    assert!(etcd.endpoint().starts_with("https://"));
+    let (east, west) = (mock("east", "eastus").await, mock("west", "westus").await);
+    let mut replicas = Vec::new();
+    for i in 0..3 {
+        let toml = replica_config(&etcd, &east, &west, i, "/healthz").replace(
+            "backend = \"etcd\"\n",
+            &format!(
+                "backend = \"etcd\"\nca = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
+                ca_path.display(),
+                client_cert.display(),
+                client_key.display()
+            ),
+        );
+        replicas.push(TestGateway::start(&toml).await.expect("replica"));
+    }
+    let pinned = eventually(Duration::from_secs(10), || async {
+        replicas[0]
+            .admin(
+                "PUT",
+                "/v1/tenants/a/mode",
+                Some(r#"{"mode":"secondary","reason":"tls"}"#),
+            )
+            .await
+            .is_ok_and(|r| r.status == 200)
+    })
+    .await;
+    assert!(
+        pinned,
+        "the pin was never accepted (did the replica reach etcd over TLS?)"
+    );
+    for gw in &replicas {
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                served_by(gw).await == "west"
+            })
+            .await,
+            "pin not applied everywhere"
+        );
+    }
+}

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -36,11 +37,18 @@ pub struct Etcd {
 struct Inner {
     /// Base URIs, `http://host:port`.
     endpoints: Vec<Uri>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Duration,
     /// Index of the endpoint that answered last; calls start there.
     preferred: AtomicUsize,
+    /// User name and password, when etcd has authentication enabled.
+    credentials: Option<(String, String)>,
+    /// The token from `/v3/auth/authenticate`, sent as `Authorization` on every call.
+    token: std::sync::Mutex<Option<String>>,
 }
+
+/// gRPC status etcd answers for a missing or expired auth token.
+const CODE_UNAUTHENTICATED: i32 = 16;
 
 /// The gateway's path prefix, after the endpoint's `/`. etcd 3.4 serves `/v3/` (and the
 /// deprecated `/v3beta/`); 3.5 and later serve only `/v3/`.
@@ -50,6 +58,18 @@ impl Etcd {
     /// A client for the cluster reachable at `endpoints` (`http://host:port`, or `host:port`).
     /// Connects lazily: this does no IO.
     pub fn new(endpoints: &[String], timeout: Duration) -> Result<Self, EtcdError> {
+        Self::connect(endpoints, timeout, None, None)
+    }
+
+    /// A client for `http://` or `https://` endpoints: `tls` holds the roots (and client
+    /// certificate) to use for `https://` (default: the webpki roots); `credentials` a user name
+    /// and password when etcd has authentication on.
+    pub fn connect(
+        endpoints: &[String],
+        timeout: Duration,
+        credentials: Option<(&str, &str)>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Self, EtcdError> {
         if endpoints.is_empty() {
             return Err(EtcdError::InvalidEndpoint {
                 endpoint: String::new(),
@@ -67,17 +87,85 @@ impl Etcd {
         connector.set_connect_timeout(Some(per_endpoint.max(Duration::from_millis(1))));
         // Notices a peer that vanished without a FIN (a watch may idle for a long time).
         connector.set_keepalive(Some(Duration::from_secs(30)));
+        connector.enforce_http(false);
+        let mut tls = match tls {
+            Some(config) => (*config).clone(),
+            None => default_tls(),
+        };
+        // The connector sets ALPN itself.
+        tls.alpn_protocols.clear();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+            .build(https);
         Ok(Etcd {
             inner: Arc::new(Inner {
                 endpoints,
                 client,
                 timeout,
                 preferred: AtomicUsize::new(0),
+                credentials: credentials.map(|(u, p)| (u.to_owned(), p.to_owned())),
+                token: std::sync::Mutex::new(None),
             }),
         })
+    }
+
+    /// A client that authenticates as `user` (etcd with authentication enabled): it gets a
+    /// token on first use and again whenever etcd says the token is no longer valid.
+    pub fn new_with_credentials(
+        endpoints: &[String],
+        timeout: Duration,
+        user: &str,
+        password: &str,
+    ) -> Result<Self, EtcdError> {
+        Self::connect(endpoints, timeout, Some((user, password)), None)
+    }
+
+    /// Replaces the auth token with one etcd does not know (tests only: an expired token).
+    #[cfg(feature = "testing")]
+    pub fn invalidate_token_for_test(&self) {
+        *self.inner.token.lock().unwrap_or_else(|p| p.into_inner()) = Some("expired.1".to_owned());
+    }
+
+    /// Gets a fresh token with the configured credentials.
+    async fn authenticate(&self) -> Result<(), EtcdError> {
+        let Some((user, password)) = &self.inner.credentials else {
+            return Ok(());
+        };
+        // The stale token must not ride along: etcd refuses the request that carries it.
+        *self.inner.token.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let deadline = Instant::now() + self.inner.timeout;
+        let body = json!({ "name": user, "password": password });
+        let response = self.send("/auth/authenticate", &body, deadline).await?;
+        let bytes = tokio::time::timeout_at(deadline, response.into_body().collect())
+            .await
+            .map_err(|_| EtcdError::Timeout)?
+            .map_err(|e| EtcdError::Unavailable(format!("authenticating: {}", chain(&e))))?
+            .to_bytes();
+        let answer = parse_json(&bytes)?;
+        if let Some(err) = wire::error(&answer) {
+            return Err(err);
+        }
+        let token = wire::string(&answer, "token").to_owned();
+        if token.is_empty() {
+            return Err(EtcdError::Protocol(
+                "authenticate answered no token".to_owned(),
+            ));
+        }
+        *self.inner.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token);
+        Ok(())
+    }
+
+    /// Whether a call failed because the token is missing or expired (and credentials can fix
+    /// that).
+    fn needs_token(&self, err: &EtcdError) -> bool {
+        self.inner.credentials.is_some()
+            && matches!(err, EtcdError::Status { code, message }
+                if *code == CODE_UNAUTHENTICATED || message.contains("auth token") || message.contains("user name is empty"))
     }
 
     /// The endpoints, as parsed.
@@ -263,7 +351,23 @@ impl Etcd {
             create["start_revision"] = Value::String(start_revision.to_string());
         }
         let request = json!({ "create_request": create });
-        let response = self.send("/watch", &request, deadline).await?;
+        if self.inner.credentials.is_some()
+            && self
+                .inner
+                .token
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_none()
+        {
+            self.authenticate().await?;
+        }
+        let response = match self.send("/watch", &request, deadline).await {
+            Err(err) if self.needs_token(&err) => {
+                self.authenticate().await?;
+                self.send("/watch", &request, deadline).await?
+            }
+            other => other?,
+        };
         let mut stream = WatchStream::new(LineReader::new(response.into_body()));
         tokio::time::timeout_at(deadline, stream.created())
             .await
@@ -273,7 +377,30 @@ impl Etcd {
 
     /// A unary call: POST `body` to the gateway's `path`, bounded by the timeout, and return
     /// the answer's JSON (an etcd error answer becomes [`EtcdError::Status`]).
-    async fn call(&self, path: &str, body: Value) -> Result<Value, EtcdError> {
+    pub(crate) async fn call(&self, path: &str, body: Value) -> Result<Value, EtcdError> {
+        if self.inner.credentials.is_some()
+            && self
+                .inner
+                .token
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_none()
+        {
+            self.authenticate().await?;
+        }
+        match self.call_once(path, &body).await {
+            // An expired or revoked token was refused before anything ran: get a new one and
+            // send again, once.
+            Err(err) if self.needs_token(&err) => {
+                self.authenticate().await?;
+                self.call_once(path, &body).await
+            }
+            other => other,
+        }
+    }
+
+    async fn call_once(&self, path: &str, body: &Value) -> Result<Value, EtcdError> {
+        let body = body.clone();
         let deadline = Instant::now() + self.inner.timeout;
         let response = self.send(path, &body, deadline).await?;
         let bytes = tokio::time::timeout_at(deadline, response.into_body().collect())
@@ -305,10 +432,19 @@ impl Etcd {
         for index in (first..count).chain(0..first) {
             let base = &inner.endpoints[index];
             let uri = format!("{base}{API}{path}");
-            let request = Request::builder()
+            let mut builder = Request::builder()
                 .method(Method::POST)
                 .uri(&uri)
-                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::CONTENT_TYPE, "application/json");
+            let token = inner
+                .token
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some(token) = token {
+                builder = builder.header(header::AUTHORIZATION, token);
+            }
+            let request = builder
                 .body(Full::new(body.clone()))
                 .map_err(|e| EtcdError::Protocol(format!("building request for {uri}: {e}")))?;
             let outcome = tokio::time::timeout_at(deadline, inner.client.request(request)).await;
@@ -369,6 +505,18 @@ async fn check_status(
     }))
 }
 
+/// TLS to etcd without a configured CA: the webpki roots, ring provider.
+fn default_tls() -> rustls::ClientConfig {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+        // The ring provider supports the safe default versions: building cannot fail.
+        .expect("ring supports TLS 1.2 and 1.3")
+}
+
 /// Parses one JSON answer.
 pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, EtcdError> {
     serde_json::from_slice(bytes).map_err(|e| {
@@ -416,8 +564,8 @@ fn parse_endpoint(endpoint: &str) -> Result<Uri, EtcdError> {
     let uri: Uri = text
         .parse()
         .map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(invalid("only http:// is supported"));
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(invalid("only http:// and https:// are supported"));
     }
     let Some(authority) = uri.authority() else {
         return Err(invalid("no host"));
@@ -425,7 +573,8 @@ fn parse_endpoint(endpoint: &str) -> Result<Uri, EtcdError> {
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
         return Err(invalid("an endpoint has no path"));
     }
-    format!("http://{authority}/")
+    let scheme = uri.scheme_str().unwrap_or("http");
+    format!("{scheme}://{authority}/")
         .parse()
         .map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))
 }
@@ -452,8 +601,9 @@ mod tests {
         assert_eq!(ok("http://127.0.0.1:2379"), "http://127.0.0.1:2379/");
         assert_eq!(ok("127.0.0.1:2379"), "http://127.0.0.1:2379/");
         assert_eq!(ok("http://etcd-1:2379/"), "http://etcd-1:2379/");
+        assert_eq!(ok("https://etcd-1:2379"), "https://etcd-1:2379/");
         for bad in [
-            "https://h:2379",
+            "ftp://h:2379",
             "http://h:2379/v3",
             "http://",
             "ht tp://x",

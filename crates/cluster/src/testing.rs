@@ -32,12 +32,55 @@ pub struct EtcdServer {
     client_port: u16,
     peer_port: u16,
     child: Option<Child>,
+    tls: Option<ServerTls>,
+}
+
+/// TLS for the client port of a test etcd.
+#[derive(Clone)]
+pub struct ServerTls {
+    /// PEM certificate (with `127.0.0.1` among its names).
+    pub cert: PathBuf,
+    /// PEM key.
+    pub key: PathBuf,
+    /// Require client certificates signed by this CA.
+    pub client_ca: Option<PathBuf>,
+    /// The client configuration the harness itself uses to see that etcd is ready.
+    pub client: std::sync::Arc<rustls::ClientConfig>,
 }
 
 impl EtcdServer {
+    /// Turns authentication on with a `root` user holding the root role; afterwards every call
+    /// needs credentials.
+    pub async fn enable_auth(&self, password: &str) -> Result<(), crate::EtcdError> {
+        let etcd = crate::Etcd::new(&[self.endpoint()], Duration::from_secs(3))?;
+        etcd.call("/auth/role/add", serde_json::json!({ "name": "root" }))
+            .await?;
+        etcd.call(
+            "/auth/user/add",
+            serde_json::json!({ "name": "root", "password": password }),
+        )
+        .await?;
+        etcd.call(
+            "/auth/user/grant",
+            serde_json::json!({ "user": "root", "role": "root" }),
+        )
+        .await?;
+        etcd.call("/auth/enable", serde_json::json!({})).await?;
+        Ok(())
+    }
+
     /// Starts etcd on free loopback ports with a fresh data dir and waits until it answers
     /// `status` with a leader (at most [`READY_TIMEOUT`]).
     pub async fn start() -> io::Result<EtcdServer> {
+        Self::start_with(None).await
+    }
+
+    /// Starts etcd serving clients over TLS (`https://` endpoint).
+    pub async fn start_tls(tls: ServerTls) -> io::Result<EtcdServer> {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<ServerTls>) -> io::Result<EtcdServer> {
         let binary = find_binary()?;
         let dir = temp_dir()?;
         let mut server = EtcdServer {
@@ -46,6 +89,7 @@ impl EtcdServer {
             client_port: 0,
             peer_port: 0,
             child: None,
+            tls,
         };
         let mut last_error = None;
         for _ in 0..START_ATTEMPTS {
@@ -64,9 +108,10 @@ impl EtcdServer {
         Err(last_error.unwrap_or_else(|| io::Error::other("etcd did not start")))
     }
 
-    /// `http://127.0.0.1:PORT`, the client URL.
+    /// `http://127.0.0.1:PORT` (`https://` when started with TLS), the client URL.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// A client for this server.
@@ -120,7 +165,18 @@ impl EtcdServer {
             .open(self.log_path())?;
         let client_url = self.endpoint();
         let peer_url = format!("http://127.0.0.1:{}", self.peer_port);
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(tls) = &self.tls {
+            command
+                .arg(format!("--cert-file={}", tls.cert.display()))
+                .arg(format!("--key-file={}", tls.key.display()));
+            if let Some(ca) = &tls.client_ca {
+                command
+                    .arg("--client-cert-auth")
+                    .arg(format!("--trusted-ca-file={}", ca.display()));
+            }
+        }
+        let child = command
             .arg("--name=pairgate-test")
             .arg(format!("--data-dir={}", self.data_path().display()))
             .arg(format!("--listen-client-urls={client_url}"))
@@ -147,7 +203,8 @@ impl EtcdServer {
             })?;
         self.child = Some(child);
 
-        let client = Etcd::new(&[client_url], Duration::from_millis(500))
+        let tls = self.tls.as_ref().map(|t| std::sync::Arc::clone(&t.client));
+        let client = Etcd::connect(&[client_url], Duration::from_millis(500), None, tls)
             .map_err(|e| io::Error::other(e.to_string()))?;
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {

@@ -181,6 +181,11 @@ pub struct Cluster {
     pub isolated_failover: IsolatedFailover,
     /// How many live replicas probe each account (rendezvous hashing). Default 2.
     pub probers_per_account: usize,
+    /// etcd user name and password (from `${VAR}`), when etcd has authentication on.
+    pub credentials: Option<(String, Secret)>,
+    /// TLS to `https://` endpoints: CA bundle and client certificate (no `sni`: each endpoint's
+    /// host is verified).
+    pub tls: AccountTls,
 }
 
 /// `[metrics]`.

@@ -151,6 +151,16 @@ pub struct ClusterSpec {
     pub isolated_failover: Option<String>,
     /// `probers_per_account = 2`.
     pub probers_per_account: Option<i64>,
+    /// `username = "pairgate"`: etcd authentication.
+    pub username: Option<String>,
+    /// `password = "${ETCD_PASSWORD}"`.
+    pub password: Option<String>,
+    /// PEM CA bundle for `https://` endpoints.
+    pub ca: Option<String>,
+    /// PEM client certificate for etcd's `--client-cert-auth`.
+    pub client_cert: Option<String>,
+    /// PEM key of `client_cert`.
+    pub client_key: Option<String>,
 }
 
 /// `[metrics]`.

@@ -80,6 +80,7 @@ impl Fleet {
     /// local verdicts and commits proposals.
     pub(crate) fn start(
         cluster: Cluster,
+        tls: Option<Arc<rustls::ClientConfig>>,
         name: String,
         parts: Parts,
         local: mpsc::UnboundedReceiver<(Arc<str>, Health)>,
@@ -91,7 +92,7 @@ impl Fleet {
             events,
             reloader,
         } = parts;
-        let etcd = Etcd::new(&cluster.endpoints, cluster.timeout)?;
+        let etcd = connect(&cluster, tls)?;
         let fleet = Arc::new(Fleet {
             etcd,
             prefix: cluster.prefix.clone(),
@@ -717,6 +718,18 @@ fn parse_region(v: &str) -> (RegionOverride, String, &'static str) {
         "operator"
     };
     (state, v["reason"].as_str().unwrap_or("").to_owned(), source)
+}
+
+/// An etcd client for `[cluster]`, with its credentials and TLS settings when configured.
+pub fn connect(
+    cluster: &Cluster,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<Etcd, pairgate_cluster::EtcdError> {
+    let credentials = cluster
+        .credentials
+        .as_ref()
+        .map(|(user, password)| (user.as_str(), password.expose()));
+    Etcd::connect(&cluster.endpoints, cluster.timeout, credentials, tls)
 }
 
 /// `pairgate cluster import`: each `[[region]]`, `[[account]]` and `[[tenant]]` of a config

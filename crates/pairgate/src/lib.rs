@@ -141,6 +141,7 @@ impl Gateway {
                 };
                 Some(fleet::Fleet::start(
                     cluster.clone(),
+                    options.tls.etcd.clone(),
                     name,
                     parts,
                     local_rx,
@@ -586,6 +587,8 @@ pub struct TlsFiles {
     pub server: Option<pairgate_tls::CertStore>,
     /// Client settings of every `https://` account, by account key.
     pub upstream: pairgate_tls::UpstreamTlsMap,
+    /// Fleet mode: TLS settings for `https://` etcd endpoints.
+    pub etcd: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// A config and everything it refers to, checked together, every problem reported at once.
@@ -691,8 +694,28 @@ pub fn load_tls(
             Err(p) => problems.extend(p),
         }
     }
+    let mut etcd = None;
+    if let Some(cluster) = &config.cluster
+        && cluster.endpoints.iter().any(|e| e.starts_with("https://"))
+    {
+        match pairgate_tls::client_config(0, &cluster.tls, "localhost", false, base, now) {
+            Ok((client, _name)) => etcd = Some(client),
+            // The loader names account paths; these keys live in [cluster].
+            Err(p) => problems.extend(p.into_iter().map(|mut p| {
+                p.path = p.path.replace("account[0]", "cluster");
+                p
+            })),
+        }
+    }
     if problems.is_empty() {
-        Ok((TlsFiles { server, upstream }, warnings))
+        Ok((
+            TlsFiles {
+                server,
+                upstream,
+                etcd,
+            },
+            warnings,
+        ))
     } else {
         Err(problems)
     }

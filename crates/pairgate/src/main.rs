@@ -210,6 +210,7 @@ fn cluster(action: ClusterAction) -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     };
+    let etcd_tls = prepared.tls.etcd.clone();
     let Some(cluster) = prepared.config.cluster else {
         let _ = writeln!(
             std::io::stderr(),
@@ -220,7 +221,7 @@ fn cluster(action: ClusterAction) -> ExitCode {
     };
     report(runtime(Some(1)).and_then(|rt| {
         rt.block_on(async move {
-            let etcd = pairgate_cluster::Etcd::new(&cluster.endpoints, cluster.timeout)?;
+            let etcd = pairgate::fleet::connect(&cluster, etcd_tls)?;
             match action {
                 ClusterAction::Import { config } => {
                     let text = std::fs::read_to_string(&config)?;

@@ -17,7 +17,11 @@ use crate::spec::{
 };
 
 /// `[cluster]`: the etcd backend only, at least one `http://` endpoint.
-pub(super) fn cluster(spec: &Option<ClusterSpec>, problems: &mut Problems) -> Option<Cluster> {
+pub(super) fn cluster(
+    spec: &Option<ClusterSpec>,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Problems,
+) -> Option<Cluster> {
     let spec = spec.as_ref()?;
     match spec.backend.as_deref() {
         Some("etcd") => {}
@@ -34,13 +38,46 @@ pub(super) fn cluster(spec: &Option<ClusterSpec>, problems: &mut Problems) -> Op
         );
     }
     for (i, e) in spec.endpoints.iter().enumerate() {
-        if !e.starts_with("http://") {
+        if !e.starts_with("http://") && !e.starts_with("https://") {
             problems.error(
                 format!("cluster.endpoints[{i}]"),
-                "must be an http:// URL (TLS and authentication to etcd are not supported yet)",
+                "must be an http:// or https:// URL",
             );
         }
     }
+    let path = |v: &Option<String>, key: &str, problems: &mut Problems| match v {
+        Some(p) if p.trim().is_empty() => {
+            problems.error(format!("cluster.{key}"), "must not be empty");
+            None
+        }
+        other => other.as_ref().map(PathBuf::from),
+    };
+    let client_auth = match (
+        path(&spec.client_cert, "client_cert", problems),
+        path(&spec.client_key, "client_key", problems),
+    ) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        (Some(_), None) => {
+            problems.error(
+                "cluster.client_key",
+                "missing: client_cert needs client_key",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            problems.error(
+                "cluster.client_cert",
+                "missing: client_key needs client_cert",
+            );
+            None
+        }
+    };
+    let tls = AccountTls {
+        ca: path(&spec.ca, "ca", problems),
+        sni: None,
+        client_auth,
+    };
     let prefix = spec
         .prefix
         .clone()
@@ -67,7 +104,32 @@ pub(super) fn cluster(spec: &Option<ClusterSpec>, problems: &mut Problems) -> Op
             IsolatedFailover::Hold
         }
     };
+    let credentials = match (&spec.username, &spec.password) {
+        (None, None) => None,
+        (Some(user), Some(raw)) => match rules::expand(raw, env) {
+            Ok(password) => Some((user.clone(), crate::Secret::new(password))),
+            Err(messages) => {
+                for m in messages {
+                    problems.error("cluster.password", m);
+                }
+                None
+            }
+        },
+        (Some(_), None) => {
+            problems.error(
+                "cluster.password",
+                "missing: username needs a password (use ${VAR})",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            problems.error("cluster.username", "missing: password needs a username");
+            None
+        }
+    };
     Some(Cluster {
+        credentials,
+        tls,
         endpoints: spec.endpoints.clone(),
         prefix,
         name: spec.name.clone(),

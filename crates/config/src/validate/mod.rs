@@ -92,7 +92,7 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
     let state = control::state(&spec.state, problems);
     let alerts = control::alerts(&spec.alerts, problems);
     let metrics = control::metrics(&spec.metrics, problems);
-    let cluster = control::cluster(&spec.cluster, problems);
+    let cluster = control::cluster(&spec.cluster, env, problems);
     let limits = Limits {
         header_read_timeout: duration(
             &spec.limits.header_read_timeout,
