@@ -541,3 +541,45 @@ async fn replicas_reach_etcd_over_mutual_tls() {
         );
     }
 }
+
+/// `pairgate cluster import` and `export`, the real binary against a real etcd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_import_and_export_commands() {
+    let etcd = EtcdServer::start()
+        .await
+        .expect("etcd (run scripts/etcd.sh install)");
+    let (east, west) = (mock("east", "eastus").await, mock("west", "westus").await);
+    let path = crate::support::temp_path("import.toml");
+    std::fs::write(&path, replica_config(&etcd, &east, &west, 0, "/healthz")).expect("write");
+    let bin = pairgate_test_support::pairgate_bin().expect("binary");
+    let run = |action: &str| {
+        std::process::Command::new(&bin)
+            .args(["cluster", action, "--config"])
+            .arg(&path)
+            .output()
+            .expect("runs")
+    };
+    let import = run("import");
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    assert!(String::from_utf8_lossy(&import.stdout).contains("imported 5 objects"));
+    let export = run("export");
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let text = String::from_utf8_lossy(&export.stdout);
+    for object in ["name = \"eastus\"", "name = \"east\"", "name = \"a\""] {
+        assert!(
+            text.contains(object),
+            "{object} missing from export:\n{text}"
+        );
+    }
+    // What export prints is a valid config again (objects only, so no warnings about them).
+    let env = |_: &str| None;
+    pairgate_config::load(&text, &env).expect("the export loads as a config");
+}
