@@ -108,6 +108,31 @@ async fn fleet(down_for: &[usize]) -> Fleet {
     }
 }
 
+/// A pin made on the first replica (retried until etcd accepts it) is served by every replica.
+async fn pin_reaches_every_replica(replicas: &[TestGateway], hint: &str) {
+    let pinned = eventually(Duration::from_secs(10), || async {
+        replicas[0]
+            .admin(
+                "PUT",
+                "/v1/tenants/a/mode",
+                Some(r#"{"mode":"secondary","reason":"check"}"#),
+            )
+            .await
+            .is_ok_and(|r| r.status == 200)
+    })
+    .await;
+    assert!(pinned, "the pin was never accepted ({hint})");
+    for gw in replicas {
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                served_by(gw).await == "west"
+            })
+            .await,
+            "pin not applied everywhere"
+        );
+    }
+}
+
 async fn tenant(gw: &TestGateway) -> serde_json::Value {
     gw.admin("GET", "/v1/tenants/a", None)
         .await
@@ -420,30 +445,7 @@ async fn replicas_authenticate_to_etcd() {
                 .expect("replica"),
         );
     }
-    let pinned = eventually(Duration::from_secs(10), || async {
-        replicas[0]
-            .admin(
-                "PUT",
-                "/v1/tenants/a/mode",
-                Some(r#"{"mode":"secondary","reason":"auth"}"#),
-            )
-            .await
-            .is_ok_and(|r| r.status == 200)
-    })
-    .await;
-    assert!(
-        pinned,
-        "the pin was never accepted (did the replica authenticate?)"
-    );
-    for gw in &replicas {
-        assert!(
-            eventually(Duration::from_secs(5), || async {
-                served_by(gw).await == "west"
-            })
-            .await,
-            "pin not applied everywhere"
-        );
-    }
+    pin_reaches_every_replica(&replicas, "did the replica authenticate?").await;
 }
 
 /// etcd over TLS with client certificates required: replicas configured with `ca`,
@@ -516,30 +518,7 @@ async fn replicas_reach_etcd_over_mutual_tls() {
         );
         replicas.push(TestGateway::start(&toml).await.expect("replica"));
     }
-    let pinned = eventually(Duration::from_secs(10), || async {
-        replicas[0]
-            .admin(
-                "PUT",
-                "/v1/tenants/a/mode",
-                Some(r#"{"mode":"secondary","reason":"tls"}"#),
-            )
-            .await
-            .is_ok_and(|r| r.status == 200)
-    })
-    .await;
-    assert!(
-        pinned,
-        "the pin was never accepted (did the replica reach etcd over TLS?)"
-    );
-    for gw in &replicas {
-        assert!(
-            eventually(Duration::from_secs(5), || async {
-                served_by(gw).await == "west"
-            })
-            .await,
-            "pin not applied everywhere"
-        );
-    }
+    pin_reaches_every_replica(&replicas, "did the replica reach etcd over TLS?").await;
 }
 
 /// `pairgate cluster import` and `export`, the real binary against a real etcd.

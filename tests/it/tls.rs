@@ -52,6 +52,22 @@ fn downstream(ca: &TestCa, dir: &Path, with_default: bool) -> String {
     s
 }
 
+/// A test CA, its certificate directory, a plain account and a gateway with an HTTPS listener
+/// serving `downstream` certificates (with a default one when `with_default`).
+async fn https_gateway(
+    with_default: bool,
+) -> (TestCa, std::path::PathBuf, MockUpstream, TestGateway) {
+    let (ca, dir, up) = (
+        TestCa::new("downstream ca").expect("ca"),
+        cert_dir(),
+        mock("plain", "eastus").await,
+    );
+    let gw = TestGateway::start(&config(&up, &downstream(&ca, &dir, with_default), ""))
+        .await
+        .expect("gateway");
+    (ca, dir, up, gw)
+}
+
 /// Tenants `a` (a.example.com) and `b` (*.b.example.com) on one plain account.
 fn config(upstream: &MockUpstream, certs: &str, extra_account: &str) -> String {
     format!(
@@ -84,14 +100,7 @@ primary = "plain"
 
 #[tokio::test]
 async fn sni_picks_each_tenants_certificate() {
-    let (ca, dir, up) = (
-        TestCa::new("downstream ca").expect("ca"),
-        cert_dir(),
-        mock("plain", "eastus").await,
-    );
-    let gw = TestGateway::start(&config(&up, &downstream(&ca, &dir, false), ""))
-        .await
-        .expect("gateway");
+    let (ca, _dir, _up, gw) = https_gateway(false).await;
     let addr = gw.https_addr().expect("https listener");
     let client = client_config(&[&ca.cert_pem], &[b"http/1.1"]).expect("client");
     for (sni, host, leaf_name, forwarded_proto) in [
@@ -120,14 +129,7 @@ async fn sni_picks_each_tenants_certificate() {
 
 #[tokio::test]
 async fn unknown_sni_gets_the_default_certificate() {
-    let (ca, dir, up) = (
-        TestCa::new("downstream ca").expect("ca"),
-        cert_dir(),
-        mock("plain", "eastus").await,
-    );
-    let gw = TestGateway::start(&config(&up, &downstream(&ca, &dir, true), ""))
-        .await
-        .expect("gateway");
+    let (ca, _dir, _up, gw) = https_gateway(true).await;
     let client = client_config(&[&ca.cert_pem], &[b"http/1.1"]).expect("client");
     let stream = connect(
         gw.https_addr().expect("https"),
@@ -144,14 +146,7 @@ async fn unknown_sni_gets_the_default_certificate() {
 
 #[tokio::test]
 async fn host_naming_another_tenant_than_sni_is_421() {
-    let (ca, dir, up) = (
-        TestCa::new("downstream ca").expect("ca"),
-        cert_dir(),
-        mock("plain", "eastus").await,
-    );
-    let gw = TestGateway::start(&config(&up, &downstream(&ca, &dir, false), ""))
-        .await
-        .expect("gateway");
+    let (ca, _dir, up, gw) = https_gateway(false).await;
     let client = client_config(&[&ca.cert_pem], &[b"http/1.1"]).expect("client");
     let stream = connect(gw.https_addr().expect("https"), "a.example.com", client)
         .await
@@ -165,14 +160,7 @@ async fn host_naming_another_tenant_than_sni_is_421() {
 
 #[tokio::test]
 async fn h2_over_tls() {
-    let (ca, dir, up) = (
-        TestCa::new("downstream ca").expect("ca"),
-        cert_dir(),
-        mock("plain", "eastus").await,
-    );
-    let gw = TestGateway::start(&config(&up, &downstream(&ca, &dir, false), ""))
-        .await
-        .expect("gateway");
+    let (ca, _dir, _up, gw) = https_gateway(false).await;
     let client = client_config(&[&ca.cert_pem], &[b"h2", b"http/1.1"]).expect("client");
     let stream = connect(gw.https_addr().expect("https"), "a.example.com", client)
         .await
@@ -298,14 +286,7 @@ async fn mtls_to_an_upstream_that_requires_it() {
 
 #[tokio::test]
 async fn reloaded_certificate_serves_new_connections_and_old_ones_keep_working() {
-    let (ca, dir, up) = (
-        TestCa::new("downstream ca").expect("ca"),
-        cert_dir(),
-        mock("plain", "eastus").await,
-    );
-    let gw = TestGateway::start(&config(&up, &downstream(&ca, &dir, false), ""))
-        .await
-        .expect("gateway");
+    let (ca, dir, _up, gw) = https_gateway(false).await;
     let addr = gw.https_addr().expect("https");
     let client = client_config(&[&ca.cert_pem], &[b"http/1.1"]).expect("client");
     let old = connect(addr, "a.example.com", client)
