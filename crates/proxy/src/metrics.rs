@@ -23,6 +23,8 @@ pub struct RequestMetrics {
     labelled: std::sync::atomic::AtomicUsize,
     other_tenants: [AtomicU64; CLASSES],
     tenant_limit: usize,
+    /// The `none` region label, built once (unknown-tenant floods must not allocate per request).
+    no_region: Arc<str>,
     buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
     sum_micros: AtomicU64,
     count: AtomicU64,
@@ -40,6 +42,7 @@ impl RequestMetrics {
             labelled: std::sync::atomic::AtomicUsize::new(0),
             other_tenants: Default::default(),
             tenant_limit,
+            no_region: Arc::from(NO_REGION),
             buckets: Default::default(),
             sum_micros: AtomicU64::new(0),
             count: AtomicU64::new(0),
@@ -55,7 +58,7 @@ impl RequestMetrics {
         elapsed: Duration,
     ) {
         let class = usize::from((status / 100).clamp(1, 5) - 1);
-        let region = region.map_or_else(|| Arc::from(NO_REGION), Arc::clone);
+        let region = Arc::clone(region.unwrap_or(&self.no_region));
         // u8 is enough: class is 0..5.
         let class_u8 = u8::try_from(class).unwrap_or(4);
         if let Some(c) = self.by_region.get(&(Arc::clone(&region), class_u8)) {
