@@ -40,15 +40,7 @@ async fn fixture(extra: &str) -> Fixture {
         &format!("{FAST}\n{extra}"),
     );
     let gw = TestGateway::start(&toml).await.expect("gateway");
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            gw.admin("GET", "/readyz", None)
-                .await
-                .is_ok_and(|r| r.status == 200)
-        })
-        .await,
-        "never ready"
-    );
+    wait_ready(&gw).await;
     Fixture { gw, east, west }
 }
 
@@ -505,6 +497,30 @@ async fn reload_keeps_an_unhealthy_account_unhealthy() {
     assert_eq!(served_by(&f.gw, "a").await, "west");
 }
 
+/// Waits (bounded) until the gateway reports ready: config loaded, first probe round done.
+async fn wait_ready(gw: &TestGateway) {
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            gw.admin("GET", "/readyz", None)
+                .await
+                .is_ok_and(|r| r.status == 200)
+        })
+        .await,
+        "never ready"
+    );
+}
+
+/// POSTs the sample payload `schema_file` from docs/alerts to the receiver, with the token.
+async fn post_alert(gw: &TestGateway, schema_file: &str) -> pairgate_test_support::Reply {
+    gw.admin(
+        "POST",
+        "/v1/alerts/azure-monitor",
+        Some(&alert(schema_file)),
+    )
+    .await
+    .expect("reply")
+}
+
 fn alert(schema_file: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../docs/alerts")
@@ -539,14 +555,7 @@ async fn azure_monitor_alerts_drive_region_state() {
         "azure-monitor"
     );
     // Resolved: back to auto, and a after hold_down.
-    let r = admin_call(
-        &url(""),
-        "POST",
-        Some(&alert("common-schema-resolved.json")),
-        Some(ADMIN_TOKEN),
-    )
-    .await
-    .expect("reply");
+    let r = post_alert(&f.gw, "common-schema-resolved.json").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(
         eventually(Duration::from_secs(4), || async {
@@ -555,24 +564,10 @@ async fn azure_monitor_alerts_drive_region_state() {
         .await
     );
     // A Virtual Machines incident: not one of the configured services.
-    let r = admin_call(
-        &url(""),
-        "POST",
-        Some(&alert("activity-log-activated.json")),
-        Some(ADMIN_TOKEN),
-    )
-    .await
-    .expect("reply");
+    let r = post_alert(&f.gw, "activity-log-activated.json").await;
     assert_eq!(r.status, 202, "{}", r.text());
     // Irrelevant: another monitoring service; malformed; wrong token.
-    let r = admin_call(
-        &url(""),
-        "POST",
-        Some(&alert("common-schema-other-service-metric-alert.json")),
-        Some(ADMIN_TOKEN),
-    )
-    .await
-    .expect("reply");
+    let r = post_alert(&f.gw, "common-schema-other-service-metric-alert.json").await;
     assert_eq!(r.status, 202, "{}", r.text());
     let r = admin_call(&url(""), "POST", Some("{not json"), Some(ADMIN_TOKEN))
         .await
@@ -598,33 +593,12 @@ async fn activity_log_alerts_match_regions_by_azure_name() {
         "name = \"westus\"\npair = \"eastus\"\nazure_name = \"West Europe\"",
     );
     let gw = TestGateway::start(&toml).await.expect("gateway");
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            gw.admin("GET", "/readyz", None)
-                .await
-                .is_ok_and(|r| r.status == 200)
-        })
-        .await
-    );
-    let r = gw
-        .admin(
-            "POST",
-            "/v1/alerts/azure-monitor",
-            Some(&alert("activity-log-activated.json")),
-        )
-        .await
-        .expect("reply");
+    wait_ready(&gw).await;
+    let r = post_alert(&gw, "activity-log-activated.json").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["regions"], serde_json::json!(["westus"]));
     assert_eq!(served_by(&gw, "b").await, "east");
-    let r = gw
-        .admin(
-            "POST",
-            "/v1/alerts/azure-monitor",
-            Some(&alert("activity-log-resolved.json")),
-        )
-        .await
-        .expect("reply");
+    let r = post_alert(&gw, "activity-log-resolved.json").await;
     assert_eq!(r.json()["state"], "auto", "{}", r.text());
     assert_eq!(r.json()["regions"], serde_json::json!(["westus"]));
     let regions = gw
