@@ -296,15 +296,17 @@ CLK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pids):
-    total = 0
+    """(user, system) CPU seconds of `pids`."""
+    user = system = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            user += int(fields[11])
+            system += int(fields[12])
         except (OSError, IndexError, ValueError):
             pass
-    return total / CLK
+    return user / CLK, system / CLK
 
 
 def mem_kib(pids, key):
@@ -469,7 +471,9 @@ def main():
                             pids = pids_of(proc.pid) if proc else []
                             cpu0 = cpu_seconds(pids)
                             w = run_wrk(port, script, a.duration, a.connections)
-                            cpu = cpu_seconds(pids) - cpu0
+                            cpu1 = cpu_seconds(pids)
+                            user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+                            cpu = user + system
                             pids = pids_of(proc.pid) if proc else []
                             row = {
                                 "tenants": n, "rep": rep, "proxy": kind,
@@ -478,6 +482,7 @@ def main():
                                 "non2xx": w["non2xx"], "socket_errors": w["socket_errors"],
                                 "cpu_s": cpu,
                                 "cpu_us_per_req": cpu * 1e6 / w["requests"] if proc and w["requests"] else None,
+                                "sys_us_per_req": system * 1e6 / w["requests"] if proc and w["requests"] else None,
                                 "rss_kib": mem_kib(pids, "VmRSS") if proc else None,
                                 "hwm_kib": mem_kib(pids, "VmHWM") if proc else None,
                             }
@@ -487,7 +492,7 @@ def main():
                             stop(proc)
                         results.append(row)
                         log(f"{n} tenants rep {rep + 1}/{a.reps} {kind:9s} {row['rps']:9.0f} req/s "
-                            f"p99 {row['p99_us']} us cpu/req {row['cpu_us_per_req']} "
+                            f"p99 {row['p99_us']} us cpu/req {row['cpu_us_per_req']} (sys {row['sys_us_per_req']}) "
                             f"rss {row['rss_kib']} KiB errors {row['non2xx'] + row['socket_errors']}")
         finally:
             stop(upstream)
@@ -557,6 +562,7 @@ def summarize(results, sizes, proxies):
                 "p50_us": med([r["p50_us"] for r in rows]),
                 "p99_us": med([r["p99_us"] for r in rows]),
                 "cpu_us_per_req": med([r["cpu_us_per_req"] for r in rows]),
+                "sys_us_per_req": med([r.get("sys_us_per_req") for r in rows]),
                 "rss_kib": med([r["rss_kib"] for r in rows]),
                 "hwm_kib": med([r["hwm_kib"] for r in rows]),
                 "errors": sum(r["non2xx"] + r["socket_errors"] for r in rows),
@@ -585,7 +591,7 @@ def markdown(summary, facts, a):
         f"Settings: {a.accounts} account pairs, wrk -t1 -c{a.connections} closed loop, "
         f"{a.duration} s per run after {a.warmup} s warm-up, {a.reps} interleaved repetitions, medians.",
         "",
-        "| tenants | proxy | req/s (median) | runs | × direct | × nginx | × haproxy | p50 | p99 | CPU µs/req | RSS MiB (HWM) | errors |",
+        "| tenants | proxy | req/s (median) | runs | × direct | × nginx | × haproxy | p50 | p99 | CPU µs/req (kernel) | RSS MiB (HWM) | errors |",
         "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in summary:
@@ -593,7 +599,7 @@ def markdown(summary, facts, a):
         lines.append(
             f"| {r['tenants']:,} | {r['proxy']} | {fmt(r['rps'], ',.0f')} | {'/'.join(str(x) for x in r['rps_all'])} | "
             f"{fmt(r.get('vs_direct'), '.2f')} | {fmt(r.get('vs_nginx'), '.2f')} | {fmt(r.get('vs_haproxy'), '.2f')} | "
-            f"{fmt(r['p50_us'], '.0f')} µs | {fmt(r['p99_us'], '.0f')} µs | {fmt(r['cpu_us_per_req'], '.1f')} | {rss} | {r['errors']} |")
+            f"{fmt(r['p50_us'], '.0f')} µs | {fmt(r['p99_us'], '.0f')} µs | {fmt(r['cpu_us_per_req'], '.1f')} ({fmt(r.get('sys_us_per_req'), '.1f')}) | {rss} | {r['errors']} |")
     return "\n".join(lines) + "\n"
 
 
