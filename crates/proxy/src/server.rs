@@ -169,8 +169,10 @@ fn server_builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        // The framing guard enforces the head timeout (with a 408); hyper's timer is a backstop.
-        .header_read_timeout(settings.header_read_timeout * 2)
+        // The framing guard owns the head timeout (a 408 for a partial head): it sees every
+        // HTTP/1 head before hyper does. A second timer in hyper would cost a clock read and a
+        // timer-wheel update per request and never fire first.
+        .header_read_timeout(None)
         .max_buf_size(settings.max_request_header_bytes.max(MIN_HYPER_BUF))
         .max_headers(settings.max_request_headers)
         .keep_alive(true);
