@@ -716,13 +716,57 @@ async fn metrics_are_present_and_move() {
 /// SIGTERM lets an in-flight request finish, then the process exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_flight_request_completes_at_sigterm() {
+    drains_at_sigterm("", "sigterm.toml").await;
+}
+
+/// `worker_threads = 1` runs on Tokio's current-thread scheduler: the same process serves,
+/// probes, reloads on SIGHUP and drains at SIGTERM on that one thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_worker_runtime_serves_reloads_and_drains() {
+    drains_at_sigterm("[runtime]\nworker_threads = 1\n", "sigterm-single.toml").await;
+}
+
+async fn drains_at_sigterm(runtime: &str, file: &str) {
     let west = mock("west", "westus").await;
+    let listen = "[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+    let path = temp_path(file);
     let toml = format!(
-        "[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        "{listen}{runtime}{}",
         pair_config(&[("west", "westus", &west)], &[("slow", "west", None)], "")
     );
-    let mut gw =
-        GatewayProcess::spawn(&temp_path("sigterm.toml"), &toml, &[]).expect("gateway process");
+    let mut gw = GatewayProcess::spawn(&path, &toml, &[]).expect("gateway process");
+    // SIGHUP picks up a tenant added to the file.
+    assert_eq!(
+        get(&gw.url("/x"), "fresh.example.com")
+            .await
+            .expect("reply")
+            .status,
+        404
+    );
+    let reloaded = format!(
+        "{listen}{runtime}{}",
+        pair_config(
+            &[("west", "westus", &west)],
+            &[("slow", "west", None), ("fresh", "west", None)],
+            ""
+        )
+    );
+    std::fs::write(&path, reloaded).expect("rewrite config");
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &gw.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(hup.success());
+    let url = gw.url("/x");
+    let routed = crate::support::eventually(Duration::from_secs(10), || async {
+        matches!(get(&url, "fresh.example.com").await, Ok(r) if r.status == 200)
+    })
+    .await;
+    assert!(
+        routed,
+        "the reloaded tenant never routed; log:\n{}",
+        gw.stderr()
+    );
     let url = gw.url("/delay/1500");
     let request = tokio::spawn(async move { get(&url, "slow.example.com").await });
     tokio::time::sleep(Duration::from_millis(400)).await;

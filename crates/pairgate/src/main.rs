@@ -11,6 +11,7 @@ use pairgate::{ConfigFileError, Gateway, prepare};
 /// Exit code for an invalid config or command line (BSD `EX_USAGE`/`EX_DATAERR` family).
 const EXIT_INVALID: u8 = 64;
 
+
 /// pairgate: a multi-tenant routing gateway that moves each tenant between its primary and
 /// secondary account when a region fails.
 #[derive(Parser)]
@@ -253,12 +254,20 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
+/// One worker thread gets Tokio's current-thread scheduler: the same single thread of work,
+/// without the work-stealing machinery (shared queues, cross-thread wake-ups) that a pool of one
+/// pays for and cannot use.
 fn runtime(worker_threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    let mut builder = match worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     builder.enable_all().thread_name("pairgate-worker");
-    if let Some(n) = worker_threads {
-        builder.worker_threads(n);
-    }
     builder.build().context("starting the tokio runtime")
 }
 
