@@ -39,7 +39,9 @@ pub(crate) struct LimitedBody {
     limit: u64,
     seen: u64,
     idle: Duration,
-    sleep: Pin<Box<Sleep>>,
+    /// Armed the first time the body has nothing to give: a bodiless request never pays for a
+    /// timer (nor for the clock read that sets it).
+    sleep: Option<Pin<Box<Sleep>>>,
     verdict: BodyVerdict,
 }
 
@@ -51,7 +53,7 @@ impl LimitedBody {
             limit,
             seen: 0,
             idle,
-            sleep: Box::pin(tokio::time::sleep(idle)),
+            sleep: None,
             verdict: verdict.clone(),
         };
         (body, verdict)
@@ -83,13 +85,19 @@ impl Body for LimitedBody {
                         return this.fail(TOO_LARGE, "request body over the tenant's limit");
                     }
                 }
-                this.sleep.as_mut().reset(Instant::now() + this.idle);
+                if let Some(sleep) = &mut this.sleep {
+                    sleep.as_mut().reset(Instant::now() + this.idle);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(err.into()))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
-                if this.sleep.as_mut().poll(cx).is_ready() {
+                let idle = this.idle;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                if sleep.as_mut().poll(cx).is_ready() {
                     return this.fail(IDLE, "request body idle for too long");
                 }
                 Poll::Pending
