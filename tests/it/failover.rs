@@ -134,6 +134,71 @@ async fn black_holed_primary_fails_over() {
     assert_eq!(served_by(&gw, "a").await, "west");
 }
 
+/// Requests already waiting on a primary that turns into a black hole: once probes declare it
+/// unhealthy, a replayable GET is replayed on the secondary at once instead of waiting out the
+/// response-header timeout; a POST without an Idempotency-Key keeps waiting (it may still be
+/// answered, and must not run twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_on_a_black_hole_are_replayed_when_it_is_declared_down() {
+    let (east, west) = (mock("east", "eastus").await, mock("west", "westus").await);
+    let extra = FAST_HEALTH.replace(
+        "response_header_timeout = \"500ms\"",
+        "response_header_timeout = \"20s\"",
+    );
+    let toml = pair_config(
+        &[("east", "eastus", &east), ("west", "westus", &west)],
+        &[("a", "east", Some("west"))],
+        &extra,
+    );
+    let gw = TestGateway::start(&toml).await.expect("gateway");
+    assert!(eventually(Duration::from_secs(5), || healthy(&gw, "a")).await);
+    east.set_behavior(Behavior::BlackHole);
+    let started = Instant::now();
+    let get_url = gw.url("/who");
+    let waiting_get = tokio::spawn(async move { get(&get_url, "a.example.com").await });
+    let post = Request::post(gw.url("/orders"))
+        .header("host", "a.example.com")
+        .body(Full::new(Bytes::from_static(b"{\"qty\":1}")))
+        .expect("req");
+    let waiting_post = tokio::spawn(async move { send(&client(), post).await });
+
+    let reply = tokio::time::timeout(Duration::from_secs(10), waiting_get)
+        .await
+        .expect("the GET must not wait out the 20 s response-header timeout")
+        .expect("task")
+        .expect("reply");
+    let took = started.elapsed();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["account"], "west");
+    assert_eq!(reply.headers["x-pairgate-replayed"], "1");
+    // Black-hole detection is interval x fall with probe timeouts: about a second here.
+    assert!(
+        took < Duration::from_secs(5),
+        "replayed only after {took:?}"
+    );
+    assert_eq!(
+        gw.gateway()
+            .shared()
+            .stats()
+            .replays_succeeded
+            .load(Ordering::Relaxed),
+        1,
+        "the GET went to the black hole first and was replayed once"
+    );
+    assert_eq!(side(&gw, "a").await.map(|s| s.0), Some(Side::Secondary));
+    // The POST is still waiting on east: not failed early, not replayed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting_post.is_finished(),
+        "a non-idempotent POST was given up on"
+    );
+    assert!(
+        west.requests().iter().all(|r| r.uri != "/orders"),
+        "a non-idempotent POST was replayed"
+    );
+    waiting_post.abort();
+}
+
 /// Continuous GETs while the primary is killed: every one succeeds (replayed on the secondary
 /// until the tenant has moved).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,6 @@ use pairgate::{ConfigFileError, Gateway, prepare};
 /// Exit code for an invalid config or command line (BSD `EX_USAGE`/`EX_DATAERR` family).
 const EXIT_INVALID: u8 = 64;
 
-
 /// pairgate: a multi-tenant routing gateway that moves each tenant between its primary and
 /// secondary account when a region fails.
 #[derive(Parser)]

@@ -33,6 +33,10 @@ pub enum ProxyError {
     /// The upstream sent something that is not a valid HTTP response.
     #[error("invalid upstream response")]
     UpstreamProtocol,
+    /// The account was declared unhealthy while the request waited for its response head; the
+    /// request was given up on (and replayed on the other account when it may be).
+    #[error("upstream declared unhealthy while the request waited")]
+    UpstreamDown,
     /// The client's request body failed (it closed early or broke framing) while forwarding.
     #[error("client request body failed")]
     ClientBody,
@@ -65,6 +69,7 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::UpstreamReset => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamProtocol => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamDown => StatusCode::BAD_GATEWAY,
             ProxyError::ClientBody => StatusCode::BAD_REQUEST,
             ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -85,6 +90,7 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => "upstream_timeout",
             ProxyError::UpstreamReset => "upstream_reset",
             ProxyError::UpstreamProtocol => "upstream_protocol_error",
+            ProxyError::UpstreamDown => "upstream_down",
             ProxyError::ClientBody => "bad_request_body",
             ProxyError::UriTooLong => "uri_too_long",
             ProxyError::PayloadTooLarge => "payload_too_large",
@@ -111,7 +117,9 @@ impl ProxyError {
             | ProxyError::UpstreamTimeout
             | ProxyError::UpstreamReset
             | ProxyError::UpstreamProtocol => true,
-            ProxyError::UnknownTenant
+            // The verdict that caused it is already in; counting it again would be an echo.
+            ProxyError::UpstreamDown
+            | ProxyError::UnknownTenant
             | ProxyError::BadRequest(_)
             | ProxyError::BothDown
             | ProxyError::ClientBody
@@ -179,6 +187,7 @@ mod tests {
             (ProxyError::UpstreamTimeout, 504, "upstream_timeout"),
             (ProxyError::UpstreamReset, 502, "upstream_reset"),
             (ProxyError::UpstreamProtocol, 502, "upstream_protocol_error"),
+            (ProxyError::UpstreamDown, 502, "upstream_down"),
             (ProxyError::ClientBody, 400, "bad_request_body"),
             (ProxyError::UriTooLong, 414, "uri_too_long"),
             (ProxyError::PayloadTooLarge, 413, "payload_too_large"),

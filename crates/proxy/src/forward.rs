@@ -221,8 +221,11 @@ async fn forward(
     } else {
         template.aim_once(account, body)?
     };
+    // A request that could be replayed stops waiting on an account the moment it is declared
+    // unhealthy (a black hole answers nothing until the response-header timeout).
+    let give_up_if_down = replayable && may_replay(ProxyError::UpstreamDown, &template.parts);
     let mut replayed = false;
-    let mut resp = match send(shared, snapshot, account_id, first).await {
+    let mut resp = match send(shared, snapshot, account_id, first, give_up_if_down).await {
         Ok(resp) => resp,
         // The client's body broke the tenant's limits: that is the answer, not a replay.
         Err(err) if verdict.error().is_some() => return Err(verdict.error().unwrap_or(err)),
@@ -248,7 +251,7 @@ async fn forward(
                 other,
                 Full::new(body).map_err(|never| match never {}).boxed(),
             )?;
-            let result = send(shared, snapshot, other_id, retry).await;
+            let result = send(shared, snapshot, other_id, retry, false).await;
             let counter = if result.is_ok() {
                 &shared.stats.replays_succeeded
             } else {
@@ -405,7 +408,10 @@ fn may_replay(err: ProxyError, parts: &http::request::Parts) -> bool {
     }
     let sent_and_lost = matches!(
         err,
-        ProxyError::UpstreamReset | ProxyError::UpstreamTimeout | ProxyError::UpstreamProtocol
+        ProxyError::UpstreamReset
+            | ProxyError::UpstreamTimeout
+            | ProxyError::UpstreamProtocol
+            | ProxyError::UpstreamDown
     );
     let idempotent = matches!(
         parts.method,
@@ -414,15 +420,19 @@ fn may_replay(err: ProxyError, parts: &http::request::Parts) -> bool {
     sent_and_lost && idempotent
 }
 
-/// One attempt at one account, bounded by the response-header timeout; the outcome goes to the
+/// One attempt at one account, bounded by the response-header timeout (and, with
+/// `give_up_if_down`, by the account being declared unhealthy); the outcome goes to the
 /// observer either way.
 async fn send(
     shared: &Shared,
     snapshot: &Snapshot,
     account_id: AccountId,
     req: Request<Body>,
+    give_up_if_down: bool,
 ) -> Result<Response<Incoming>, ProxyError> {
     let account = snapshot.table.account(account_id);
+    // Taken before the request starts, so a verdict that lands in between is not missed.
+    let turned_unhealthy = give_up_if_down.then(|| account.health.turned_unhealthy());
     let tls = snapshot
         .tls
         .get(account_id.index())
@@ -436,7 +446,22 @@ async fn send(
             None => Ok(shared.http1.request(req).await),
         }
     };
-    let sent = match tokio::time::timeout(shared.settings.response_header_timeout, request).await {
+    let waited = tokio::time::timeout(shared.settings.response_header_timeout, request);
+    let waited = match turned_unhealthy {
+        None => waited.await,
+        Some(turned_unhealthy) => tokio::select! {
+            biased;
+            waited = waited => waited,
+            () = turned_unhealthy => {
+                tracing::debug!(
+                    account = &*account.name,
+                    "account declared unhealthy while a request waited on it; giving up on it"
+                );
+                return Err(ProxyError::UpstreamDown);
+            }
+        },
+    };
+    let sent = match waited {
         Err(elapsed) => Err(elapsed),
         Ok(Ok(outcome)) => Ok(outcome),
         Ok(Err(())) => {

@@ -63,25 +63,40 @@ impl ActiveSlot {
 /// (for example: never replay onto an unhealthy account). Carried across reloads by the
 /// account's identity, so a reload never heals an account.
 #[derive(Debug, Default)]
-pub struct HealthCell(AtomicU8);
+pub struct HealthCell {
+    verdict: AtomicU8,
+    /// Woken when the verdict turns unhealthy, so requests still waiting on the account can
+    /// give up on it.
+    turned_unhealthy: tokio::sync::Notify,
+}
 
 impl HealthCell {
     /// Reads the verdict.
     pub fn load(&self) -> Health {
-        match self.0.load(Ordering::Acquire) {
+        match self.verdict.load(Ordering::Acquire) {
             1 => Health::Healthy,
             2 => Health::Unhealthy,
             _ => Health::Unknown,
         }
     }
 
-    /// Publishes a verdict.
+    /// Publishes a verdict; a turn to unhealthy wakes every [`HealthCell::turned_unhealthy`]
+    /// waiter.
     pub fn store(&self, health: Health) {
         let v = match health {
             Health::Unknown => 0,
             Health::Healthy => 1,
             Health::Unhealthy => 2,
         };
-        self.0.store(v, Ordering::Release);
+        let old = self.verdict.swap(v, Ordering::AcqRel);
+        if v == 2 && old != 2 {
+            self.turned_unhealthy.notify_waiters();
+        }
+    }
+
+    /// Completes when the verdict next turns unhealthy after this call (even if the future is
+    /// first polled later).
+    pub fn turned_unhealthy(&self) -> tokio::sync::futures::Notified<'_> {
+        self.turned_unhealthy.notified()
     }
 }
