@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""A/B of pairgate binaries under the comparison's workload, interleaved in one setup.
+
+Runs each binary (and `haproxy`, if named) in turn against one upstream nginx, with the same
+pinning, wrk script and CPU accounting as compare.py, and prints req/s and user/kernel CPU
+microseconds per request per run and their medians. Use it to tell whether a change to the hot
+path moved anything: single runs drift by +-10% on a shared machine, interleaved medians less.
+
+    python3 benches/ab.py --bins /tmp/before,/tmp/after,haproxy --reps 4
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import compare as c  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bins", required=True,
+                    help="comma-separated pairgate binaries; 'haproxy' runs HAProxy instead")
+    ap.add_argument("--tenants", type=int, default=1000)
+    ap.add_argument("--accounts", type=int, default=4)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=8, help="seconds per measured run (<= 30)")
+    ap.add_argument("--connections", type=int, default=64)
+    a = ap.parse_args()
+    if not 1 <= a.duration <= 30:
+        sys.exit("--duration must be 1..30 s")
+    bins = a.bins.split(",")
+    results = {b: [] for b in bins}
+    with tempfile.TemporaryDirectory(prefix="pairgate-ab-") as d:
+        with open(f"{d}/upstream.conf", "w") as f:
+            f.write(c.upstream_conf(d, a.accounts))
+        upstream = subprocess.Popen(["taskset", "-c", "1", c.binary("nginx"), "-p", d, "-c",
+                                     f"{d}/upstream.conf"], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.STDOUT)
+        try:
+            if not c.wait_port(c.east(a.accounts - 1) + 1, 10):
+                sys.exit("upstream nginx did not start")
+            script = c.wrk_script(d, a.tenants)
+            for _ in range(a.reps):
+                for b in bins:
+                    kind = "haproxy" if b == "haproxy" else "pairgate"
+                    proc, port = c.start_proxy(kind, d, a.tenants, a.accounts, b)
+                    try:
+                        c.run_wrk(port, script, 2, a.connections)
+                        pids = c.pids_of(proc.pid)
+                        u0, s0 = c.cpu_seconds(pids)
+                        w = c.run_wrk(port, script, a.duration, a.connections)
+                        u1, s1 = c.cpu_seconds(pids)
+                    finally:
+                        c.stop(proc)
+                    n = max(w["requests"], 1)
+                    row = (w["rps"], (u1 - u0) * 1e6 / n, (s1 - s0) * 1e6 / n,
+                           w["non2xx"] + w["socket_errors"])
+                    results[b].append(row)
+                    print(f"{b:40s} {row[0]:8.0f} req/s  user {row[1]:5.2f} µs  "
+                          f"kernel {row[2]:5.2f} µs  errors {row[3]}", flush=True)
+        finally:
+            c.stop(upstream)
+    print("medians:")
+    for b, rows in results.items():
+        print(f"{b:40s} {statistics.median(r[0] for r in rows):8.0f} req/s  "
+              f"user {statistics.median(r[1] for r in rows):5.2f} µs  "
+              f"kernel {statistics.median(r[2] for r in rows):5.2f} µs")
+
+
+if __name__ == "__main__":
+    main()
