@@ -259,6 +259,9 @@ pub async fn one_shot(
 ) -> io::Result<(u16, Vec<u8>)> {
     let work = async {
         let mut stream = TcpStream::connect(addr).await?;
+        // One write, no Nagle: a head and body in two writes would wait on the server's
+        // delayed ACK before the body leaves, and that wait would land in the timings.
+        stream.set_nodelay(true)?;
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
             body.len()
@@ -270,8 +273,9 @@ pub async fn one_shot(
             req.push_str("\r\n");
         }
         req.push_str("\r\n");
-        stream.write_all(req.as_bytes()).await?;
-        stream.write_all(body).await?;
+        let mut req = req.into_bytes();
+        req.extend_from_slice(body);
+        stream.write_all(&req).await?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await?;
         let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());

@@ -551,8 +551,8 @@ pub fn run_once(
     Ok(r)
 }
 
-/// One idle failover: fault, then poll `GET /v1/tenants/NAME` every 10 ms until it is on the
-/// secondary, then one request.
+/// One idle failover: wait until the tenant's accounts are both healthy, fault, then poll
+/// `GET /v1/tenants/NAME` every 10 ms until it is on the secondary, then one request.
 pub fn run_idle(args: &Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<IdleFailover> {
     let layout = Layout {
         tenants: args.tenants,
@@ -578,6 +578,23 @@ pub fn run_idle(args: &Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<Idl
             .map_err(|f| anyhow::anyhow!("warm-up request: {}", f.as_str()))?;
         let name = Layout::tenant_name(tenant);
         let path = format!("/v1/tenants/{name}");
+        // Readiness is the first probe round; with `rise = 2` both accounts are still
+        // `unknown` then, and a tenant never moves onto an unknown secondary. Start from the
+        // steady state, or the timing would be that of the second probe round.
+        let settled = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = endpoint.admin("GET", &path, "").await?;
+            if status == 200
+                && body["primary"]["health"] == "healthy"
+                && body["secondary"]["health"] == "healthy"
+            {
+                break;
+            }
+            if Instant::now() > settled {
+                bail!("{name}'s accounts were not both healthy within 30 s: {body}");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let at = Instant::now();
         inject(args, regions.as_mut(), &endpoint, &pairs).await?;
         let deadline = at + Duration::from_secs(30);
