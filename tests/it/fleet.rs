@@ -562,3 +562,66 @@ async fn cluster_import_and_export_commands() {
     let env = |_: &str| None;
     pairgate_config::load(&text, &env).expect("the export loads as a config");
 }
+
+/// A watch whose connection goes silent without closing (half-open, or a proxy that dropped the
+/// stream) is noticed by the replica's own heartbeat not coming back, and watched again: a
+/// tenant added in etcd afterwards still routes, within seconds rather than when TCP keepalive
+/// would give up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_watch_is_noticed_and_replaced() {
+    let etcd = EtcdServer::start()
+        .await
+        .expect("etcd (run scripts/etcd.sh install)");
+    let target = etcd
+        .endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("etcd address");
+    let relay = pairgate_test_support::relay::Relay::start(target, b"POST /v3/watch")
+        .await
+        .expect("relay");
+    let (east, west) = (mock("east", "eastus").await, mock("west", "westus").await);
+    let config = replica_config(&etcd, &east, &west, 0, "/healthz")
+        .replace(&etcd.endpoint(), &format!("http://{}", relay.addr()));
+    let client =
+        pairgate_cluster::Etcd::new(&[etcd.endpoint()], Duration::from_secs(2)).expect("client");
+    pairgate::fleet::import(&client, "/pairgate/", &config)
+        .await
+        .expect("import");
+    let gw = TestGateway::start(&config).await.expect("replica");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            gw.admin("GET", "/v1/tenants/a", None)
+                .await
+                .is_ok_and(|r| r.json()["secondary"]["health"] == "healthy")
+        })
+        .await,
+        "the replica never joined"
+    );
+
+    assert!(
+        relay.silence_marked() >= 1,
+        "no watch went through the relay"
+    );
+    let silenced = std::time::Instant::now();
+    let added = "[[tenant]]\nname = \"latecomer\"\nhosts = [\"latecomer.example.com\"]\nprimary = \"west\"\n";
+    client
+        .put("/pairgate/config/tenant/latecomer", added.as_bytes(), None)
+        .await
+        .expect("put");
+    // lease_ttl is 2 s: a heartbeat every ~0.67 s, a silent watch found within two of them.
+    assert!(
+        eventually(Duration::from_secs(6), || async {
+            get(&gw.url("/x"), "latecomer.example.com")
+                .await
+                .is_ok_and(|r| r.status == 200)
+        })
+        .await,
+        "the tenant added while the watch was silent never routed"
+    );
+    println!(
+        "a silent watch was replaced and the change applied {:?} after the watch went silent",
+        silenced.elapsed()
+    );
+    drop((east, west));
+}

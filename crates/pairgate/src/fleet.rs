@@ -5,6 +5,8 @@
 //!   (`pairgate cluster import` writes them); they replace the local file's objects;
 //! - `pins/TENANT`, `regions/REGION`: operator overrides, written with a revision check;
 //! - `replicas/NAME`: presence, under this replica's lease;
+//! - `heartbeat/NAME`: a counter this replica bumps every `lease_ttl / 3` and expects back on
+//!   its own watch before the next bump (a silent watch is restarted), under its lease;
 //! - `health/ACCOUNT/REPLICA`: each prober's verdict, under its lease;
 //! - `decisions/TENANT`: `{side, reject, epoch}`, written only by compare-and-swap;
 //! - `events/REPLICA/SEQ`: what each replica did (bounded per replica).
@@ -185,10 +187,24 @@ impl Fleet {
         tracing::info!(replica = %self.name, revision, "joined the fleet");
         let mut keepalive = tokio::time::interval(self.cluster.lease_ttl / 3);
         keepalive.tick().await;
+        // The watch's liveness, end to end: each keepalive tick writes a heartbeat that this
+        // replica's own watch must bring back before the next tick. A watch whose connection
+        // went silent (half-open TCP, a proxy or NAT that dropped the stream) otherwise looks
+        // like a quiet fleet until TCP keepalive gives up, minutes later.
+        let heartbeat_key = self.key(&format!("heartbeat/{}", self.name));
+        let (mut heartbeat_sent, mut heartbeat_seen) = (0u64, 0u64);
         loop {
             tokio::select! {
                 batch = watch.next() => match batch {
                     Some(Ok((_, events))) => {
+                        if let Some(seen) = events
+                            .iter()
+                            .filter(|e| e.kv.key == heartbeat_key)
+                            .filter_map(|e| std::str::from_utf8(&e.kv.value).ok()?.parse().ok())
+                            .max()
+                        {
+                            heartbeat_seen = heartbeat_seen.max(seen);
+                        }
                         let config_changed = events.iter().any(|e| self.is_config(&e.kv.key));
                         for event in &events {
                             self.apply(event);
@@ -201,7 +217,18 @@ impl Fleet {
                     None => anyhow::bail!("watch ended"),
                 },
                 _ = keepalive.tick() => {
+                    if heartbeat_seen < heartbeat_sent {
+                        anyhow::bail!(
+                            "the watch did not deliver this replica's heartbeat within {:?}; \
+                             watching again",
+                            self.cluster.lease_ttl / 3
+                        );
+                    }
                     self.etcd.keep_alive(lease).await?;
+                    heartbeat_sent += 1;
+                    self.etcd
+                        .put(&heartbeat_key, heartbeat_sent.to_string().as_bytes(), Some(lease))
+                        .await?;
                 }
                 Some((account, health)) = local.recv() => {
                     self.view().local.insert(account.to_string(), health);
