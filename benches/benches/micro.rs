@@ -676,7 +676,10 @@ fn rewrite_inputs() -> Vec<(&'static str, HeaderMap)> {
 fn rewrite_pairgate(mut h: HeaderMap, account: &Account, ip: std::net::IpAddr) -> HeaderMap {
     let host = h.get(header::HOST).cloned();
     pairgate_proxy::headers::strip_hop_by_hop(&mut h, false);
-    pairgate_proxy::headers::rewrite_request(&mut h, account, ip, host, false);
+    // pairgate formats the client address once per connection; here once per request, as the
+    // naive baseline does, so both pay for it.
+    let ip = pairgate_proxy::headers::client_ip_value(ip);
+    pairgate_proxy::headers::rewrite_request(&mut h, account, &ip, host, false);
     h
 }
 

@@ -65,6 +65,8 @@ impl Trace {
 pub(crate) struct ConnInfo {
     /// The client's address.
     pub(crate) peer: SocketAddr,
+    /// The client's IP as an `X-Forwarded-For` value, formatted once per connection.
+    pub(crate) client_ip: HeaderValue,
     /// The TLS server name the client asked for, on HTTPS connections.
     pub(crate) sni: Option<Arc<str>>,
     /// Whether the connection is TLS.
@@ -195,7 +197,7 @@ async fn forward(
     let mut template = Template {
         parts,
         client_host,
-        peer: conn.peer,
+        client_ip: conn.client_ip.clone(),
         https: conn.https,
         strip: resolved.strip,
     };
@@ -298,7 +300,7 @@ static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 struct Template {
     parts: http::request::Parts,
     client_host: Option<HeaderValue>,
-    peer: SocketAddr,
+    client_ip: HeaderValue,
     https: bool,
     strip: usize,
 }
@@ -334,7 +336,7 @@ impl Template {
         rewrite_request(
             req.headers_mut(),
             account,
-            self.peer.ip(),
+            &self.client_ip,
             self.client_host.clone(),
             self.parts.version == Version::HTTP_2,
         );

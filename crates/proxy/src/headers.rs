@@ -75,7 +75,7 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
 pub fn rewrite_request(
     headers: &mut HeaderMap,
     account: &Account,
-    client_ip: IpAddr,
+    client_ip: &HeaderValue,
     client_host: Option<HeaderValue>,
     http2_client: bool,
 ) {
@@ -109,19 +109,29 @@ pub fn mark_https(headers: &mut HeaderMap) {
     headers.insert(&X_FORWARDED_PROTO, HTTPS.clone());
 }
 
+/// The client's address as a header value, built once per connection (see
+/// [`rewrite_request`]).
+pub fn client_ip_value(ip: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
 /// `X-Forwarded-For: <existing>, <client>`: earlier hops are kept, as nginx's
-/// `$proxy_add_x_forwarded_for` does; the upstream trusts only the last entry.
-fn append_forwarded_for(headers: &mut HeaderMap, client_ip: IpAddr) {
-    let ip = client_ip.to_string();
-    let mut joined = String::new();
+/// `$proxy_add_x_forwarded_for` does; the upstream trusts only the last entry. Without earlier
+/// hops (the common case) the connection's prebuilt value is shared, not formatted again.
+fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
+    if !headers.contains_key(&X_FORWARDED_FOR) {
+        headers.insert(&X_FORWARDED_FOR, client_ip.clone());
+        return;
+    }
+    let mut joined = Vec::new();
     for v in headers.get_all(&X_FORWARDED_FOR) {
-        if let Ok(v) = v.to_str() {
-            joined.push_str(v);
-            joined.push_str(", ");
+        if v.to_str().is_ok() {
+            joined.extend_from_slice(v.as_bytes());
+            joined.extend_from_slice(b", ");
         }
     }
-    joined.push_str(&ip);
-    if let Ok(value) = HeaderValue::from_str(&joined) {
+    joined.extend_from_slice(client_ip.as_bytes());
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
         headers.insert(&X_FORWARDED_FOR, value);
     }
 }
@@ -227,7 +237,7 @@ mod tests {
             };
             let table = table();
             strip_hop_by_hop(&mut h, false);
-            rewrite_request(&mut h, &table.accounts()[0], "127.0.0.1".parse().expect("ip"), None, false);
+            rewrite_request(&mut h, &table.accounts()[0], &HeaderValue::from_static("127.0.0.1"), None, false);
             for gone in ["connection", "keep-alive", "te", "upgrade", "transfer-encoding", "trailer", "proxy-connection"] {
                 proptest::prop_assert!(!h.contains_key(gone), "{gone} survived");
             }
@@ -257,8 +267,12 @@ mod tests {
             ("x-forwarded-for", "10.0.0.1"),
             ("x-forwarded-for", "10.0.0.2"),
         ]);
-        append_forwarded_for(&mut h, "127.0.0.1".parse().expect("ip"));
+        let ip = client_ip_value("127.0.0.1".parse().expect("ip"));
+        append_forwarded_for(&mut h, &ip);
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.1");
+        let mut fresh = map(&[]);
+        append_forwarded_for(&mut fresh, &client_ip_value("::1".parse().expect("ip")));
+        assert_eq!(fresh["x-forwarded-for"], "::1");
     }
 }

@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
+/// Label maps are read on every request: a fast hash (the keys are config names, not
+/// attacker-chosen strings beyond the bounded tenant set).
+type Labels = DashMap<Arc<str>, [AtomicU64; CLASSES], foldhash::fast::RandomState>;
+
 /// Upper bounds (seconds) of the request-duration histogram buckets; `+Inf` is implied.
 pub const DURATION_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -17,8 +21,8 @@ const CLASSES: usize = 5;
 /// Request metrics. Label sets are bounded: regions by config, tenants by
 /// `metrics.tenant_label_limit` (the rest share the `_other` label).
 pub struct RequestMetrics {
-    by_region: DashMap<(Arc<str>, u8), AtomicU64>,
-    by_tenant: DashMap<Arc<str>, [AtomicU64; CLASSES]>,
+    by_region: Labels,
+    by_tenant: Labels,
     /// Labelled tenants so far; `DashMap::len` would lock every shard on each request.
     labelled: std::sync::atomic::AtomicUsize,
     other_tenants: [AtomicU64; CLASSES],
@@ -37,8 +41,8 @@ impl RequestMetrics {
     /// Empty metrics; at most `tenant_limit` tenants get their own label.
     pub fn new(tenant_limit: usize) -> Self {
         RequestMetrics {
-            by_region: DashMap::new(),
-            by_tenant: DashMap::new(),
+            by_region: Labels::default(),
+            by_tenant: Labels::default(),
             labelled: std::sync::atomic::AtomicUsize::new(0),
             other_tenants: Default::default(),
             tenant_limit,
@@ -58,19 +62,16 @@ impl RequestMetrics {
         elapsed: Duration,
     ) {
         let class = usize::from((status / 100).clamp(1, 5) - 1);
-        let region = Arc::clone(region.unwrap_or(&self.no_region));
-        // u8 is enough: class is 0..5.
-        let class_u8 = u8::try_from(class).unwrap_or(4);
-        if let Some(c) = self.by_region.get(&(Arc::clone(&region), class_u8)) {
-            c.fetch_add(1, Ordering::Relaxed);
+        let region = region.unwrap_or(&self.no_region);
+        // Regions are bounded by the config: look up by `&str`, clone the name only once.
+        if let Some(counts) = self.by_region.get(&**region) {
+            counts[class].fetch_add(1, Ordering::Relaxed);
         } else {
-            self.by_region
-                .entry((region, class_u8))
-                .or_default()
+            self.by_region.entry(Arc::clone(region)).or_default()[class]
                 .fetch_add(1, Ordering::Relaxed);
         }
         if let Some(tenant) = tenant {
-            if let Some(counts) = self.by_tenant.get(tenant) {
+            if let Some(counts) = self.by_tenant.get(&**tenant) {
                 counts[class].fetch_add(1, Ordering::Relaxed);
             } else if self.labelled.load(Ordering::Relaxed) < self.tenant_limit {
                 let entry = self.by_tenant.entry(Arc::clone(tenant));
@@ -95,20 +96,17 @@ impl RequestMetrics {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// `(region, status class "2xx", count)` for every region seen.
+    /// `(region, status class "2xx", count)` for every region and class seen.
     pub fn by_region(&self) -> Vec<(Arc<str>, String, u64)> {
-        let mut v: Vec<_> = self
-            .by_region
-            .iter()
-            .map(|e| {
-                let (region, class) = e.key();
-                (
-                    Arc::clone(region),
-                    format!("{}xx", class + 1),
-                    e.value().load(Ordering::Relaxed),
-                )
-            })
-            .collect();
+        let mut v = Vec::new();
+        for e in &self.by_region {
+            for (class, c) in e.value().iter().enumerate() {
+                let n = c.load(Ordering::Relaxed);
+                if n > 0 {
+                    v.push((Arc::clone(e.key()), format!("{}xx", class + 1), n));
+                }
+            }
+        }
         v.sort();
         v
     }

@@ -84,6 +84,7 @@ async fn accept_loop(
                 None => {
                     let info = ConnInfo {
                         peer,
+                        client_ip: crate::headers::client_ip_value(peer.ip()),
                         sni: None,
                         https: false,
                     };
@@ -99,6 +100,7 @@ async fn accept_loop(
                             let sni = tls_stream.get_ref().1.server_name().map(Arc::from);
                             let info = ConnInfo {
                                 peer,
+                                client_ip: crate::headers::client_ip_value(peer.ip()),
                                 sni,
                                 https: true,
                             };
