@@ -690,3 +690,82 @@ async fn hostile_input_memory_stays_within_100x_of_the_limits() {
         );
     }
 }
+
+/// An upstream that sends a response head and part of its body, then nothing: the response is
+/// cut after `upstream.read_timeout` and the tenant's in-flight slot is free again.
+#[tokio::test]
+async fn stalled_upstream_body_is_cut_and_frees_the_slot() {
+    let (gw, _east) =
+        solo("[upstream]\nread_timeout = \"500ms\"\n[limits]\ntenant_max_in_flight = 1\n").await;
+    let mut s = TcpStream::connect(gw.addr()).await.expect("connect");
+    s.write_all(
+        b"GET /download?bytes=1048576&stall_after=65536 HTTP/1.1\r\nHost: solo.example.com\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    let took = started.elapsed();
+    assert!(ended.is_ok(), "the stalled response was never cut");
+    let text = String::from_utf8_lossy(&buf[..buf.len().min(200)]).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        buf.len() < 1_048_576,
+        "the body cannot be complete: {} bytes",
+        buf.len()
+    );
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(5),
+        "cut after {took:?}"
+    );
+    // The slot is free again: with a limit of 1, this would be 503 otherwise.
+    let r = get(&gw.url("/after"), "solo.example.com")
+        .await
+        .expect("reply");
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// A client that stops reading a large response is disconnected after `limits.send_timeout`,
+/// which frees its tenant's in-flight slot (and the upstream connection behind it).
+#[tokio::test]
+async fn client_that_stops_reading_is_disconnected() {
+    let (gw, _east) = solo("[limits]\nsend_timeout = \"1s\"\ntenant_max_in_flight = 1\n").await;
+    let mut s = TcpStream::connect(gw.addr()).await.expect("connect");
+    s.write_all(b"GET /download?bytes=1073741824 HTTP/1.1\r\nHost: solo.example.com\r\n\r\n")
+        .await
+        .expect("write");
+    // Never read: the socket buffers fill and the gateway's writes stall.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let busy = get(&gw.url("/during"), "solo.example.com")
+        .await
+        .expect("reply");
+    assert_eq!(busy.status, 503, "the slow reader holds the only slot");
+    let started = Instant::now();
+    let freed = crate::support::eventually(Duration::from_secs(10), || async {
+        get(&gw.url("/after"), "solo.example.com")
+            .await
+            .is_ok_and(|r| r.status == 200)
+    })
+    .await;
+    assert!(freed, "the slow reader was never disconnected");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "freed only after {:?}",
+        started.elapsed()
+    );
+    // Its connection is gone: reading now drains what was buffered, then ends.
+    let mut sink = vec![0u8; 1 << 20];
+    let mut total = 0usize;
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the connection stayed open");
+    assert!(total < 1 << 30, "the whole body arrived: {total} bytes");
+}

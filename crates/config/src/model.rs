@@ -213,6 +213,9 @@ pub struct Limits {
     pub max_request_body_bytes: u64,
     /// Longest wait for the next piece of a request body; then 408. Default 30s.
     pub body_idle_timeout: Duration,
+    /// Longest a write to a client may wait (a client that stopped reading); then the
+    /// connection closes. Default 60s.
+    pub send_timeout: Duration,
     /// Most client connections open at once; beyond it new ones get 503 and are closed.
     /// Default 10 000.
     pub max_connections: usize,
@@ -239,6 +242,9 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// Time from sending the request until the response head arrives. Default 30s.
     pub response_header_timeout: Duration,
+    /// Longest pause between two pieces of a response body; then the response is cut (the
+    /// client's connection closes). Default 60s.
+    pub read_timeout: Duration,
     /// How long an idle pooled upstream connection is kept. Default 90s.
     pub idle_timeout: Duration,
     /// Idle pooled connections kept per account endpoint. Default 256.

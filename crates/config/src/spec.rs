@@ -187,6 +187,8 @@ pub struct LimitsSpec {
     pub max_request_body_bytes: Option<i64>,
     /// `body_idle_timeout = "30s"`.
     pub body_idle_timeout: Option<String>,
+    /// `send_timeout = "60s"`.
+    pub send_timeout: Option<String>,
     /// `max_connections = 10000`.
     pub max_connections: Option<i64>,
     /// `tenant_max_in_flight = 1000`.
@@ -203,6 +205,8 @@ pub struct UpstreamSpec {
     pub connect_timeout: Option<String>,
     /// Duration string.
     pub response_header_timeout: Option<String>,
+    /// Duration string.
+    pub read_timeout: Option<String>,
     /// Duration string.
     pub idle_timeout: Option<String>,
     /// Connections.

@@ -485,6 +485,8 @@ fn defaults_fill_an_almost_empty_config() {
     assert_eq!(c.limits.max_request_header_bytes, 65536);
     assert_eq!(c.upstream.connect_timeout, Duration::from_secs(2));
     assert_eq!(c.upstream.response_header_timeout, Duration::from_secs(30));
+    assert_eq!(c.upstream.read_timeout, Duration::from_secs(60));
+    assert_eq!(c.limits.send_timeout, Duration::from_secs(60));
     assert_eq!(c.upstream.idle_timeout, Duration::from_secs(90));
     assert_eq!(c.upstream.max_idle_per_account, 256);
     assert_eq!(c.upstream.max_replay_body, 65536);

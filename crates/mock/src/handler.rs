@@ -116,8 +116,11 @@ async fn route(
     if path == "/download" {
         return match query_param(query, "bytes").and_then(|n| n.parse::<u64>().ok()) {
             Some(len) => {
-                let mut response =
-                    Response::new(PatternBody::new(shared.pattern.clone(), len).boxed());
+                let mut body = PatternBody::new(shared.pattern.clone(), len);
+                if let Some(at) = query_param(query, "stall_after").and_then(|n| n.parse().ok()) {
+                    body = body.stalling_at(at);
+                }
+                let mut response = Response::new(body.boxed());
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/octet-stream"),

@@ -14,7 +14,8 @@
 //! - the probe path (default `/healthz`): `200 ok`, or `503 unhealthy` after `set_health(false)`;
 //!   counted by `probe_count`, never recorded.
 //! - `/download?bytes=N`: `N` bytes of the pattern [`pattern_byte`], streamed in 64 KiB chunks with
-//!   `content-length`; check it with [`pattern_fnv64`].
+//!   `content-length`; check it with [`pattern_fnv64`]. With `&stall_after=K`, only the first `K`
+//!   bytes are sent and then nothing, the connection left open (a stalled upstream).
 //! - `/status/{code}`: the JSON echo with that status.
 //! - `/delay/{ms}`: the JSON echo after `ms` milliseconds.
 //! - `/ws` with a WebSocket handshake: 101, then every text and binary message is echoed back.

@@ -97,12 +97,25 @@ pub(crate) struct PatternBody {
     table: Bytes,
     pos: u64,
     len: u64,
+    /// Send this many bytes, then nothing more (the connection stays open).
+    stall_at: Option<u64>,
 }
 
 impl PatternBody {
     /// A body of `len` pattern bytes cut from `table` (which must come from [`pattern_table`]).
     pub(crate) fn new(table: Bytes, len: u64) -> Self {
-        Self { table, pos: 0, len }
+        Self {
+            table,
+            pos: 0,
+            len,
+            stall_at: None,
+        }
+    }
+
+    /// The same body that stops for good after `at` bytes: a stalled upstream.
+    pub(crate) fn stalling_at(mut self, at: u64) -> Self {
+        self.stall_at = Some(at);
+        self
     }
 }
 
@@ -118,7 +131,12 @@ impl Body for PatternBody {
         if this.pos >= this.len {
             return Poll::Ready(None);
         }
-        let (start, len) = chunk_at(this.pos, this.len);
+        let end = this.stall_at.map_or(this.len, |at| at.min(this.len));
+        if this.pos >= end {
+            // Never woken: the stall lasts until the connection or the mock goes away.
+            return Poll::Pending;
+        }
+        let (start, len) = chunk_at(this.pos, end);
         this.pos += len as u64;
         Poll::Ready(Some(Ok(Frame::data(this.table.slice(start..start + len)))))
     }

@@ -136,15 +136,25 @@ impl Drop for InFlight {
 }
 
 /// A response body that holds the tenant's in-flight slot until it ends or is dropped, so a
-/// long download counts against the tenant's concurrency like any other request.
+/// long download counts against the tenant's concurrency like any other request; it fails
+/// when the upstream sends nothing for `idle` (`upstream.read_timeout`), so a stalled upstream
+/// cannot hold the slot and the client's connection forever.
 pub(crate) struct HoldingBody {
     inner: Incoming,
     _slot: InFlight,
+    idle: Duration,
+    /// Armed the first time the upstream has nothing to give, reset on each frame.
+    sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl HoldingBody {
-    pub(crate) fn new(inner: Incoming, slot: InFlight) -> Self {
-        HoldingBody { inner, _slot: slot }
+    pub(crate) fn new(inner: Incoming, slot: InFlight, idle: Duration) -> Self {
+        HoldingBody {
+            inner,
+            _slot: slot,
+            idle,
+            sleep: None,
+        }
     }
 }
 
@@ -156,9 +166,31 @@ impl Body for HoldingBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.get_mut().inner)
-            .poll_frame(cx)
-            .map_err(Into::into)
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(sleep) = &mut this.sleep {
+                    sleep.as_mut().reset(Instant::now() + this.idle);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(other) => Poll::Ready(other.map(|r| r.map_err(Into::into))),
+            Poll::Pending => {
+                let idle = this.idle;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                if sleep.as_mut().poll(cx).is_ready() {
+                    tracing::debug!(
+                        "upstream response body idle past upstream.read_timeout; cutting it"
+                    );
+                    return Poll::Ready(Some(Err(
+                        "upstream response body idle (upstream.read_timeout)".into(),
+                    )));
+                }
+                Poll::Pending
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {

@@ -283,7 +283,8 @@ async fn forward(
         resp.headers_mut()
             .insert(&X_PAIRGATE_REPLAYED, HeaderValue::from_static("1"));
     }
-    Ok(resp.map(|body| HoldingBody::new(body, slot).boxed()))
+    let read_timeout = shared.settings.read_timeout;
+    Ok(resp.map(|body| HoldingBody::new(body, slot, read_timeout).boxed()))
 }
 
 /// An upstream response whose framing hyper might have settled one way while another hop reads

@@ -96,6 +96,11 @@ pub struct FramingGuard<S> {
     head_timeout: Option<Duration>,
     /// Armed while a head is awaited.
     deadline: Option<Pin<Box<Sleep>>>,
+    /// How long a write to the client may wait (the client stopped reading).
+    send_timeout: Option<Duration>,
+    /// Armed from a write's first `Pending` until any write makes progress.
+    write_deadline: Option<Pin<Box<Sleep>>>,
+    write_armed: bool,
 }
 
 impl<S> FramingGuard<S> {
@@ -111,7 +116,52 @@ impl<S> FramingGuard<S> {
             eof: false,
             head_timeout: None,
             deadline: None,
+            send_timeout: None,
+            write_deadline: None,
+            write_armed: false,
         }
+    }
+
+    /// A write to the client that makes no progress for `timeout` fails (`TimedOut`), which
+    /// ends the connection: a client that stops reading cannot hold it, its upstream
+    /// connection and its tenant's in-flight slot forever.
+    pub fn with_send_timeout(mut self, timeout: Duration) -> Self {
+        self.send_timeout = Some(timeout);
+        self
+    }
+
+    /// Passes a write's outcome through, timing how long writes stay `Pending`.
+    fn timed_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        outcome: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if outcome.is_ready() {
+            self.write_armed = false;
+            return outcome;
+        }
+        let Some(timeout) = self.send_timeout else {
+            return Poll::Pending;
+        };
+        if !self.write_armed {
+            self.write_armed = true;
+            let at = Instant::now() + timeout;
+            match &mut self.write_deadline {
+                Some(sleep) => sleep.as_mut().reset(at),
+                None => self.write_deadline = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
+        }
+        if let Some(sleep) = &mut self.write_deadline
+            && sleep.as_mut().poll(cx).is_ready()
+        {
+            self.write_armed = false;
+            tracing::debug!("client did not read for the send timeout; closing");
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client stopped reading (limits.send_timeout)",
+            )));
+        }
+        Poll::Pending
     }
 
     /// A client must complete each request head within `timeout` of the connection opening or
@@ -483,27 +533,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramingGuard<S> {
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for FramingGuard<S> {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let outcome = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.timed_write(cx, outcome)
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let outcome = Pin::new(&mut this.inner).poll_flush(cx);
+        this.timed_write(cx, outcome)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let outcome = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.timed_write(cx, outcome)
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let outcome = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.timed_write(cx, outcome)
     }
 
     fn is_write_vectored(&self) -> bool {

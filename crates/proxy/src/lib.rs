@@ -56,6 +56,8 @@ pub struct Settings {
     pub max_uri_bytes: usize,
     /// `limits.body_idle_timeout`.
     pub body_idle_timeout: Duration,
+    /// `limits.send_timeout`.
+    pub send_timeout: Duration,
     /// `limits.max_connections`.
     pub max_connections: usize,
     /// `limits.http2_max_concurrent_streams`.
@@ -64,6 +66,8 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// `upstream.response_header_timeout`.
     pub response_header_timeout: Duration,
+    /// `upstream.read_timeout`.
+    pub read_timeout: Duration,
     /// `upstream.idle_timeout`.
     pub idle_timeout: Duration,
     /// `upstream.max_idle_per_account`.
@@ -94,10 +98,12 @@ impl Settings {
             max_request_headers: config.limits.max_request_headers,
             max_uri_bytes: config.limits.max_uri_bytes,
             body_idle_timeout: config.limits.body_idle_timeout,
+            send_timeout: config.limits.send_timeout,
             max_connections: config.limits.max_connections,
             http2_max_concurrent_streams: config.limits.http2_max_concurrent_streams,
             connect_timeout: config.upstream.connect_timeout,
             response_header_timeout: config.upstream.response_header_timeout,
+            read_timeout: config.upstream.read_timeout,
             idle_timeout: config.upstream.idle_timeout,
             max_idle_per_account: config.upstream.max_idle_per_account,
             max_replay_body: config.upstream.max_replay_body,

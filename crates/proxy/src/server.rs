@@ -142,7 +142,8 @@ async fn serve_conn<S>(
 {
     let head_limit = shared.settings.max_request_header_bytes.max(MIN_HYPER_BUF);
     let io = FramingGuard::new(stream, head_limit)
-        .with_head_timeout(shared.settings.header_read_timeout);
+        .with_head_timeout(shared.settings.header_read_timeout)
+        .with_send_timeout(shared.settings.send_timeout);
     let peer = info.peer;
     let info = Arc::new(info);
     let conn_shared = Arc::clone(shared);

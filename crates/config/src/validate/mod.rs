@@ -126,6 +126,12 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
             Duration::from_secs(30),
             problems,
         ),
+        send_timeout: duration(
+            &spec.limits.send_timeout,
+            "limits.send_timeout",
+            Duration::from_secs(60),
+            problems,
+        ),
         max_connections: spec
             .limits
             .max_connections
@@ -154,6 +160,12 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
             &up.response_header_timeout,
             "upstream.response_header_timeout",
             Duration::from_secs(30),
+            problems,
+        ),
+        read_timeout: duration(
+            &up.read_timeout,
+            "upstream.read_timeout",
+            Duration::from_secs(60),
             problems,
         ),
         idle_timeout: duration(
