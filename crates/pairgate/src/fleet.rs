@@ -185,7 +185,11 @@ impl Fleet {
         let mut watch = self.etcd.watch_prefix(&self.prefix, revision + 1).await?;
         self.connected.store(true, Ordering::Release);
         tracing::info!(replica = %self.name, revision, "joined the fleet");
-        let mut keepalive = tokio::time::interval(self.cluster.lease_ttl / 3);
+        let period = self.cluster.lease_ttl / 3;
+        let mut keepalive = tokio::time::interval(period);
+        // After a slow step (a large config reload) the next tick comes a full period later,
+        // not in a burst that would find the last heartbeat "missing" a moment after sending it.
+        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         keepalive.tick().await;
         // The watch's liveness, end to end: each keepalive tick writes a heartbeat that this
         // replica's own watch must bring back before the next tick. A watch whose connection
@@ -193,6 +197,7 @@ impl Fleet {
         // like a quiet fleet until TCP keepalive gives up, minutes later.
         let heartbeat_key = self.key(&format!("heartbeat/{}", self.name));
         let (mut heartbeat_sent, mut heartbeat_seen) = (0u64, 0u64);
+        let mut heartbeat_at = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 batch = watch.next() => match batch {
@@ -217,18 +222,21 @@ impl Fleet {
                     None => anyhow::bail!("watch ended"),
                 },
                 _ = keepalive.tick() => {
-                    if heartbeat_seen < heartbeat_sent {
+                    if heartbeat_seen < heartbeat_sent && heartbeat_at.elapsed() >= period {
                         anyhow::bail!(
                             "the watch did not deliver this replica's heartbeat within {:?}; \
                              watching again",
-                            self.cluster.lease_ttl / 3
+                            heartbeat_at.elapsed()
                         );
                     }
                     self.etcd.keep_alive(lease).await?;
-                    heartbeat_sent += 1;
-                    self.etcd
-                        .put(&heartbeat_key, heartbeat_sent.to_string().as_bytes(), Some(lease))
-                        .await?;
+                    if heartbeat_seen >= heartbeat_sent {
+                        heartbeat_sent += 1;
+                        self.etcd
+                            .put(&heartbeat_key, heartbeat_sent.to_string().as_bytes(), Some(lease))
+                            .await?;
+                        heartbeat_at = tokio::time::Instant::now();
+                    }
                 }
                 Some((account, health)) = local.recv() => {
                     self.view().local.insert(account.to_string(), health);
