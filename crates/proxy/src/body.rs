@@ -1,18 +1,16 @@
 //! Body wrappers: request-body limits (size, idle time) and the tenant in-flight guard.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::idle::IdleTimer;
+use crate::{BoxError, ProxyError};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use tokio::time::{Instant, Sleep};
-
-use crate::{BoxError, ProxyError};
 
 const OK: u8 = 0;
 const TOO_LARGE: u8 = 1;
@@ -38,10 +36,9 @@ pub(crate) struct LimitedBody {
     inner: Incoming,
     limit: u64,
     seen: u64,
-    idle: Duration,
     /// Armed the first time the body has nothing to give: a bodiless request never pays for a
     /// timer (nor for the clock read that sets it).
-    sleep: Option<Pin<Box<Sleep>>>,
+    idle: IdleTimer,
     verdict: BodyVerdict,
 }
 
@@ -52,8 +49,7 @@ impl LimitedBody {
             inner,
             limit,
             seen: 0,
-            idle,
-            sleep: None,
+            idle: IdleTimer::new(idle),
             verdict: verdict.clone(),
         };
         (body, verdict)
@@ -85,23 +81,15 @@ impl Body for LimitedBody {
                         return this.fail(TOO_LARGE, "request body over the tenant's limit");
                     }
                 }
-                if let Some(sleep) = &mut this.sleep {
-                    sleep.as_mut().reset(Instant::now() + this.idle);
-                }
+                this.idle.progress();
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(err.into()))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => {
-                let idle = this.idle;
-                let sleep = this
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
-                if sleep.as_mut().poll(cx).is_ready() {
-                    return this.fail(IDLE, "request body idle for too long");
-                }
-                Poll::Pending
+            Poll::Pending if this.idle.expired(cx) => {
+                this.fail(IDLE, "request body idle for too long")
             }
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -142,9 +130,7 @@ impl Drop for InFlight {
 pub(crate) struct HoldingBody {
     inner: Incoming,
     _slot: InFlight,
-    idle: Duration,
-    /// Armed the first time the upstream has nothing to give, reset on each frame.
-    sleep: Option<Pin<Box<Sleep>>>,
+    idle: IdleTimer,
 }
 
 impl HoldingBody {
@@ -152,8 +138,7 @@ impl HoldingBody {
         HoldingBody {
             inner,
             _slot: slot,
-            idle,
-            sleep: None,
+            idle: IdleTimer::new(idle),
         }
     }
 }
@@ -169,27 +154,19 @@ impl Body for HoldingBody {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(sleep) = &mut this.sleep {
-                    sleep.as_mut().reset(Instant::now() + this.idle);
-                }
+                this.idle.progress();
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(other) => Poll::Ready(other.map(|r| r.map_err(Into::into))),
-            Poll::Pending => {
-                let idle = this.idle;
-                let sleep = this
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
-                if sleep.as_mut().poll(cx).is_ready() {
-                    tracing::debug!(
-                        "upstream response body idle past upstream.read_timeout; cutting it"
-                    );
-                    return Poll::Ready(Some(Err(
-                        "upstream response body idle (upstream.read_timeout)".into(),
-                    )));
-                }
-                Poll::Pending
+            Poll::Pending if this.idle.expired(cx) => {
+                tracing::debug!(
+                    "upstream response body idle past upstream.read_timeout; cutting it"
+                );
+                Poll::Ready(Some(Err(
+                    "upstream response body idle (upstream.read_timeout)".into(),
+                )))
             }
+            Poll::Pending => Poll::Pending,
         }
     }
 

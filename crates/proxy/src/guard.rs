@@ -21,14 +21,14 @@
 //! inspected (chunk data included).
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
+
+use crate::idle::IdleTimer;
 
 /// Sent to a client whose request head did not complete within the header-read timeout.
 const REQUEST_TIMEOUT: &[u8] =
@@ -92,15 +92,11 @@ pub struct FramingGuard<S> {
     passthrough_after_body: bool,
     max_head: usize,
     eof: bool,
-    /// How long a client has to send a complete head (also the keep-alive idle limit).
-    head_timeout: Option<Duration>,
-    /// Armed while a head is awaited.
-    deadline: Option<Pin<Box<Sleep>>>,
-    /// How long a write to the client may wait (the client stopped reading).
-    send_timeout: Option<Duration>,
-    /// Armed from a write's first `Pending` until any write makes progress.
-    write_deadline: Option<Pin<Box<Sleep>>>,
-    write_armed: bool,
+    /// Times a head wait: from its first stall until the head is complete (also the keep-alive
+    /// idle limit).
+    head_timeout: Option<IdleTimer>,
+    /// Times a write to the client that makes no progress (the client stopped reading).
+    send_timeout: Option<IdleTimer>,
 }
 
 impl<S> FramingGuard<S> {
@@ -115,10 +111,7 @@ impl<S> FramingGuard<S> {
             max_head,
             eof: false,
             head_timeout: None,
-            deadline: None,
             send_timeout: None,
-            write_deadline: None,
-            write_armed: false,
         }
     }
 
@@ -126,7 +119,7 @@ impl<S> FramingGuard<S> {
     /// ends the connection: a client that stops reading cannot hold it, its upstream
     /// connection and its tenant's in-flight slot forever.
     pub fn with_send_timeout(mut self, timeout: Duration) -> Self {
-        self.send_timeout = Some(timeout);
+        self.send_timeout = Some(IdleTimer::new(timeout));
         self
     }
 
@@ -136,25 +129,14 @@ impl<S> FramingGuard<S> {
         cx: &mut Context<'_>,
         outcome: Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
+        let Some(timer) = &mut self.send_timeout else {
+            return outcome;
+        };
         if outcome.is_ready() {
-            self.write_armed = false;
+            timer.progress();
             return outcome;
         }
-        let Some(timeout) = self.send_timeout else {
-            return Poll::Pending;
-        };
-        if !self.write_armed {
-            self.write_armed = true;
-            let at = Instant::now() + timeout;
-            match &mut self.write_deadline {
-                Some(sleep) => sleep.as_mut().reset(at),
-                None => self.write_deadline = Some(Box::pin(tokio::time::sleep_until(at))),
-            }
-        }
-        if let Some(sleep) = &mut self.write_deadline
-            && sleep.as_mut().poll(cx).is_ready()
-        {
-            self.write_armed = false;
+        if timer.expired(cx) {
             tracing::debug!("client did not read for the send timeout; closing");
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -168,20 +150,8 @@ impl<S> FramingGuard<S> {
     /// the previous request's body ending: a partial head then gets `408` and the connection
     /// closes; an idle connection just closes.
     pub fn with_head_timeout(mut self, timeout: Duration) -> Self {
-        self.head_timeout = Some(timeout);
+        self.head_timeout = Some(IdleTimer::new(timeout));
         self
-    }
-
-    /// Arms the head deadline when a head is awaited, disarms it otherwise.
-    fn sync_deadline(&mut self) {
-        match (self.state, self.head_timeout) {
-            (State::Head, Some(t)) => {
-                if self.deadline.is_none() {
-                    self.deadline = Some(Box::pin(tokio::time::sleep_until(Instant::now() + t)));
-                }
-            }
-            _ => self.deadline = None,
-        }
     }
 
     /// Processes newly read bytes: releases what hyper may see, withholds an incomplete head.
@@ -278,7 +248,9 @@ impl<S> FramingGuard<S> {
     fn check_head(&mut self) {
         // The head arrived in time: the next one gets a fresh deadline (armed when it is awaited),
         // whether or not a body sits between them.
-        self.deadline = None;
+        if let Some(timer) = &mut self.head_timeout {
+            timer.progress();
+        }
         let Some(head) = inspect(&self.head) else {
             // Not an HTTP/1 request head (HTTP/2 preface, garbage, too many headers): hyper
             // decides, and the guard stops following the stream.
@@ -476,13 +448,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for FramingGuard<S> {
             if this.eof || this.state == State::Rejected {
                 return Poll::Ready(Ok(()));
             }
-            this.sync_deadline();
             let before = buf.filled().len();
             match Pin::new(&mut this.inner).poll_read(cx, buf) {
                 Poll::Ready(result) => result?,
                 Poll::Pending => {
-                    if let Some(deadline) = &mut this.deadline
-                        && deadline.as_mut().poll(cx).is_ready()
+                    if this.state == State::Head
+                        && let Some(timer) = &mut this.head_timeout
+                        && timer.expired(cx)
                     {
                         return Poll::Ready(Err(this.head_timed_out(cx)));
                     }
@@ -521,7 +493,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramingGuard<S> {
     /// The head deadline passed: tell a client that started a head (best effort, one write
     /// into the socket buffer), then end the connection.
     fn head_timed_out(&mut self, cx: &mut Context<'_>) -> io::Error {
-        self.deadline = None;
         self.state = State::Rejected;
         if !self.head.is_empty() {
             let _ = Pin::new(&mut self.inner).poll_write(cx, REQUEST_TIMEOUT);

@@ -19,6 +19,7 @@ mod error;
 mod forward;
 mod guard;
 pub mod headers;
+mod idle;
 pub mod metrics;
 mod server;
 
