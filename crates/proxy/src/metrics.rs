@@ -100,12 +100,7 @@ impl RequestMetrics {
     pub fn by_region(&self) -> Vec<(Arc<str>, String, u64)> {
         let mut v = Vec::new();
         for e in &self.by_region {
-            for (class, c) in e.value().iter().enumerate() {
-                let n = c.load(Ordering::Relaxed);
-                if n > 0 {
-                    v.push((Arc::clone(e.key()), format!("{}xx", class + 1), n));
-                }
-            }
+            push_classes(&mut v, e.key(), e.value());
         }
         v.sort();
         v
@@ -115,19 +110,9 @@ impl RequestMetrics {
     pub fn by_tenant(&self) -> Vec<(Arc<str>, String, u64)> {
         let mut v = Vec::new();
         for e in &self.by_tenant {
-            for (class, c) in e.value().iter().enumerate() {
-                let n = c.load(Ordering::Relaxed);
-                if n > 0 {
-                    v.push((Arc::clone(e.key()), format!("{}xx", class + 1), n));
-                }
-            }
+            push_classes(&mut v, e.key(), e.value());
         }
-        for (class, c) in self.other_tenants.iter().enumerate() {
-            let n = c.load(Ordering::Relaxed);
-            if n > 0 {
-                v.push((Arc::from("_other"), format!("{}xx", class + 1), n));
-            }
-        }
+        push_classes(&mut v, &Arc::from("_other"), &self.other_tenants);
         v.sort();
         v
     }
@@ -143,6 +128,20 @@ impl RequestMetrics {
         }
         let sum = Duration::from_micros(self.sum_micros.load(Ordering::Relaxed)).as_secs_f64();
         (cumulative, sum, self.count.load(Ordering::Relaxed))
+    }
+}
+
+/// One `(label, "Nxx", count)` row per status class with a count.
+fn push_classes(
+    rows: &mut Vec<(Arc<str>, String, u64)>,
+    label: &Arc<str>,
+    counts: &[AtomicU64; CLASSES],
+) {
+    for (class, c) in counts.iter().enumerate() {
+        let n = c.load(Ordering::Relaxed);
+        if n > 0 {
+            rows.push((Arc::clone(label), format!("{}xx", class + 1), n));
+        }
     }
 }
 
