@@ -11,7 +11,6 @@ path moved anything: single runs drift by +-10% on a shared machine, interleaved
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 
@@ -31,32 +30,19 @@ def main():
     a = ap.parse_args()
     if not 1 <= a.duration <= 30:
         sys.exit("--duration must be 1..30 s")
+    a.warmup = 2
     bins = a.bins.split(",")
     results = {b: [] for b in bins}
     with tempfile.TemporaryDirectory(prefix="pairgate-ab-") as d:
-        with open(f"{d}/upstream.conf", "w") as f:
-            f.write(c.upstream_conf(d, a.accounts))
-        upstream = subprocess.Popen(["taskset", "-c", "1", c.binary("nginx"), "-p", d, "-c",
-                                     f"{d}/upstream.conf"], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.STDOUT)
+        upstream = c.start_upstream(d, a.accounts)
         try:
-            if not c.wait_port(c.east(a.accounts - 1) + 1, 10):
-                sys.exit("upstream nginx did not start")
             script = c.wrk_script(d, a.tenants)
             for _ in range(a.reps):
                 for b in bins:
                     kind = "haproxy" if b == "haproxy" else "pairgate"
-                    proc, port = c.start_proxy(kind, d, a.tenants, a.accounts, b)
-                    try:
-                        c.run_wrk(port, script, 2, a.connections)
-                        pids = c.pids_of(proc.pid)
-                        u0, s0 = c.cpu_seconds(pids)
-                        w = c.run_wrk(port, script, a.duration, a.connections)
-                        u1, s1 = c.cpu_seconds(pids)
-                    finally:
-                        c.stop(proc)
+                    w, user, system, _mem = c.measure(kind, d, a.tenants, a.accounts, b, script, a)
                     n = max(w["requests"], 1)
-                    row = (w["rps"], (u1 - u0) * 1e6 / n, (s1 - s0) * 1e6 / n,
+                    row = (w["rps"], user * 1e6 / n, system * 1e6 / n,
                            w["non2xx"] + w["socket_errors"])
                     results[b].append(row)
                     print(f"{b:40s} {row[0]:8.0f} req/s  user {row[1]:5.2f} µs  "

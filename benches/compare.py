@@ -374,6 +374,39 @@ def parse_us(v, unit):
     return float(v) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
 
 
+def start_upstream(d, accounts):
+    """The shared upstream: one nginx process on CPU 1 with a port per account."""
+    with open(f"{d}/upstream.conf", "w") as f:
+        f.write(upstream_conf(d, accounts))
+    upstream = subprocess.Popen(["taskset", "-c", "1", binary("nginx"), "-p", d, "-c",
+                                 f"{d}/upstream.conf"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.STDOUT)
+    if not wait_port(east(accounts - 1) + 1, 10):
+        stop(upstream)
+        sys.exit("upstream nginx did not start")
+    return upstream
+
+
+def measure(kind, d, tenants, accounts, pairgate_bin, script, a):
+    """One run of `kind`, started fresh: an unmeasured warm-up, then the measured wrk run.
+    Returns the wrk result, the proxy's user and kernel CPU seconds over the measured run, and
+    its (VmRSS, VmHWM) in KiB afterwards (None for `direct`)."""
+    proc, port = start_proxy(kind, d, tenants, accounts, pairgate_bin)
+    try:
+        run_wrk(port, script, a.warmup, a.connections)
+        # After the warm-up: nginx forks its worker only once the config is loaded, which at
+        # 100k tenants is after the port is bound.
+        pids = pids_of(proc.pid) if proc else []
+        user0, sys0 = cpu_seconds(pids)
+        w = run_wrk(port, script, a.duration, a.connections)
+        user1, sys1 = cpu_seconds(pids)
+        pids = pids_of(proc.pid) if proc else []
+        mem = (mem_kib(pids, "VmRSS"), mem_kib(pids, "VmHWM")) if proc else (None, None)
+        return w, user1 - user0, sys1 - sys0, mem
+    finally:
+        stop(proc)
+
+
 def run_wrk(port, script, seconds, connections):
     cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
            "-s", script, f"http://127.0.0.1:{port}/bench"]
@@ -451,45 +484,28 @@ def main():
     results = []
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="pairgate-compare-") as d:
-        with open(f"{d}/upstream.conf", "w") as f:
-            f.write(upstream_conf(d, a.accounts))
-        upstream = subprocess.Popen(["taskset", "-c", "1", binary("nginx"), "-p", d, "-c",
-                                     f"{d}/upstream.conf"], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.STDOUT)
+        upstream = start_upstream(d, a.accounts)
         try:
-            if not wait_port(east(a.accounts - 1) + 1, 10):
-                sys.exit("upstream nginx did not start")
             for n in sizes:
                 script = wrk_script(d, n)
                 for rep in range(a.reps):
                     for kind in proxies:
-                        proc, port = start_proxy(kind, d, n, a.accounts, pairgate_bin)
-                        try:
-                            run_wrk(port, script, a.warmup, a.connections)
-                            # After the warm-up: nginx forks its worker only once the config
-                            # is loaded, which at 100k tenants is after the port is bound.
-                            pids = pids_of(proc.pid) if proc else []
-                            cpu0 = cpu_seconds(pids)
-                            w = run_wrk(port, script, a.duration, a.connections)
-                            cpu1 = cpu_seconds(pids)
-                            user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
-                            cpu = user + system
-                            pids = pids_of(proc.pid) if proc else []
-                            row = {
-                                "tenants": n, "rep": rep, "proxy": kind,
-                                "rps": w["rps"], "requests": w["requests"],
-                                "p50_us": w["p50_us"], "p90_us": w["p90_us"], "p99_us": w["p99_us"],
-                                "non2xx": w["non2xx"], "socket_errors": w["socket_errors"],
-                                "cpu_s": cpu,
-                                "cpu_us_per_req": cpu * 1e6 / w["requests"] if proc and w["requests"] else None,
-                                "sys_us_per_req": system * 1e6 / w["requests"] if proc and w["requests"] else None,
-                                "rss_kib": mem_kib(pids, "VmRSS") if proc else None,
-                                "hwm_kib": mem_kib(pids, "VmHWM") if proc else None,
-                            }
-                            if not w["requests"]:
-                                log("wrk output:", w["raw"])
-                        finally:
-                            stop(proc)
+                        w, user, system, (rss, hwm) = measure(
+                            kind, d, n, a.accounts, pairgate_bin, script, a)
+                        proxied = kind != "direct" and w["requests"]
+                        row = {
+                            "tenants": n, "rep": rep, "proxy": kind,
+                            "rps": w["rps"], "requests": w["requests"],
+                            "p50_us": w["p50_us"], "p90_us": w["p90_us"], "p99_us": w["p99_us"],
+                            "non2xx": w["non2xx"], "socket_errors": w["socket_errors"],
+                            "cpu_s": user + system,
+                            "cpu_us_per_req": (user + system) * 1e6 / w["requests"] if proxied else None,
+                            "sys_us_per_req": system * 1e6 / w["requests"] if proxied else None,
+                            "rss_kib": rss,
+                            "hwm_kib": hwm,
+                        }
+                        if not w["requests"]:
+                            log("wrk output:", w["raw"])
                         results.append(row)
                         log(f"{n} tenants rep {rep + 1}/{a.reps} {kind:9s} {row['rps']:9.0f} req/s "
                             f"p99 {row['p99_us']} us cpu/req {row['cpu_us_per_req']} (sys {row['sys_us_per_req']}) "
@@ -513,14 +529,9 @@ def profile(a, tenants, pairgate_bin):
     if shutil.which("perf") is None:
         sys.exit("perf not found (apt-get install linux-perf)")
     with tempfile.TemporaryDirectory(prefix="pairgate-profile-") as d:
-        with open(f"{d}/upstream.conf", "w") as f:
-            f.write(upstream_conf(d, a.accounts))
-        upstream = subprocess.Popen(["taskset", "-c", "1", binary("nginx"), "-p", d, "-c",
-                                     f"{d}/upstream.conf"], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.STDOUT)
+        upstream = start_upstream(d, a.accounts)
         proc = None
         try:
-            wait_port(east(a.accounts - 1) + 1, 10)
             script = wrk_script(d, tenants)
             proc, port = start_proxy(a.profile, d, tenants, a.accounts, pairgate_bin)
             run_wrk(port, script, a.warmup, a.connections)
