@@ -769,7 +769,14 @@ async fn drains_at_sigterm(runtime: &str, file: &str) {
     );
     let url = gw.url("/delay/1500");
     let request = tokio::spawn(async move { get(&url, "slow.example.com").await });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // In flight once the account has it (the mock records it before its 1.5 s delay).
+    assert!(
+        crate::support::eventually(Duration::from_secs(5), || async {
+            west.requests().iter().any(|r| r.uri == "/delay/1500")
+        })
+        .await,
+        "the slow request never reached the account"
+    );
     let pid = gw.pid().to_string();
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid])

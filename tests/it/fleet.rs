@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use pairgate_cluster::testing::EtcdServer;
+use pairgate_health::EventKind;
 use pairgate_test_support::{MockUpstream, TestGateway, get};
 
 use crate::support::{eventually, mock};
@@ -234,8 +235,15 @@ async fn a_tenant_added_in_etcd_routes_on_every_replica() {
     )
     .await
     .expect("put");
-    tokio::time::sleep(Duration::from_millis(500)).await;
     for gw in &f.replicas {
+        let rejected = eventually(Duration::from_secs(5), || async {
+            gw.gateway().events().after(0, 1000).iter().any(|e| {
+                matches!(&e.kind, EventKind::Reload { accepted: false, problems, .. }
+                    if problems.iter().any(|p| p.contains("nowhere")))
+            })
+        })
+        .await;
+        assert!(rejected, "the invalid object was never rejected");
         assert_eq!(
             get(&gw.url("/x"), "newcomer.example.com")
                 .await

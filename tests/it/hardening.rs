@@ -730,13 +730,20 @@ async fn stalled_upstream_body_is_cut_and_frees_the_slot() {
 /// which frees its tenant's in-flight slot (and the upstream connection behind it).
 #[tokio::test]
 async fn client_that_stops_reading_is_disconnected() {
-    let (gw, _east) = solo("[limits]\nsend_timeout = \"1s\"\ntenant_max_in_flight = 1\n").await;
+    let (gw, east) = solo("[limits]\nsend_timeout = \"1s\"\ntenant_max_in_flight = 1\n").await;
     let mut s = TcpStream::connect(gw.addr()).await.expect("connect");
     s.write_all(b"GET /download?bytes=1073741824 HTTP/1.1\r\nHost: solo.example.com\r\n\r\n")
         .await
         .expect("write");
-    // Never read: the socket buffers fill and the gateway's writes stall.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Never read: the socket buffers fill and the gateway's writes stall, while the download
+    // holds the tenant's only slot from the moment it reached the account.
+    let reached = crate::support::eventually(Duration::from_secs(5), || async {
+        east.requests()
+            .iter()
+            .any(|r| r.uri.starts_with("/download"))
+    })
+    .await;
+    assert!(reached, "the download never reached the account");
     let busy = get(&gw.url("/during"), "solo.example.com")
         .await
         .expect("reply");
