@@ -9,7 +9,7 @@ use http::Request;
 use http_body_util::Full;
 use pairgate_health::EventKind;
 use pairgate_routing::{Health, Side};
-use pairgate_test_support::{Behavior, TestGateway, client, get, send};
+use pairgate_test_support::{Behavior, MockUpstream, TestGateway, client, get, send};
 
 use crate::support::{eventually, mock, pair_config};
 
@@ -26,6 +26,22 @@ fall = 3
 connect_timeout = "200ms"
 response_header_timeout = "500ms"
 "#;
+
+/// Tenant `a` on `east` with `west` as its secondary, started and waited on until both
+/// accounts are healthy.
+async fn pair_of_accounts(east: &MockUpstream, west: &MockUpstream, extra: &str) -> TestGateway {
+    let toml = pair_config(
+        &[("east", "eastus", east), ("west", "westus", west)],
+        &[("a", "east", Some("west"))],
+        extra,
+    );
+    let gw = TestGateway::start(&toml).await.expect("gateway");
+    assert!(
+        eventually(Duration::from_secs(5), || healthy(&gw, "a")).await,
+        "accounts never became healthy"
+    );
+    gw
+}
 
 async fn side(gw: &TestGateway, tenant: &str) -> Option<(Side, bool, u64)> {
     let view = gw.gateway().control().tenant(tenant).await?;
@@ -116,13 +132,7 @@ async fn killed_primary_moves_only_its_tenants() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn black_holed_primary_fails_over() {
     let (east, west) = (mock("east", "eastus").await, mock("west", "westus").await);
-    let toml = pair_config(
-        &[("east", "eastus", &east), ("west", "westus", &west)],
-        &[("a", "east", Some("west"))],
-        FAST_HEALTH,
-    );
-    let gw = TestGateway::start(&toml).await.expect("gateway");
-    assert!(eventually(Duration::from_secs(5), || healthy(&gw, "a")).await);
+    let gw = pair_of_accounts(&east, &west, FAST_HEALTH).await;
     east.set_behavior(Behavior::BlackHole);
     assert!(
         eventually(Duration::from_secs(5), || async {
@@ -145,13 +155,7 @@ async fn requests_waiting_on_a_black_hole_are_replayed_when_it_is_declared_down(
         "response_header_timeout = \"500ms\"",
         "response_header_timeout = \"20s\"",
     );
-    let toml = pair_config(
-        &[("east", "eastus", &east), ("west", "westus", &west)],
-        &[("a", "east", Some("west"))],
-        &extra,
-    );
-    let gw = TestGateway::start(&toml).await.expect("gateway");
-    assert!(eventually(Duration::from_secs(5), || healthy(&gw, "a")).await);
+    let gw = pair_of_accounts(&east, &west, &extra).await;
     east.set_behavior(Behavior::BlackHole);
     let started = Instant::now();
     let get_url = gw.url("/who");
@@ -204,13 +208,7 @@ async fn requests_waiting_on_a_black_hole_are_replayed_when_it_is_declared_down(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_failed_gets_when_the_primary_dies_under_load() {
     let (east, west) = (mock("east", "eastus").await, mock("west", "westus").await);
-    let toml = pair_config(
-        &[("east", "eastus", &east), ("west", "westus", &west)],
-        &[("a", "east", Some("west"))],
-        FAST_HEALTH,
-    );
-    let gw = Arc::new(TestGateway::start(&toml).await.expect("gateway"));
-    assert!(eventually(Duration::from_secs(5), || healthy(&gw, "a")).await);
+    let gw = Arc::new(pair_of_accounts(&east, &west, FAST_HEALTH).await);
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let replayed = Arc::new(AtomicU64::new(0));
@@ -275,13 +273,7 @@ async fn post_replay_needs_an_idempotency_key() {
     let (east, west) = (mock("east", "eastus").await, mock("west", "westus").await);
     // Slow probes and a high fall: the resets below must not move the tenant.
     let extra = "[health]\ninterval = \"10s\"\ntimeout = \"1s\"\nrise = 1\nfall = 10\n";
-    let toml = pair_config(
-        &[("east", "eastus", &east), ("west", "westus", &west)],
-        &[("a", "east", Some("west"))],
-        extra,
-    );
-    let gw = TestGateway::start(&toml).await.expect("gateway");
-    assert!(eventually(Duration::from_secs(5), || healthy(&gw, "a")).await);
+    let gw = pair_of_accounts(&east, &west, extra).await;
     east.set_behavior(Behavior::Reset);
     let post = |key: Option<&str>| {
         let mut req = Request::post(gw.url("/orders")).header("host", "a.example.com");
@@ -334,13 +326,7 @@ fall = 2
 failback = "auto"
 hold_down = "2s"
 "#;
-    let toml = pair_config(
-        &[("east", "eastus", &east), ("west", "westus", &west)],
-        &[("a", "east", Some("west"))],
-        extra,
-    );
-    let gw = TestGateway::start(&toml).await.expect("gateway");
-    assert!(eventually(Duration::from_secs(5), || healthy(&gw, "a")).await);
+    let gw = pair_of_accounts(&east, &west, extra).await;
     let flap = east.flap(Duration::from_millis(300));
     tokio::time::sleep(Duration::from_millis(3000)).await;
     flap.stop().await;
