@@ -581,40 +581,23 @@ pub fn run_idle(args: &Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<Idl
         // Readiness is the first probe round; with `rise = 2` both accounts are still
         // `unknown` then, and a tenant never moves onto an unknown secondary. Start from the
         // steady state, or the timing would be that of the second probe round.
-        let settled = Instant::now() + Duration::from_secs(30);
-        loop {
-            let (status, body) = endpoint.admin("GET", &path, "").await?;
-            if status == 200
-                && body["primary"]["health"] == "healthy"
-                && body["secondary"]["health"] == "healthy"
-            {
-                break;
-            }
-            if Instant::now() > settled {
-                bail!("{name}'s accounts were not both healthy within 30 s: {body}");
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let healthy = |b: &serde_json::Value| {
+            b["primary"]["health"] == "healthy" && b["secondary"]["health"] == "healthy"
+        };
+        if !until_tenant(&endpoint, &path, Duration::from_secs(30), healthy).await? {
+            bail!("{name}'s accounts were not both healthy within 30 s");
         }
         let at = Instant::now();
         inject(args, regions.as_mut(), &endpoint, &pairs).await?;
-        let deadline = at + Duration::from_secs(30);
         let mut out = IdleFailover {
             scenario: args.scenario.name().to_owned(),
             ..IdleFailover::default()
         };
-        let mut tick = tokio::time::interval(Duration::from_millis(10));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let (status, body) = endpoint.admin("GET", &path, "").await?;
-            if status == 200 && body["active_side"] == "secondary" {
-                out.moved_ms = Some(at.elapsed().as_secs_f64() * 1e3);
-                break;
-            }
-            if Instant::now() > deadline {
-                return anyhow::Ok(out);
-            }
+        let moved = |b: &serde_json::Value| b["active_side"] == "secondary";
+        if !until_tenant(&endpoint, &path, Duration::from_secs(30), moved).await? {
+            return anyhow::Ok(out);
         }
+        out.moved_ms = Some(at.elapsed().as_secs_f64() * 1e3);
         let mut c = Conn::connect(endpoint.addr, args.timeout)
             .await
             .map_err(|f| anyhow::anyhow!("connect: {}", f.as_str()))?;
@@ -630,6 +613,29 @@ pub fn run_idle(args: &Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<Idl
     setup.regions = regions;
     drop(setup);
     result
+}
+
+/// Polls `GET {path}` on the admin API every 10 ms until `done` holds for its answer (true) or
+/// `within` has passed (false).
+async fn until_tenant(
+    endpoint: &Endpoint,
+    path: &str,
+    within: Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> anyhow::Result<bool> {
+    let deadline = Instant::now() + within;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (status, body) = endpoint.admin("GET", path, "").await?;
+        if status == 200 && done(&body) {
+            return Ok(true);
+        }
+        if Instant::now() > deadline {
+            return Ok(false);
+        }
+    }
 }
 
 #[cfg(test)]
