@@ -752,11 +752,7 @@ async fn drains_at_sigterm(runtime: &str, file: &str) {
         )
     );
     std::fs::write(&path, reloaded).expect("rewrite config");
-    let hup = std::process::Command::new("kill")
-        .args(["-HUP", &gw.pid().to_string()])
-        .status()
-        .expect("kill");
-    assert!(hup.success());
+    gw.signal("HUP").expect("SIGHUP");
     let url = gw.url("/x");
     let routed = crate::support::eventually(Duration::from_secs(10), || async {
         matches!(get(&url, "fresh.example.com").await, Ok(r) if r.status == 200)
@@ -777,12 +773,7 @@ async fn drains_at_sigterm(runtime: &str, file: &str) {
         .await,
         "the slow request never reached the account"
     );
-    let pid = gw.pid().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    gw.signal("TERM").expect("SIGTERM");
     let reply = request
         .await
         .expect("task")

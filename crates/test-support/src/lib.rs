@@ -343,6 +343,19 @@ impl GatewayProcess {
         self.child.id()
     }
 
+    /// Sends the process a signal by name (`"HUP"`, `"TERM"`) with kill(1).
+    pub fn signal(&self, name: &str) -> anyhow::Result<()> {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill -{name} {} failed: {status}", self.pid());
+        }
+        Ok(())
+    }
+
     /// A line of `/proc/PID/status` in KiB, e.g. `VmHWM` (peak RSS) or `VmRSS`.
     pub fn proc_status_kib(&self, key: &str) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
