@@ -161,6 +161,15 @@ fn each_rule_reports_its_path_and_message() {
         ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://h:1#f\"", &[(E, "account[3].url", "fragment")]),
         ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://h:99999\"", &[(E, "account[3].url", "invalid port")]),
         ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://h:0\"", &[(E, "account[3].url", "port 0")]),
+        ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://127.1:1\"", &[(E, "account[3].url", "dotted-quad")]),
+        ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://0x7f.1:1\"", &[(E, "account[3].url", "dotted-quad")]),
+        ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://0x7f000001:1\"", &[(E, "account[3].url", "dotted-quad")]),
+        ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://017.0.0.1:1\"", &[(E, "account[3].url", "dotted-quad")]),
+        ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://1.2.3.256:1\"", &[(E, "account[3].url", "dotted-quad")]),
+        ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://2130706433:1\"", &[(E, "account[3].url", "dotted-quad")]),
+        ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://a..b:1\"", &[(E, "account[3].url", "not a valid DNS name")]),
+        ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://-a.b:1\"", &[(E, "account[3].url", "not a valid DNS name")]),
+        ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://[::g]:1\"", &[(E, "account[3].url", "not a valid IPv6")]),
         ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://h\"\nca = \"ca.pem\"", &[(E, "account[3].ca", "only applies to https:// accounts")]),
         ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"https://h\"\nclient_cert = \"c.pem\"", &[(E, "account[3].client_key", "client_cert needs client_key")]),
         ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"https://h\"\nsni = \"*.h\"", &[(E, "account[3].sni", "not a wildcard")]),
@@ -806,5 +815,28 @@ proptest! {
                 prop_assert!(!p.to_string().contains(SECRET));
             }
         }
+    }
+}
+
+#[test]
+fn account_hosts_in_their_plain_spellings_are_accepted() {
+    for host in [
+        "127.0.0.1",
+        "10.0.0.255",
+        "[::1]",
+        "[2001:db8::7]",
+        "localhost",
+        "east-a",
+        "api.videoindexer.ai",
+        "api.videoindexer.ai.",
+        "host_1.internal",
+        "v1.example.com",
+    ] {
+        check(
+            &format!(
+                "[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://{host}:8080\""
+            ),
+            &[],
+        );
     }
 }

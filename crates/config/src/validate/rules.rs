@@ -158,7 +158,7 @@ pub(super) fn account_url(raw: &str) -> Result<(Scheme, String), String> {
     let scheme = match uri.scheme_str() {
         Some("http") => Scheme::Http,
         Some("https") => Scheme::Https,
-        Some(_) => return Err("the scheme must be http:// (or, later, https://)".to_owned()),
+        Some(_) => return Err("the scheme must be http:// or https://".to_owned()),
         None => return Err("must start with http://".to_owned()),
     };
     let Some(authority) = uri.authority() else {
@@ -172,6 +172,7 @@ pub(super) fn account_url(raw: &str) -> Result<(Scheme, String), String> {
     if authority.host().is_empty() {
         return Err("needs a host, as in http://host:port".to_owned());
     }
+    upstream_host(authority.host())?;
     if authority.as_str().len() > authority.host().len() && authority.port_u16().is_none() {
         return Err("invalid port".to_owned());
     }
@@ -185,6 +186,60 @@ pub(super) fn account_url(raw: &str) -> Result<(Scheme, String), String> {
         return Err("must not have a path; put the path in path_prefix".to_owned());
     }
     Ok((scheme, authority.as_str().to_ascii_lowercase()))
+}
+
+/// Accepts the three spellings of a host that mean one thing to every resolver: a dotted-quad
+/// IPv4 address (four decimal parts, no leading zeros), a bracketed IPv6 address, or a DNS name
+/// (labels of letters, digits, `-` and `_`, the last one not numeric). `getaddrinfo` also takes
+/// `127.1`, `0x7f.1` or `017.0.0.1` (inet_aton's shorthand, hex and octal forms), which read as
+/// one address and connect to another; WHATWG URL parsing treats a numeric last label as an
+/// IPv4 address for the same reason.
+fn upstream_host(host: &str) -> Result<(), String> {
+    if let Some(inner) = host.strip_prefix('[') {
+        return match inner
+            .strip_suffix(']')
+            .map(str::parse::<std::net::Ipv6Addr>)
+        {
+            Some(Ok(_)) => Ok(()),
+            _ => Err("the host is not a valid IPv6 address".to_owned()),
+        };
+    }
+    let labels: Vec<&str> = host.trim_end_matches('.').split('.').collect();
+    let numeric = |l: &str| {
+        !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit())
+            || l.len() > 1 && l[..2].eq_ignore_ascii_case("0x")
+    };
+    let last_is_numeric = labels.last().is_some_and(|l| numeric(l));
+    if last_is_numeric {
+        let dotted_quad = labels.len() == 4
+            && labels.iter().all(|l| {
+                !l.is_empty()
+                    && l.len() <= 3
+                    && l.bytes().all(|b| b.is_ascii_digit())
+                    && (l.len() == 1 || !l.starts_with('0'))
+                    && l.parse::<u16>().is_ok_and(|n| n <= 255)
+            });
+        return if dotted_quad {
+            Ok(())
+        } else {
+            Err(
+                "the host looks numeric but is not a dotted-quad IPv4 address (a.b.c.d, \
+                 decimal, no leading zeros); shorthand, hex and octal forms are refused"
+                    .to_owned(),
+            )
+        };
+    }
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if host.len() > 253 || !labels.iter().all(|l| label_ok(l)) {
+        return Err("the host is not a valid DNS name, IPv4 or [IPv6] address".to_owned());
+    }
+    Ok(())
 }
 
 /// Expands every `${NAME}` (`NAME` = `[A-Za-z_][A-Za-z0-9_]*`) through `env`. Every problem in
