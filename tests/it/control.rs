@@ -461,6 +461,86 @@ async fn invalid_reload_is_rejected_and_the_old_config_serves() {
     assert!(metrics.contains("pairgate_config_reloads_total{result=\"failure\"} 1"));
 }
 
+/// Bad input to the control plane costs bounded memory: every problem of a broken config is
+/// reported with bounded text and count, the event log keeps bounded events, a file far larger
+/// than any config is refused before it is parsed, and an alert cannot park a megabyte in the
+/// region state.
+#[tokio::test]
+async fn control_plane_input_is_bounded() {
+    let f = fixture("").await;
+    let good = std::fs::read_to_string(f.gw.config_path()).expect("config");
+    // Ten unknown keys of 1 MB each, and 300 more short ones, in the last [[tenant]].
+    let mut broken = good.replace("primary = \"east\"", "primary = \"nowhere\"");
+    for i in 0..10 {
+        broken.push_str(&format!("{}{i} = 1\n", "k".repeat(1 << 20)));
+    }
+    for i in 0..300 {
+        broken.push_str(&format!("short{i} = 1\n"));
+    }
+    std::fs::write(f.gw.config_path(), &broken).expect("write");
+    for _ in 0..5 {
+        let r =
+            f.gw.admin("POST", "/v1/reload", None)
+                .await
+                .expect("reload");
+        assert_eq!(r.status, 422);
+        assert!(
+            r.body.len() < 128 * 1024,
+            "422 body of {} bytes",
+            r.body.len()
+        );
+        let problems = r.json()["problems"].as_array().expect("problems").clone();
+        assert_eq!(problems.len(), 101, "100 problems and a count of the rest");
+        let text = r.json()["problems"].to_string();
+        assert!(
+            text.contains("nowhere"),
+            "the semantic problem is listed: {text:.300}"
+        );
+        assert!(text.contains("kkkk") && text.contains("unknown key"));
+        assert!(
+            problems[100]
+                .as_str()
+                .is_some_and(|p| p.contains(" more; ")),
+            "{}",
+            problems[100]
+        );
+    }
+    let events =
+        f.gw.admin("GET", "/v1/events?limit=1000", None)
+            .await
+            .expect("events");
+    assert!(
+        events.body.len() < 128 * 1024,
+        "GET /v1/events answered {} bytes",
+        events.body.len()
+    );
+
+    // Larger than any config: refused by its size, named as such.
+    let file = std::fs::File::create(f.gw.config_path()).expect("create");
+    file.set_len(65 << 20).expect("grow");
+    let r =
+        f.gw.admin("POST", "/v1/reload", None)
+            .await
+            .expect("reload");
+    assert_eq!(r.status, 422);
+    assert!(r.text().contains("larger than the 64 MiB"), "{}", r.text());
+    assert_eq!(served_by(&f.gw, "a").await, "east", "the old config serves");
+
+    // An alert whose tracking id is 900 KB (within the 1 MiB body limit): refused, not echoed.
+    let huge = alert("common-schema-activated.json").replace("4K_2-VT8", &"T".repeat(900_000));
+    let r =
+        f.gw.admin("POST", "/v1/alerts/azure-monitor", Some(&huge))
+            .await
+            .expect("reply");
+    assert_eq!(r.status, 400, "{}", &r.text()[..r.text().len().min(300)]);
+    assert!(r.body.len() < 4096, "{} bytes", r.body.len());
+    let regions =
+        f.gw.admin("GET", "/v1/regions", None)
+            .await
+            .expect("regions");
+    assert!(regions.body.len() < 4096, "{}", regions.text());
+}
+
 #[tokio::test]
 async fn reload_keeps_an_unhealthy_account_unhealthy() {
     let f = fixture("").await;

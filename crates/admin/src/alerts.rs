@@ -105,6 +105,15 @@ pub enum Parsed {
     Irrelevant(String),
 }
 
+/// The longest `trackingId` accepted, in bytes (Azure's are about eight characters).
+const MAX_TRACKING_ID: usize = 128;
+/// The longest title, service or region name kept from an alert, in bytes: the webhook is
+/// reachable by whoever holds its token, and what it sends is kept (region reasons, events).
+const MAX_ALERT_TEXT: usize = 256;
+/// The most services, regions, or regions per service kept from one alert. Azure lists the
+/// regions of one incident (a few dozen at most); anything past this is dropped.
+const MAX_ALERT_ITEMS: usize = 128;
+
 impl ServiceHealthAlert {
     /// The regions this alert reports as impacted for one of `services` (compared ignoring
     /// case); an empty `services` means any service and returns all of
@@ -145,6 +154,22 @@ impl ServiceHealthAlert {
 /// act on: no `trackingId` (a later `Resolved` could not be correlated with it), no stage of any
 /// kind, or an `impactedServices` that does not decode to an array.
 pub fn parse_azure_monitor(body: &[u8]) -> Result<Parsed, AlertError> {
+    // Explanations may quote a field of the payload (`incidentType is "..."`): bound them too.
+    match parse_payload(body) {
+        Ok(Parsed::Irrelevant(mut why)) => {
+            pairgate_config::clamp_text(&mut why, MAX_ALERT_TEXT);
+            Ok(Parsed::Irrelevant(why))
+        }
+        Err(AlertError::Malformed(mut why)) => {
+            pairgate_config::clamp_text(&mut why, MAX_ALERT_TEXT);
+            Err(AlertError::Malformed(why))
+        }
+        other => other,
+    }
+}
+
+/// [`parse_azure_monitor`] before its explanations are bounded.
+fn parse_payload(body: &[u8]) -> Result<Parsed, AlertError> {
     let root: Value = serde_json::from_slice(body).map_err(AlertError::NotJson)?;
     let Some(root) = root.as_object() else {
         return Err(AlertError::Malformed(format!(
@@ -274,6 +299,13 @@ fn service_health(
         )));
     }
     let tracking_id = match str_field(props, &["trackingId", "TrackingId"]).map(str::trim) {
+        Some(id) if id.len() > MAX_TRACKING_ID => {
+            return Err(AlertError::Malformed(format!(
+                "{path}.trackingId is {} bytes long; tracking ids are short (\"4K_2-VT8\"), at most \
+                 {MAX_TRACKING_ID} bytes are accepted",
+                id.len()
+            )));
+        }
         Some(id) if !id.is_empty() => id.to_owned(),
         _ => {
             return Err(AlertError::Malformed(format!(
@@ -285,7 +317,7 @@ fn service_health(
     let stage = match str_field(props, &["stage", "Stage"]).map(str::trim) {
         Some(s) if s.eq_ignore_ascii_case("Active") => IncidentStage::Active,
         Some(s) if s.eq_ignore_ascii_case("Resolved") => IncidentStage::Resolved,
-        Some(s) if !s.is_empty() => IncidentStage::Other(s.to_owned()),
+        Some(s) if !s.is_empty() => IncidentStage::Other(bounded_text(s)),
         _ => fallback.ok_or_else(|| {
             AlertError::Malformed(format!(
                 "service-health incident {tracking_id:?} has no stage, monitorCondition or status"
@@ -311,7 +343,7 @@ fn service_health(
     let title = str_field(props, &["title", "defaultLanguageTitle"])
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .map(str::to_owned);
+        .map(bounded_text);
     Ok(Parsed::ServiceHealth(ServiceHealthAlert {
         tracking_id,
         stage,
@@ -359,10 +391,14 @@ fn impacted_services(value: Option<&Value>) -> Result<Vec<ImpactedService>, Aler
                 push_unique(&mut regions, name, same_region);
             }
         }
-        let name = str_field(item, &["ServiceName", "serviceName"])
-            .map(str::trim)
-            .unwrap_or("");
+        let name = bounded_text(
+            str_field(item, &["ServiceName", "serviceName"])
+                .map(str::trim)
+                .unwrap_or(""),
+        );
+        let name = name.as_str();
         // The same service listed twice (Azure does not, but a hand-written test might) merges.
+        let full = out.len() >= MAX_ALERT_ITEMS;
         match out.iter_mut().find(|e| eq_ignore_case(&e.name, name)) {
             Some(existing) => {
                 for region in regions {
@@ -370,6 +406,7 @@ fn impacted_services(value: Option<&Value>) -> Result<Vec<ImpactedService>, Aler
                 }
             }
             None if name.is_empty() && regions.is_empty() => {}
+            None if full => {}
             None => out.push(ImpactedService {
                 name: name.to_owned(),
                 regions,
@@ -386,11 +423,26 @@ fn str_field<'a>(map: &'a Map<String, Value>, keys: &[&str]) -> Option<&'a str> 
 }
 
 /// Push `value` (trimmed) unless it is blank or `same` as an element already present.
+/// At most [`MAX_ALERT_ITEMS`] are kept, each cut to [`MAX_ALERT_TEXT`] before it is compared,
+/// so a body full of names costs linear time and bounded memory.
 fn push_unique(list: &mut Vec<String>, value: &str, same: impl Fn(&str, &str) -> bool) {
-    let value = value.trim();
-    if !value.is_empty() && !list.iter().any(|v| same(v, value)) {
-        list.push(value.to_owned());
+    let value = bounded_text(value.trim());
+    if list.len() < MAX_ALERT_ITEMS && !value.is_empty() && !list.iter().any(|v| same(v, &value)) {
+        list.push(value);
     }
+}
+
+/// `text` as an owned string of at most [`MAX_ALERT_TEXT`] bytes.
+fn bounded_text(text: &str) -> String {
+    // Copy at most one character past the limit, so that clamping marks the cut.
+    let end = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .find(|&i| i > MAX_ALERT_TEXT)
+        .unwrap_or(text.len());
+    let mut out = text[..end].to_owned();
+    pairgate_config::clamp_text(&mut out, MAX_ALERT_TEXT);
+    out
 }
 
 /// A region name reduced for comparison: lowercase, all whitespace removed.

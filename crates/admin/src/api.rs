@@ -296,10 +296,16 @@ async fn v1(state: &AdminState, method: &Method, path: &[&str], query: &str, bod
             }
         }
         (&Method::POST, ["tenants", name, "failback"]) => {
-            let reason = serde_json::from_slice::<Value>(body)
-                .ok()
-                .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_owned))
-                .unwrap_or_else(|| "manual failback".to_owned());
+            // An empty or absent body is a failback without a reason.
+            let given = match serde_json::from_slice::<Value>(body) {
+                Ok(v) => reason(&v),
+                Err(_) => Ok(String::new()),
+            };
+            let reason = match given {
+                Ok(r) if r.is_empty() => "manual failback".to_owned(),
+                Ok(r) => r,
+                Err(message) => return error(StatusCode::BAD_REQUEST, "bad_request", &message),
+            };
             match state.control.failback(name, &reason).await {
                 Ok(view) => json_resp(StatusCode::OK, &tenant_json(&view)),
                 Err(err) => control_error(err),

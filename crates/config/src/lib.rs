@@ -56,6 +56,39 @@ pub struct Problem {
     pub location: Option<Location>,
 }
 
+/// The longest [`Problem::path`] kept, in bytes: a path names config keys, and a key can be as
+/// long as the file. The location still points at it.
+pub const MAX_PROBLEM_PATH: usize = 256;
+/// The longest [`Problem::message`] kept, in bytes (messages may quote what they refuse).
+pub const MAX_PROBLEM_MESSAGE: usize = 512;
+
+impl Problem {
+    /// The problem with its path and message cut to [`MAX_PROBLEM_PATH`] and
+    /// [`MAX_PROBLEM_MESSAGE`], so that a hostile or broken file cannot make its report (and
+    /// every copy of it: logs, events, the reload answer) larger than a bounded size per problem.
+    pub fn bounded(mut self) -> Problem {
+        clamp_text(&mut self.path, MAX_PROBLEM_PATH);
+        clamp_text(&mut self.message, MAX_PROBLEM_MESSAGE);
+        self
+    }
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary, ending it with `…` when cut.
+/// For text that comes from outside (config keys, alert fields, operator reasons) and is kept or
+/// echoed.
+pub fn clamp_text(text: &mut String, max: usize) {
+    const MARK: &str = "…";
+    if text.len() <= max {
+        return;
+    }
+    let mut end = max.saturating_sub(MARK.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(MARK);
+}
+
 /// A valid [`Config`] and the warnings found on the way.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -102,7 +135,7 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, 
             parse::locate(text, &mut warnings);
             Ok(Loaded {
                 config: loaded.config,
-                warnings,
+                warnings: warnings.into_iter().map(Problem::bounded).collect(),
             })
         }
         Ok(loaded) => {
@@ -116,9 +149,11 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, 
     }
 }
 
-/// Locates every problem and orders them: errors first, then document order, unlocated last.
+/// Locates every problem, bounds its text ([`Problem::bounded`]) and orders them: errors first,
+/// then document order, unlocated last.
 fn finish(text: &str, mut problems: Vec<Problem>) -> Vec<Problem> {
     parse::locate(text, &mut problems);
+    let mut problems: Vec<Problem> = problems.into_iter().map(Problem::bounded).collect();
     problems.sort_by_key(|p| {
         (
             std::cmp::Reverse(p.severity),

@@ -19,6 +19,15 @@ use crate::{Location, Problem, Severity};
 /// spec and one [`Severity::Error`] problem per unknown key (`tenant[3].hostz: unknown key`),
 /// all of them, located.
 pub fn parse(text: &str) -> Result<(ConfigSpec, Vec<Problem>), Vec<Problem>> {
+    let bound = |problems: Vec<Problem>| problems.into_iter().map(Problem::bounded).collect();
+    match parse_unbounded(text) {
+        Ok((spec, unknown)) => Ok((spec, bound(unknown))),
+        Err(problems) => Err(bound(problems)),
+    }
+}
+
+/// [`parse`] before [`Problem::bounded`]: paths stay whole until they are located.
+fn parse_unbounded(text: &str) -> Result<(ConfigSpec, Vec<Problem>), Vec<Problem>> {
     let (root, errors) = DeTable::parse_recoverable(text);
     if !errors.is_empty() {
         let lines = LineIndex::new(text);

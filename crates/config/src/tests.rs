@@ -819,6 +819,54 @@ proptest! {
 }
 
 #[test]
+fn injected_headers_are_bounded() {
+    let long = "v".repeat(8 * 1024 + 1);
+    check(
+        &format!(
+            "[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://h:1\"\nheaders = {{ x-a = \"{long}\" }}"
+        ),
+        &[(E, "account[3].headers.x-a", "limited to 8192 bytes")],
+    );
+    let table: Vec<String> = (0..5)
+        .map(|i| format!("x-{i} = \"{}\"", "v".repeat(8000)))
+        .collect();
+    check(
+        &format!(
+            "[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://h:1\"\nheaders = {{ {} }}",
+            table.join(", ")
+        ),
+        &[(E, "account[3].headers", "limited to 32768 bytes")],
+    );
+}
+
+#[test]
+fn problems_have_bounded_text() {
+    let key = "k".repeat(1 << 20);
+    let got = problems(&format!("{BASE}\n[health]\n{key} = 1\n"));
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].path.len() <= crate::MAX_PROBLEM_PATH,
+        "{}",
+        got[0].path.len()
+    );
+    assert!(got[0].path.starts_with("health.kkk") && got[0].path.ends_with('…'));
+    assert!(got[0].location.is_some(), "still located");
+    let got = problems(&format!(
+        "{BASE}\n[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://h:1\"\nheaders = {{ \"{} x\" = \"v\" }}",
+        "n".repeat(1 << 20)
+    ));
+    assert!(!got.is_empty());
+    for p in &got {
+        assert!(
+            p.message.len() <= crate::MAX_PROBLEM_MESSAGE,
+            "{}",
+            p.message.len()
+        );
+        assert!(p.path.len() <= crate::MAX_PROBLEM_PATH, "{}", p.path.len());
+    }
+}
+
+#[test]
 fn account_hosts_in_their_plain_spellings_are_accepted() {
     for host in [
         "127.0.0.1",

@@ -95,6 +95,42 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+/// The longest free text (a reason, one problem line) an event keeps, in bytes.
+pub const MAX_EVENT_TEXT: usize = 512;
+/// The most problems a reload event keeps; the rest are counted in a last line.
+pub const MAX_EVENT_PROBLEMS: usize = 20;
+
+impl EventKind {
+    /// The event with its free text bounded ([`MAX_EVENT_TEXT`], [`MAX_EVENT_PROBLEMS`]): the log
+    /// holds a fixed number of events, and this makes each one's size fixed too, whatever an
+    /// alert, an operator or a broken config put in it.
+    fn bounded(mut self) -> EventKind {
+        match &mut self {
+            EventKind::Pin { reason, .. } | EventKind::RegionState { reason, .. } => {
+                pairgate_config::clamp_text(reason, MAX_EVENT_TEXT);
+            }
+            EventKind::Reload { problems, .. } => bound_lines(problems),
+            EventKind::Transition { .. }
+            | EventKind::Disagreement { .. }
+            | EventKind::AccountHealth { .. } => {}
+        }
+        self
+    }
+}
+
+/// Keeps at most [`MAX_EVENT_PROBLEMS`] lines of at most [`MAX_EVENT_TEXT`] bytes, the last one
+/// saying how many were left out.
+pub fn bound_lines(lines: &mut Vec<String>) {
+    if lines.len() > MAX_EVENT_PROBLEMS {
+        let more = lines.len() - (MAX_EVENT_PROBLEMS - 1);
+        lines.truncate(MAX_EVENT_PROBLEMS - 1);
+        lines.push(format!("... and {more} more"));
+    }
+    for line in lines.iter_mut() {
+        pairgate_config::clamp_text(line, MAX_EVENT_TEXT);
+    }
+}
+
 struct Inner {
     buf: VecDeque<Event>,
     next_seq: u64,
@@ -134,7 +170,7 @@ impl EventLog {
             inner.buf.push_back(Event {
                 seq,
                 at_unix_ms,
-                kind,
+                kind: kind.bounded(),
             });
         }
         inner.next_seq - 1
@@ -173,6 +209,42 @@ mod tests {
             account: format!("a{n}").into(),
             health: Health::Healthy,
             reason: "success",
+        }
+    }
+
+    #[test]
+    fn every_event_has_a_bounded_size() {
+        let log = EventLog::new(10);
+        let huge = "x".repeat(1 << 20);
+        log.push(EventKind::Pin {
+            tenant: "t".into(),
+            mode: "primary",
+            reason: huge.clone(),
+        });
+        log.push(EventKind::RegionState {
+            region: "eastus".into(),
+            state: "down",
+            reason: format!("é{huge}"),
+            source: "operator",
+        });
+        log.push(EventKind::Reload {
+            generation: 2,
+            accepted: false,
+            problems: vec![huge; 1000],
+        });
+        for event in log.after(0, 10) {
+            match event.kind {
+                EventKind::Pin { reason, .. } | EventKind::RegionState { reason, .. } => {
+                    assert!(reason.len() <= MAX_EVENT_TEXT, "{}", reason.len());
+                    assert!(reason.ends_with('…'));
+                }
+                EventKind::Reload { problems, .. } => {
+                    assert_eq!(problems.len(), MAX_EVENT_PROBLEMS);
+                    assert!(problems.iter().all(|p| p.len() <= MAX_EVENT_TEXT));
+                    assert_eq!(problems[MAX_EVENT_PROBLEMS - 1], "... and 981 more");
+                }
+                other => panic!("unexpected {other:?}"),
+            }
         }
     }
 

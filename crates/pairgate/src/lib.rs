@@ -364,6 +364,10 @@ fn restore_state(config: &Config, events: &EventLog) -> PersistedState {
     }
 }
 
+/// The most problems a rejected reload reports (log, event, `POST /v1/reload` answer); each is
+/// already bounded in length ([`pairgate_config::Problem::bounded`]).
+const MAX_REPORTED_PROBLEMS: usize = 100;
+
 /// Reloads from the config file: parse, validate and compile off the hot path, hand the new
 /// table to the controller (which sets slots), resync probers, then publish with one store.
 pub(crate) struct FileReloader {
@@ -413,7 +417,17 @@ impl FileReloader {
 
     async fn reload_file(&self) -> Result<Reloaded, Vec<String>> {
         let _one_at_a_time = self.lock.lock().await;
-        let result = self.try_reload().await;
+        let result = self.try_reload().await.map_err(|mut problems| {
+            // The log, the event and the 422 answer all carry this list: bound it here.
+            if problems.len() > MAX_REPORTED_PROBLEMS {
+                let more = problems.len() - MAX_REPORTED_PROBLEMS;
+                problems.truncate(MAX_REPORTED_PROBLEMS);
+                problems.push(format!(
+                    "... and {more} more; `pairgate check --config FILE` lists them all"
+                ));
+            }
+            problems
+        });
         let generation = self.shared.routes().generation();
         match &result {
             Ok(r) => {
@@ -461,11 +475,7 @@ impl FileReloader {
         let prepared = tokio::task::spawn_blocking(move || {
             let prepared = match objects {
                 None => prepare(&path),
-                Some(objects) => std::fs::read_to_string(&path)
-                    .map_err(|err| ConfigFileError::Read {
-                        path: path.display().to_string(),
-                        err,
-                    })
+                Some(objects) => read_config_text(&path)
                     .and_then(|local| {
                         fleet::compose(&local, &objects).map_err(|e| ConfigFileError::Invalid {
                             rendered: vec![format!(
@@ -477,7 +487,7 @@ impl FileReloader {
                     .and_then(|text| prepare_text(&text, &path)),
             }
             .map_err(|e| match e {
-                ConfigFileError::Read { path, err } => vec![format!("{path}: cannot read: {err}")],
+                ConfigFileError::Read { .. } => vec![e.to_string()],
                 ConfigFileError::Invalid { rendered } => rendered,
             })?;
             let table = RouteTable::compile(&prepared.config, generation, Some(&current))
@@ -561,15 +571,42 @@ impl Reloader for FileReloader {
     }
 }
 
+/// The largest config file pairgate reads. A 100k-tenant config is about 13 MB; parsing costs
+/// tens of times the text in memory, so a file far beyond any real config (a mistake, or hostile)
+/// is refused before it is read rather than parsed.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 64 << 20;
+
+/// Reads a config file, refusing one over [`MAX_CONFIG_FILE_BYTES`] before reading it.
+pub fn read_config_text(path: &std::path::Path) -> Result<String, ConfigFileError> {
+    use std::io::Read;
+    let read_err = |err| ConfigFileError::Read {
+        path: path.display().to_string(),
+        err,
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    // `take` also bounds a file that grows while it is read (or a FIFO).
+    let mut text = String::new();
+    file.take(MAX_CONFIG_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(read_err)?;
+    if text.len() as u64 > MAX_CONFIG_FILE_BYTES {
+        return Err(read_err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!(
+                "larger than the {} MiB a config file may have",
+                MAX_CONFIG_FILE_BYTES >> 20
+            ),
+        )));
+    }
+    Ok(text)
+}
+
 /// Reads and validates a config file with the process environment for `${VAR}`. On failure the
 /// error lists every problem, rendered `FILE:LINE:COL: PATH: message`.
 pub fn load_config_file(
     path: &std::path::Path,
 ) -> Result<pairgate_config::Loaded, ConfigFileError> {
-    let text = std::fs::read_to_string(path).map_err(|err| ConfigFileError::Read {
-        path: path.display().to_string(),
-        err,
-    })?;
+    let text = read_config_text(path)?;
     let env = |name: &str| std::env::var(name).ok();
     pairgate_config::load(&text, &env).map_err(|problems| ConfigFileError::Invalid {
         rendered: problems
@@ -603,10 +640,7 @@ pub struct Prepared {
 
 /// Loads `path` and the TLS files it names (relative paths are relative to its directory).
 pub fn prepare(path: &std::path::Path) -> Result<Prepared, ConfigFileError> {
-    let text = std::fs::read_to_string(path).map_err(|err| ConfigFileError::Read {
-        path: path.display().to_string(),
-        err,
-    })?;
+    let text = read_config_text(path)?;
     prepare_text(&text, path)
 }
 
@@ -737,3 +771,15 @@ pub enum ConfigFileError {
         rendered: Vec<String>,
     },
 }
+
+impl std::fmt::Display for ConfigFileError {
+    /// `FILE: cannot read: reason`, or the rendered problems one per line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigFileError::Read { path, err } => write!(f, "{path}: cannot read: {err}"),
+            ConfigFileError::Invalid { rendered } => f.write_str(&rendered.join("\n")),
+        }
+    }
+}
+
+impl std::error::Error for ConfigFileError {}

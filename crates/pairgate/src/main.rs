@@ -117,8 +117,8 @@ fn check(path: &std::path::Path) -> ExitCode {
 
 fn print_config_error(out: &mut impl std::io::Write, err: &ConfigFileError) {
     match err {
-        ConfigFileError::Read { path, err } => {
-            let _ = writeln!(out, "{path}: cannot read: {err}");
+        ConfigFileError::Read { .. } => {
+            let _ = writeln!(out, "{err}");
         }
         ConfigFileError::Invalid { rendered } => {
             for line in rendered {
@@ -224,7 +224,7 @@ fn cluster(action: ClusterAction) -> ExitCode {
             let etcd = pairgate::fleet::connect(&cluster, etcd_tls)?;
             match action {
                 ClusterAction::Import { config } => {
-                    let text = std::fs::read_to_string(&config)?;
+                    let text = pairgate::read_config_text(&config)?;
                     let n = pairgate::fleet::import(&etcd, &cluster.prefix, &text).await?;
                     let _ = writeln!(
                         std::io::stdout(),

@@ -497,3 +497,60 @@ fn service_matches_table() {
         );
     }
 }
+
+#[test]
+fn what_an_alert_hands_on_is_bounded() {
+    let big = "x".repeat(1 << 20);
+    let regions: Vec<String> = (0..1000).map(|i| format!("Region {i}")).collect();
+    let body = common(
+        "Fired",
+        &format!(
+            r#"{{"trackingId":"AB-1","stage":"Active","incidentType":"Incident","title":"{big}",
+                "service":"{big}","region":"{}",
+                "impactedServices":"[{{\"ServiceName\":\"{big}\",\"ImpactedRegions\":[{{\"RegionName\":\"{big}\"}}]}}]"}}"#,
+            regions.join(",")
+        ),
+    );
+    let Ok(Parsed::ServiceHealth(alert)) = parse_azure_monitor(body.as_bytes()) else {
+        panic!("expected a service-health alert");
+    };
+    assert_eq!(alert.tracking_id, "AB-1");
+    assert!(
+        alert
+            .title
+            .as_ref()
+            .is_some_and(|t| t.len() <= MAX_ALERT_TEXT)
+    );
+    assert!(alert.impacted_regions.len() <= MAX_ALERT_ITEMS);
+    let texts = alert
+        .impacted_regions
+        .iter()
+        .chain(&alert.services)
+        .chain(alert.impacted.iter().map(|e| &e.name))
+        .chain(alert.impacted.iter().flat_map(|e| &e.regions));
+    for text in texts {
+        assert!(text.len() <= MAX_ALERT_TEXT, "{} bytes kept", text.len());
+    }
+
+    // A tracking id correlates Active with Resolved: refused rather than cut, so two long ids
+    // cannot collide, and never echoed whole.
+    let body = common(
+        "Fired",
+        &format!(r#"{{"trackingId":"{big}","stage":"Active"}}"#),
+    );
+    match parse_azure_monitor(body.as_bytes()) {
+        Err(AlertError::Malformed(why)) => {
+            assert!(why.contains("at most 128 bytes"), "{why}");
+            assert!(why.len() <= MAX_ALERT_TEXT);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let body = common(
+        "Fired",
+        &format!(r#"{{"trackingId":"AB-2","stage":"Active","incidentType":"{big}"}}"#),
+    );
+    match parse_azure_monitor(body.as_bytes()) {
+        Ok(Parsed::Irrelevant(why)) => assert!(why.len() <= MAX_ALERT_TEXT, "{}", why.len()),
+        other => panic!("expected irrelevant, got {other:?}"),
+    }
+}

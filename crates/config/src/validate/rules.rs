@@ -307,6 +307,13 @@ pub(super) fn header_name(raw: &str) -> Result<String, String> {
     Ok(name.as_str().to_owned())
 }
 
+/// The longest value one injected header may have: upstreams commonly refuse heads over 8 KiB
+/// per line (nginx's `large_client_header_buffers`), and a value this long is a mistake, not a
+/// key.
+const MAX_HEADER_VALUE_BYTES: usize = 8 * 1024;
+/// The most bytes one `headers` table may inject into every request (names and values).
+const MAX_HEADERS_TOTAL_BYTES: usize = 32 * 1024;
+
 /// Checks and expands a `headers = { ... }` table found at `path` (e.g. `account[0].headers`).
 pub(super) fn headers(
     spec: &HeadersSpec,
@@ -340,6 +347,16 @@ pub(super) fn headers(
                 continue;
             }
         };
+        if value.len() > MAX_HEADER_VALUE_BYTES {
+            problems.error(
+                at,
+                format!(
+                    "the value is {} bytes; an injected header value is limited to {MAX_HEADER_VALUE_BYTES} bytes",
+                    value.len()
+                ),
+            );
+            continue;
+        }
         if HeaderValue::from_bytes(value.as_bytes()).is_err() {
             let vars = referenced_vars(raw_value);
             let origin = if vars.is_empty() {
@@ -354,6 +371,15 @@ pub(super) fn headers(
             continue;
         }
         out.push((name, Secret::new(value)));
+    }
+    let total: usize = out.iter().map(|(n, v)| n.len() + v.expose().len()).sum();
+    if total > MAX_HEADERS_TOTAL_BYTES {
+        problems.error(
+            path.to_owned(),
+            format!(
+                "the headers add up to {total} bytes; one table is limited to {MAX_HEADERS_TOTAL_BYTES} bytes"
+            ),
+        );
     }
     out
 }
