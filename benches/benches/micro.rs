@@ -1,5 +1,5 @@
 //! Criterion micro benches for pairgate's hot path and control plane, each next to a naive
-//! baseline (GUIDE.md §8). Run with `cargo bench -p pairgate-benches --bench micro`; the results
+//! baseline. Run with `cargo bench -p pairgate-benches --bench micro`; the results
 //! and how to read them are in `benches/README.md`.
 //!
 //! Groups:

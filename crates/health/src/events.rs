@@ -1,4 +1,4 @@
-//! The bounded in-memory event log: transitions, health verdicts and (later) operator actions.
+//! The bounded in-memory event log: transitions, health verdicts, operator actions and reloads.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

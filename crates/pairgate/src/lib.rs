@@ -1,5 +1,5 @@
-//! The pairgate application: wiring of config, routing, data plane and (later) health, failover
-//! and admin into one running gateway, plus the demo.
+//! The pairgate application: wiring of config, routing, data plane, health, failover, admin and
+//! fleet mode into one running gateway, plus the demo.
 //!
 //! The binary (`main.rs`), the demo and the integration tests all start a gateway through
 //! [`Gateway::start`], so tests exercise the same wiring as production.

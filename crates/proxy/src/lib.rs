@@ -12,7 +12,7 @@
 //! - every error becomes a response in one place, [`ProxyError::into_response`].
 //!
 //! Non-goals here: health checking and failover decisions (they only store into the tenant's
-//! `ActiveSlot`), TLS (a later layer), the admin API.
+//! `ActiveSlot`), certificate loading (`pairgate-tls`), the admin API.
 
 mod body;
 mod error;
