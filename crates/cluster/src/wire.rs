@@ -13,30 +13,29 @@ use crate::types::{EventKind, KeyValue, WatchEvent};
 
 /// An `int64` field: a string or a number; missing or `null` is 0.
 pub(crate) fn int(obj: &Value, field: &str) -> Result<i64, EtcdError> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(0),
-        Some(Value::String(s)) => s
-            .parse()
-            .map_err(|_| EtcdError::Protocol(format!("field {field}: not an integer: {s:?}"))),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .ok_or_else(|| EtcdError::Protocol(format!("field {field}: not an int64: {n}"))),
-        Some(other) => Err(EtcdError::Protocol(format!(
-            "field {field}: not an integer: {other}"
-        ))),
-    }
+    integer(obj, field, serde_json::Number::as_i64, "an int64")
 }
 
 /// A `uint64` field (member IDs): a string or a number; missing is 0.
 pub(crate) fn uint(obj: &Value, field: &str) -> Result<u64, EtcdError> {
+    integer(obj, field, serde_json::Number::as_u64, "a uint64")
+}
+
+/// A 64-bit integer field as the JSON gateway writes it: a decimal string, or a JSON number
+/// that `from_number` accepts (`kind`, "an int64", names the type in errors); missing or `null` is 0.
+fn integer<T: std::str::FromStr + Default>(
+    obj: &Value,
+    field: &str,
+    from_number: fn(&serde_json::Number) -> Option<T>,
+    kind: &str,
+) -> Result<T, EtcdError> {
     match obj.get(field) {
-        None | Some(Value::Null) => Ok(0),
+        None | Some(Value::Null) => Ok(T::default()),
         Some(Value::String(s)) => s
             .parse()
             .map_err(|_| EtcdError::Protocol(format!("field {field}: not an integer: {s:?}"))),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .ok_or_else(|| EtcdError::Protocol(format!("field {field}: not a uint64: {n}"))),
+        Some(Value::Number(n)) => from_number(n)
+            .ok_or_else(|| EtcdError::Protocol(format!("field {field}: not {kind}: {n}"))),
         Some(other) => Err(EtcdError::Protocol(format!(
             "field {field}: not an integer: {other}"
         ))),
