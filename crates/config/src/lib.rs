@@ -165,4 +165,6 @@ fn finish(text: &str, mut problems: Vec<Problem>) -> Vec<Problem> {
 }
 
 #[cfg(test)]
+mod doc_tests;
+#[cfg(test)]
 mod tests;

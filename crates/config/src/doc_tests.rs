@@ -1,0 +1,342 @@
+//! docs/config.md against the schema: every key the parser accepts is documented, every
+//! documented key is accepted, and every documented default is the default.
+//!
+//! The accepted keys come from the `*Spec` types themselves, through a recording
+//! [`serde::Deserializer`] that walks every struct the schema can nest and writes down its field
+//! names, so a new key cannot be added without its line in the docs (and a stale line cannot
+//! stay).
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+
+use serde::Deserialize as _;
+use serde::de::value::{Error, StrDeserializer};
+use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::spec::ConfigSpec;
+
+/// A `Deserializer` that hands every type the emptiest value of its shape and records the field
+/// names of each struct it is asked for, as dotted paths (`account.health.interval`).
+struct Recorder<'a> {
+    path: String,
+    seen: &'a RefCell<BTreeSet<String>>,
+}
+
+impl Recorder<'_> {
+    fn child(&self, name: &str) -> Recorder<'_> {
+        let path = if self.path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}.{name}", self.path)
+        };
+        Recorder {
+            path,
+            seen: self.seen,
+        }
+    }
+}
+
+impl<'de> de::Deserializer<'de> for Recorder<'_> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_unit()
+    }
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_bool(false)
+    }
+    fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_i64(0)
+    }
+    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_u64(0)
+    }
+    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_f64(0.0)
+    }
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_str("")
+    }
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_str("")
+    }
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_some(self)
+    }
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_seq(One(Some(self)))
+    }
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_map(Fields {
+            recorder: self,
+            fields: &[],
+            next: 0,
+        })
+    }
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        for field in fields {
+            self.seen.borrow_mut().insert(self.child(field).path);
+        }
+        visitor.visit_map(Fields {
+            recorder: self,
+            fields,
+            next: 0,
+        })
+    }
+
+    serde::forward_to_deserialize_any! {
+        i8 i16 i32 i128 u8 u16 u32 u128 f32 char bytes byte_buf unit unit_struct
+        newtype_struct tuple tuple_struct enum identifier ignored_any
+    }
+}
+
+/// A sequence of one element.
+struct One<'a>(Option<Recorder<'a>>);
+
+impl<'de> SeqAccess<'de> for One<'_> {
+    type Error = Error;
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
+        self.0.take().map(|r| seed.deserialize(r)).transpose()
+    }
+}
+
+/// A map holding every field of a struct (none for a plain map).
+struct Fields<'a> {
+    recorder: Recorder<'a>,
+    fields: &'static [&'static str],
+    next: usize,
+}
+
+impl<'de> MapAccess<'de> for Fields<'_> {
+    type Error = Error;
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
+        let Some(field) = self.fields.get(self.next) else {
+            return Ok(None);
+        };
+        let key: StrDeserializer<'_, Error> = field.into_deserializer();
+        seed.deserialize(key).map(Some)
+    }
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
+        let field = self.fields[self.next];
+        self.next += 1;
+        seed.deserialize(self.recorder.child(field))
+    }
+}
+
+/// Every dotted key path the schema accepts.
+fn accepted_keys() -> BTreeSet<String> {
+    let seen = RefCell::new(BTreeSet::new());
+    let recorder = Recorder {
+        path: String::new(),
+        seen: &seen,
+    };
+    // The walk may stop at a value the emptiest input cannot fill; every struct reached before
+    // that is recorded, and the assertions below would notice a section that was not reached.
+    let _ = ConfigSpec::deserialize(recorder);
+    seen.into_inner()
+}
+
+/// A documented key: its section (`limits`, `alerts.azure_monitor`, `account`), whether the
+/// section is an array of tables, the key and the default column as written.
+struct DocKey {
+    section: String,
+    array: bool,
+    key: String,
+    default: String,
+    meaning: String,
+}
+
+/// The key tables of docs/config.md: rows `| \`key\` | type | default | meaning |` under headings
+/// `## \`[section]\`` or `## \`[[section]]\``.
+fn documented_keys() -> Vec<DocKey> {
+    let text = include_str!("../../../docs/config.md");
+    let mut out = Vec::new();
+    let mut section: Option<(String, bool)> = None;
+    for line in text.lines() {
+        if let Some(heading) = line.strip_prefix("## ") {
+            section = heading.strip_prefix('`').and_then(|h| {
+                let name = h.split('`').next()?;
+                let array = name.starts_with("[[");
+                Some((name.trim_matches(['[', ']']).to_owned(), array))
+            });
+            continue;
+        }
+        let Some((name, array)) = &section else {
+            continue;
+        };
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() < 5 || !cells[1].starts_with('`') {
+            continue;
+        }
+        out.push(DocKey {
+            section: name.clone(),
+            array: *array,
+            key: cells[1].trim_matches('`').to_owned(),
+            default: cells[3].to_owned(),
+            meaning: cells[4].to_owned(),
+        });
+    }
+    out
+}
+
+#[test]
+fn every_accepted_key_is_documented_and_every_documented_key_accepted() {
+    let accepted = accepted_keys();
+    let documented = documented_keys();
+    assert!(documented.len() > 50, "docs/config.md tables not found");
+    let sections: BTreeSet<&str> = documented.iter().map(|d| d.section.as_str()).collect();
+    let doc_paths: BTreeSet<String> = documented
+        .iter()
+        .map(|d| format!("{}.{}", d.section, d.key))
+        .collect();
+    let row = |section: &str, key: &str| {
+        documented
+            .iter()
+            .find(|d| d.section == section && d.key == key)
+    };
+    let mut missing = Vec::new();
+    for path in &accepted {
+        if sections.contains(path.as_str())
+            || sections.iter().any(|s| s.starts_with(&format!("{path}.")))
+        {
+            continue; // a section (or the parent of one, `alerts`)
+        }
+        // The longest documented section the path is under, and the rest of it.
+        let Some((section, rest)) = sections
+            .iter()
+            .filter_map(|s| Some((*s, path.strip_prefix(s)?.strip_prefix('.')?)))
+            .max_by_key(|(s, _)| s.len())
+        else {
+            missing.push(format!("{path} (no section for it)"));
+            continue;
+        };
+        let ok = match rest.split_once('.') {
+            None => doc_paths.contains(path),
+            // A table-valued key (an account's `health`, a tenant's `limits`): its keys are
+            // those of the section it repeats, or named in its row.
+            Some((key, leaf)) => {
+                row(section, key).is_some()
+                    && (doc_paths.contains(&format!("{key}.{leaf}"))
+                        || row(section, key).is_some_and(|r| r.meaning.contains(leaf)))
+            }
+        };
+        if !ok {
+            missing.push(path.clone());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "accepted but not in docs/config.md: {missing:#?}"
+    );
+    let stale: Vec<&String> = doc_paths
+        .iter()
+        .filter(|p| !accepted.contains(*p))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "in docs/config.md but not accepted: {stale:#?}"
+    );
+}
+
+/// The config every default is checked against (no single-bracket sections, one of each
+/// array-of-tables kind but `[[certificate]]`).
+const BASE: &str = r#"
+[[region]]
+name = "eastus"
+pair = "westus"
+
+[[region]]
+name = "westus"
+pair = "eastus"
+
+[[account]]
+name = "east"
+region = "eastus"
+url = "http://127.0.0.1:9001"
+
+[[account]]
+name = "west"
+region = "westus"
+url = "http://127.0.0.1:9002"
+
+[[tenant]]
+name = "contoso"
+hosts = ["contoso.example.com"]
+primary = "east"
+secondary = "west"
+"#;
+
+#[test]
+fn every_documented_default_is_the_default() {
+    let env = |_: &str| None;
+    // Sections that cannot appear without some keys: the default of each other key is checked
+    // with these set in both configs.
+    let context = |section: &str| match section {
+        "cluster" => "backend = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\n",
+        _ => "",
+    };
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for doc in documented_keys() {
+        // Only defaults written as one TOML value (`"10s"`, `65536`, `["200-399"]`); "none",
+        // "**required**" and prose such as "one per core" are not values.
+        let Some(literal) = doc
+            .default
+            .strip_prefix('`')
+            .and_then(|d| d.strip_suffix('`'))
+            .filter(|d| !d.contains('`'))
+        else {
+            continue;
+        };
+        // "`[health]`": the key inherits a whole section; checked with that section.
+        if literal.starts_with('[') && !literal.starts_with("[\"") && literal != "[]" {
+            continue;
+        }
+        let (base_text, text) = if doc.array {
+            let header = format!("[[{}]]\n", doc.section);
+            if !BASE.contains(&header) || BASE.contains(&format!("\n{} = ", doc.key)) {
+                continue; // no such table in BASE, or BASE sets the key itself
+            }
+            let with = BASE.replacen(&header, &format!("{header}{} = {literal}\n", doc.key), 1);
+            (BASE.to_owned(), with)
+        } else {
+            let section = format!("{BASE}\n[{}]\n{}", doc.section, context(&doc.section));
+            let with = format!("{section}{} = {literal}\n", doc.key);
+            (section, with)
+        };
+        let base = crate::load(&base_text, &env)
+            .unwrap_or_else(|p| panic!("base for [{}] is valid: {p:?}", doc.section))
+            .config;
+        checked += 1;
+        match crate::load(&text, &env) {
+            Ok(loaded) if loaded.config == base => {}
+            Ok(_) => wrong.push(format!(
+                "{}.{} = {literal}: not the default",
+                doc.section, doc.key
+            )),
+            Err(problems) => wrong.push(format!(
+                "{}.{} = {literal}: {}",
+                doc.section,
+                doc.key,
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+        }
+    }
+    assert!(checked > 30, "only {checked} defaults found");
+    assert!(wrong.is_empty(), "docs/config.md defaults: {wrong:#?}");
+}
