@@ -218,6 +218,37 @@ fn each_rule_reports_its_path_and_message() {
 }
 
 #[test]
+fn region_outage_ratio_that_a_minority_can_trip_is_warned() {
+    // eastus gets three more accounts (four in all).
+    let more: String = (2..=4)
+        .map(|i| {
+            format!(
+                "[[account]]\nname = \"east{i}\"\nregion = \"eastus\"\nurl = \"http://h:{i}\"\n"
+            )
+        })
+        .collect();
+    let tenant = |ratio: &str| {
+        format!(
+            "[[tenant]]\nname = \"t\"\nhosts = [\"t.example.com\"]\nprimary = \"east2\"\nsecondary = \"west\"\nfailover = {{ region_outage_ratio = {ratio} }}\n"
+        )
+    };
+    #[rustfmt::skip]
+    let cases: Vec<(String, Expected<'_>)> = vec![
+        // Two of four is not a majority: warned, at the key that chose the ratio.
+        (format!("[failover]\nregion_outage_ratio = 0.25\n{more}"), &[(W, "failover.region_outage_ratio", "2 unhealthy accounts of the 4 in region \"eastus\"")]),
+        (format!("{more}{}", tenant("0.3")), &[(W, "tenant[1].failover.region_outage_ratio", "2 unhealthy accounts of the 4")]),
+        // The default needs three of four; a tiny ratio over a two-account region still needs
+        // both (one account alone never trips it): neither is warned.
+        (more.clone(), &[]),
+        ("[failover]\nregion_outage_ratio = 0.01".to_owned(), &[]),
+        (format!("{more}{}", tenant("0.5")), &[]),
+    ];
+    for (fragment, expected) in &cases {
+        check(fragment, expected);
+    }
+}
+
+#[test]
 fn managed_headers_cannot_be_injected() {
     for name in validate::MANAGED_HEADER_NAMES {
         let upper = name.to_ascii_uppercase();
