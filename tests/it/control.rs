@@ -338,6 +338,102 @@ async fn pins_and_region_states_survive_a_restart() {
     drop((f.east, f.west));
 }
 
+/// A pin or region state that cannot be written is refused (503), not applied, and recorded;
+/// temporary files a crash left next to the state file are removed at start.
+#[tokio::test]
+async fn unsaved_changes_are_refused_and_crash_leftovers_removed() {
+    let state = temp_path("state.json");
+    let name = state
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let leftover = state.with_file_name(format!("{name}.tmp-999999"));
+    std::fs::write(&leftover, "{\"tenants\": {").expect("leftover");
+    let extra = format!("[state]\npath = \"{}\"\n", state.display());
+    let f = fixture(&extra).await;
+    assert!(
+        !leftover.exists(),
+        "a crash's temporary file was left at start"
+    );
+
+    let pinned =
+        f.gw.admin(
+            "PUT",
+            "/v1/tenants/a/mode",
+            Some(r#"{"mode":"secondary","reason":"saved"}"#),
+        )
+        .await
+        .expect("pin");
+    assert_eq!(pinned.status, 200, "{}", pinned.text());
+    let saved = std::fs::read_to_string(&state).expect("state file");
+
+    // The next write cannot happen: a directory sits where the gateway writes its temporary
+    // file (the gateway runs in this process). Unlike permissions, this stops root too.
+    let blocker = state.with_file_name(format!("{name}.tmp-{}", std::process::id()));
+    std::fs::create_dir(&blocker).expect("blocker");
+    let refused =
+        f.gw.admin("PUT", "/v1/tenants/a/mode", Some(r#"{"mode":"auto"}"#))
+            .await
+            .expect("reply");
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.json()["error"], "state_not_persisted");
+    let refused =
+        f.gw.admin("PUT", "/v1/regions/westus", Some(r#"{"state":"down"}"#))
+            .await
+            .expect("reply");
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.json()["error"], "state_not_persisted");
+
+    // Nothing was applied: a is still pinned and served by west, westus is up, the file is
+    // what the last acknowledged change wrote.
+    let a =
+        f.gw.admin("GET", "/v1/tenants/a", None)
+            .await
+            .expect("reply")
+            .json();
+    assert_eq!(a["mode"], "secondary");
+    assert_eq!(a["pin"]["reason"], "saved");
+    assert_eq!(served_by(&f.gw, "a").await, "west");
+    assert_eq!(served_by(&f.gw, "b").await, "west");
+    let regions =
+        f.gw.admin("GET", "/v1/regions", None)
+            .await
+            .expect("reply")
+            .json();
+    assert_eq!(regions["regions"][1]["state"], "auto");
+    assert_eq!(std::fs::read_to_string(&state).expect("state file"), saved);
+    let events =
+        f.gw.admin("GET", "/v1/events", None)
+            .await
+            .expect("reply")
+            .json();
+    let refusals: Vec<&str> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["type"] == "state_not_persisted")
+        .filter_map(|e| e["change"].as_str())
+        .collect();
+    assert_eq!(
+        refusals,
+        ["tenant a mode auto", "region westus state down (operator)"]
+    );
+
+    // Once the state can be written again, the same change goes through.
+    std::fs::remove_dir(&blocker).expect("unblock");
+    let unpinned =
+        f.gw.admin("PUT", "/v1/tenants/a/mode", Some(r#"{"mode":"auto"}"#))
+            .await
+            .expect("reply");
+    assert_eq!(unpinned.status, 200, "{}", unpinned.text());
+    assert!(
+        !std::fs::read_to_string(&state)
+            .expect("state")
+            .contains("saved")
+    );
+}
+
 #[tokio::test]
 async fn corrupt_state_file_is_reported_and_moved_aside() {
     let state = temp_path("state.json");

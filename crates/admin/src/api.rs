@@ -567,6 +567,7 @@ fn tenant_detail(state: &AdminState, v: &TenantView) -> Value {
             EventKind::AccountHealth { account, .. } => accounts.contains(&Some(account)),
             EventKind::RegionState { .. }
             | EventKind::Reload { .. }
+            | EventKind::StateNotPersisted { .. }
             | EventKind::Disagreement { .. } => false,
         })
         .map(event_json)
@@ -630,6 +631,9 @@ fn event_json(e: &pairgate_health::Event) -> Value {
         } => json!({
             "type": "disagreement", "account": &**account, "local": local.as_str(), "fleet": fleet.as_str(),
         }),
+        EventKind::StateNotPersisted { change, error } => json!({
+            "type": "state_not_persisted", "change": change, "error": error,
+        }),
         EventKind::Reload {
             generation,
             accepted,
@@ -678,6 +682,12 @@ fn control_error(err: ControlError) -> Resp {
             StatusCode::CONFLICT,
             "no_secondary",
             "the tenant has no secondary account",
+        ),
+        ControlError::NotPersisted => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "state_not_persisted",
+            "the change could not be written to the state file, so it was not applied; see \
+             GET /v1/events",
         ),
         ControlError::Stopped => error(
             StatusCode::SERVICE_UNAVAILABLE,

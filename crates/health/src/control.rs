@@ -154,6 +154,10 @@ pub enum ControlError {
     /// Pinning to the secondary of a tenant that has none.
     #[error("the tenant has no secondary account")]
     NoSecondary,
+    /// The change could not be written to the state file, so it was not applied: it would not
+    /// survive a restart.
+    #[error("the change could not be saved to the state file and was not applied")]
+    NotPersisted,
     /// The controller has stopped.
     #[error("the controller is not running")]
     Stopped,
@@ -597,27 +601,28 @@ impl Controller {
         if mode == Mode::Pinned(Side::Secondary) && self.table.tenants()[t].secondary.is_none() {
             return Err(ControlError::NoSecondary);
         }
-        let transitions = self.engine.set_mode(t, mode, Instant::now());
         let value = match mode {
             Mode::Auto => "auto",
             Mode::Pinned(side) => side.as_str(),
         };
         let record = Override {
             value: value.to_owned(),
-            reason,
+            reason: reason.clone(),
             source: "operator".to_owned(),
             at_unix_ms: now_unix_ms(),
         };
+        let mut next = self.overrides.clone();
+        match mode {
+            Mode::Auto => next.tenants.remove(tenant),
+            Mode::Pinned(_) => next.tenants.insert(tenant.to_owned(), record),
+        };
+        self.commit(next, || format!("tenant {tenant} mode {value}"))?;
+        let transitions = self.engine.set_mode(t, mode, Instant::now());
         self.events.push(EventKind::Pin {
             tenant: Arc::clone(&self.table.tenants()[t].name),
             mode: value,
-            reason: record.reason.clone(),
+            reason,
         });
-        match mode {
-            Mode::Auto => self.overrides.tenants.remove(tenant),
-            Mode::Pinned(_) => self.overrides.tenants.insert(tenant.to_owned(), record),
-        };
-        self.persist();
         self.publish(&transitions);
         self.view(tenant).ok_or(ControlError::UnknownTenant)
     }
@@ -649,35 +654,36 @@ impl Controller {
             .region_index
             .get(region)
             .ok_or(ControlError::UnknownRegion)?;
-        let transitions = self.engine.set_region(r, state, Instant::now());
         let value = match state {
             RegionOverride::Auto => "auto",
             RegionOverride::Down => "down",
         };
-        tracing::info!(region, state = value, reason = %reason, source, moved = transitions.len(), "region state set");
-        self.events.push(EventKind::RegionState {
-            region: Arc::clone(&self.table.regions()[r].name),
-            state: value,
-            reason: reason.clone(),
-            source,
-        });
+        let mut next = self.overrides.clone();
         match state {
             RegionOverride::Auto => {
-                self.overrides.regions.remove(region);
+                next.regions.remove(region);
             }
             RegionOverride::Down => {
-                self.overrides.regions.insert(
+                next.regions.insert(
                     region.to_owned(),
                     Override {
                         value: value.to_owned(),
-                        reason,
+                        reason: reason.clone(),
                         source: source.to_owned(),
                         at_unix_ms: now_unix_ms(),
                     },
                 );
             }
         }
-        self.persist();
+        self.commit(next, || format!("region {region} state {value} ({source})"))?;
+        let transitions = self.engine.set_region(r, state, Instant::now());
+        tracing::info!(region, state = value, reason = %reason, source, moved = transitions.len(), "region state set");
+        self.events.push(EventKind::RegionState {
+            region: Arc::clone(&self.table.regions()[r].name),
+            state: value,
+            reason,
+            source,
+        });
         self.publish(&transitions);
         Ok(self.region_view(r))
     }
@@ -710,6 +716,36 @@ impl Controller {
         }
         self.publish(&transitions);
         transitions.len()
+    }
+
+    /// Makes `next` the operator overrides, writing it to the state file first. A change that
+    /// cannot be written is refused ([`ControlError::NotPersisted`]) and recorded as an event,
+    /// and the caller applies nothing: an acknowledged change must survive a restart. In fleet
+    /// mode etcd is the durable copy and every replica must apply what the fleet committed, so
+    /// there a failed write is recorded and the change applied anyway.
+    fn commit(
+        &mut self,
+        next: PersistedState,
+        change: impl FnOnce() -> String,
+    ) -> Result<(), ControlError> {
+        if next == self.overrides {
+            return Ok(());
+        }
+        if let Some(path) = &self.state_path
+            && let Err(err) = save(path, &next)
+        {
+            let change = change();
+            tracing::error!(path = %path.display(), error = %err, change = %change, "cannot write the state file; change refused");
+            self.events.push(EventKind::StateNotPersisted {
+                change,
+                error: err.to_string(),
+            });
+            if self.fleet.is_none() {
+                return Err(ControlError::NotPersisted);
+            }
+        }
+        self.overrides = next;
+        Ok(())
     }
 
     fn persist(&self) {

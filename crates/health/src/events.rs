@@ -55,6 +55,14 @@ pub enum EventKind {
         /// `operator` or `azure-monitor`.
         source: &'static str,
     },
+    /// An operator change (pin, region state) could not be written to the state file and was
+    /// refused.
+    StateNotPersisted {
+        /// What was asked, e.g. `tenant contoso mode secondary`.
+        change: String,
+        /// The write's error.
+        error: String,
+    },
     /// A config was loaded (or rejected).
     Reload {
         /// The config generation now serving.

@@ -108,17 +108,47 @@ pub fn save(path: &Path, state: &PersistedState) -> std::io::Result<()> {
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = dir.join(tmp_name);
-    {
+    let written = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(&json)?;
         file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(err) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err);
     }
-    std::fs::rename(&tmp, path)?;
     // Persist the rename itself.
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Removes the temporary files `save` writes next to `path` (`NAME.tmp-PID`) that a crash
+/// between writing and renaming left behind; returns those removed. Call it once at start,
+/// before any `save`.
+pub fn remove_leftovers(path: &Path) -> Vec<PathBuf> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Some(name) = path.file_name() else {
+        return Vec::new();
+    };
+    let mut prefix = name.to_os_string();
+    prefix.push(".tmp-");
+    let prefix = prefix.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.path())
+        .filter(|p| std::fs::remove_file(p).is_ok())
+        .collect()
 }
 
 /// Milliseconds since the Unix epoch.
@@ -163,6 +193,50 @@ mod tests {
             }
             other => panic!("expected Found, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn leftover_temporary_files_are_removed_and_nothing_else() {
+        let path = temp("leftovers");
+        let dir = path.parent().expect("dir").to_path_buf();
+        let keep = [
+            "state.json",
+            "state.json.corrupt-1",
+            "other.tmp-1",
+            "state.jsonx.tmp-1",
+        ];
+        for name in keep {
+            std::fs::write(dir.join(name), b"{}").expect("write");
+        }
+        let gone = ["state.json.tmp-1", "state.json.tmp-424242"];
+        for name in gone {
+            std::fs::write(dir.join(name), b"{\"tenants\": ").expect("write");
+        }
+        let mut removed = remove_leftovers(&path);
+        removed.sort();
+        assert_eq!(removed, gone.map(|n| dir.join(n)).to_vec());
+        for name in keep {
+            assert!(dir.join(name).exists(), "{name} was removed");
+        }
+        for name in gone {
+            assert!(!dir.join(name).exists(), "{name} was left");
+        }
+    }
+
+    #[test]
+    fn a_failed_save_reports_the_error_and_leaves_no_temporary_file() {
+        // The state path is a directory: the rename fails, as it would for root too.
+        let path = temp("is-a-dir");
+        std::fs::create_dir_all(&path).expect("dir");
+        let err = save(&path, &PersistedState::default()).expect_err("saving over a directory");
+        assert!(!err.to_string().is_empty());
+        let dir = path.parent().expect("dir");
+        let names: Vec<_> = std::fs::read_dir(dir)
+            .expect("read_dir")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["state.json".to_owned()], "leftovers: {names:?}");
     }
 
     #[test]

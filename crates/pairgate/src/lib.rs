@@ -336,6 +336,9 @@ fn restore_state(config: &Config, events: &EventLog) -> PersistedState {
     let Some(path) = &config.state.path else {
         return PersistedState::default();
     };
+    for leftover in state::remove_leftovers(path) {
+        tracing::warn!(path = %leftover.display(), "removed a temporary state file left by a crash");
+    }
     match state::load(path) {
         state::Loaded::Missing => PersistedState::default(),
         state::Loaded::Found(found) => {
