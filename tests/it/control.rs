@@ -417,7 +417,10 @@ async fn unsaved_changes_are_refused_and_crash_leftovers_removed() {
         .collect();
     assert_eq!(
         refusals,
-        ["tenant a mode auto", "region westus state down (operator)"]
+        [
+            "tenant a mode auto",
+            "region westus hold operator (operator)"
+        ]
     );
 
     // Once the state can be written again, the same change goes through.
@@ -673,6 +676,125 @@ async fn azure_monitor_alerts_drive_region_state() {
         .await
         .expect("reply");
     assert_eq!(r.status, 403);
+}
+
+/// The holder ids on `region` (index in config order), in the order `GET /v1/regions` lists
+/// them, and its state.
+async fn holds(gw: &TestGateway, region: usize) -> (String, Vec<String>) {
+    let regions = gw
+        .admin("GET", "/v1/regions", None)
+        .await
+        .expect("reply")
+        .json();
+    let r = &regions["regions"][region];
+    let holders = r["holds"]
+        .as_array()
+        .expect("holds")
+        .iter()
+        .filter_map(|h| h["holder"].as_str().map(str::to_owned))
+        .collect();
+    (r["state"].as_str().unwrap_or("?").to_owned(), holders)
+}
+
+/// A region stays down while anyone holds it (the operator, each active incident); each holder
+/// releases only its own hold, the operator can release them all, and holds survive a restart.
+#[tokio::test]
+async fn region_holds_are_released_only_by_their_holders() {
+    let state = temp_path("state.json");
+    let extra = format!(
+        "[alerts.azure_monitor]\nservices = [\"Video Indexer\"]\n[state]\npath = \"{}\"\n",
+        state.display()
+    );
+    let f = fixture(&extra).await;
+    let second = |file: &str| alert(file).replace("4K_2-VT8", "SECOND-1");
+    async fn post(gw: &TestGateway, body: String) -> pairgate_test_support::Reply {
+        gw.admin("POST", "/v1/alerts/azure-monitor", Some(&body))
+            .await
+            .expect("reply")
+    }
+    async fn operator(gw: &TestGateway, body: &str) -> pairgate_test_support::Reply {
+        let r = gw
+            .admin("PUT", "/v1/regions/eastus", Some(body))
+            .await
+            .expect("reply");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r
+    }
+
+    operator(&f.gw, r#"{"state":"down","reason":"drill"}"#).await;
+    let r = post_alert(&f.gw, "common-schema-activated.json").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post(&f.gw, second("common-schema-activated.json")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let all = vec![
+        "incident:4K_2-VT8".to_owned(),
+        "incident:SECOND-1".to_owned(),
+        "operator".to_owned(),
+    ];
+    assert_eq!(holds(&f.gw, 0).await, ("down".to_owned(), all.clone()));
+
+    // Holds survive a restart.
+    let config = std::fs::read_to_string(f.gw.config_path()).expect("config");
+    f.gw.shutdown().await.expect("shutdown");
+    let gw = TestGateway::start(&config).await.expect("restart");
+    wait_ready(&gw).await;
+    assert_eq!(holds(&gw, 0).await, ("down".to_owned(), all));
+    assert_eq!(served_by(&gw, "a").await, "west");
+
+    // The first incident resolves: the operator and the second incident still hold eastus.
+    let r = post_alert(&gw, "common-schema-resolved.json").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        holds(&gw, 0).await,
+        (
+            "down".to_owned(),
+            vec!["incident:SECOND-1".to_owned(), "operator".to_owned()]
+        )
+    );
+    // The operator releases their own hold: the active incident keeps it down, and says so.
+    let r = operator(&gw, r#"{"state":"auto","reason":"drill over"}"#).await;
+    assert_eq!(r.json()["state"], "down");
+    assert!(r.json()["warning"].as_str().is_some(), "{}", r.text());
+    assert_eq!(
+        holds(&gw, 0).await,
+        ("down".to_owned(), vec!["incident:SECOND-1".to_owned()])
+    );
+    assert_eq!(served_by(&gw, "a").await, "west");
+    // A resolve of the already-resolved incident changes nothing.
+    let r = post_alert(&gw, "common-schema-resolved.json").await;
+    assert_eq!(r.json()["regions"], serde_json::json!([]), "{}", r.text());
+    assert_eq!(holds(&gw, 0).await.0, "down");
+    // The way out of an alert that never resolves: force releases every hold.
+    let r = operator(
+        &gw,
+        r#"{"state":"auto","force":true,"reason":"stuck alert"}"#,
+    )
+    .await;
+    assert_eq!(r.json()["state"], "auto", "{}", r.text());
+    assert_eq!(holds(&gw, 0).await, ("auto".to_owned(), Vec::new()));
+    assert!(
+        eventually(Duration::from_secs(4), || async {
+            served_by(&gw, "a").await == "east"
+        })
+        .await,
+        "a never failed back"
+    );
+    let events = gw
+        .admin("GET", "/v1/events", None)
+        .await
+        .expect("reply")
+        .json();
+    assert!(
+        events["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|e| {
+                e["type"] == "region_state" && e["action"] == "release_all" && e["state"] == "auto"
+            }),
+        "{events}"
+    );
+    drop((f.east, f.west));
 }
 
 /// The older activity-log schema, matched through `azure_name` ("West Europe" is `westus` here).

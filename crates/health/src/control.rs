@@ -17,7 +17,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::events::{CauseInfo, EventKind, EventLog};
 use crate::monitor::Verdict;
-use crate::state::{Override, PersistedState, now_unix_ms, save};
+use crate::state::{
+    INCIDENT_HOLDER_PREFIX, OPERATOR_HOLDER, Override, PersistedState, now_unix_ms, save,
+};
 
 /// Transitions in one batch above which each one is logged at debug level and only a summary
 /// at info: a region move of 100k tenants must not flood the log.
@@ -64,12 +66,12 @@ pub enum Command {
         /// Where the answer goes.
         reply: oneshot::Sender<Result<TenantView, ControlError>>,
     },
-    /// Mark a region down, or return it to auto.
+    /// Hold a region down, or release a hold.
     SetRegion {
         /// Region name.
         region: String,
-        /// Down or auto.
-        state: RegionOverride,
+        /// Which hold is taken or released.
+        change: RegionChange,
         /// Why (an alert's tracking id, an operator's note).
         reason: String,
         /// Who: `operator` or `azure-monitor`.
@@ -119,6 +121,37 @@ pub enum Command {
         /// Where the answer goes.
         reply: oneshot::Sender<ControllerStats>,
     },
+}
+
+/// Who holds a region down. A region is marked down while anyone holds it; each holder
+/// releases only its own hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// The operator (admin API), one hold however often it is set.
+    Operator,
+    /// An Azure Service Health incident, by tracking id.
+    Incident(String),
+}
+
+impl Holder {
+    /// The id the hold is stored and shown under: `operator` or `incident:<tracking id>`.
+    pub fn id(&self) -> String {
+        match self {
+            Holder::Operator => OPERATOR_HOLDER.to_owned(),
+            Holder::Incident(id) => format!("{INCIDENT_HOLDER_PREFIX}{id}"),
+        }
+    }
+}
+
+/// What a [`Command::SetRegion`] does to a region's holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegionChange {
+    /// Take (or renew) this holder's hold: the region is down.
+    Hold(Holder),
+    /// Release this holder's hold; the region returns to auto when no other hold remains.
+    Release(Holder),
+    /// Release every hold (the operator's way out of an alert that never resolves).
+    ReleaseAll,
 }
 
 /// A decision the local engine wants, to be committed by the fleet (fleet mode).
@@ -197,8 +230,9 @@ pub struct RegionView {
     pub name: Arc<str>,
     /// Paired region.
     pub pair: Option<Arc<str>>,
-    /// The operator's (or an alert's) override, if the region is marked down.
-    pub marked_down: Option<Override>,
+    /// Who holds the region down, by holder id (`operator`, `incident:<tracking id>`); empty
+    /// when it is in auto.
+    pub holds: Vec<(String, Override)>,
     /// Whether the region counts as down (marked, or by the outage ratio).
     pub down: bool,
     /// Accounts in the region.
@@ -283,17 +317,17 @@ impl ControlHandle {
         .unwrap_or(Err(ControlError::Stopped))
     }
 
-    /// Marks a region down or back to auto.
+    /// Takes or releases a hold on a region.
     pub async fn set_region(
         &self,
         region: &str,
-        state: RegionOverride,
+        change: RegionChange,
         reason: &str,
         source: &'static str,
     ) -> Result<RegionView, ControlError> {
         self.ask(|reply| Command::SetRegion {
             region: region.to_owned(),
-            state,
+            change,
             reason: reason.to_owned(),
             source,
             reply,
@@ -421,14 +455,15 @@ impl Controller {
     fn restore(&mut self, restored: PersistedState) {
         let now = Instant::now();
         let mut transitions = Vec::new();
-        for (name, o) in restored.regions {
-            match (self.region_index.get(name.as_str()), o.value.as_str()) {
-                (Some(&r), "down") => {
+        let restored = restored.holds();
+        for (name, holds) in restored.region_holds {
+            match self.region_index.get(name.as_str()) {
+                Some(&r) if !holds.is_empty() => {
                     transitions.extend(self.engine.set_region(r, RegionOverride::Down, now));
-                    self.overrides.regions.insert(name, o);
+                    self.overrides.region_holds.insert(name, holds);
                 }
                 _ => {
-                    tracing::warn!(region = %name, "dropping persisted region state: unknown region or state")
+                    tracing::warn!(region = %name, "dropping persisted region holds: unknown region")
                 }
             }
         }
@@ -559,12 +594,12 @@ impl Controller {
             }
             Command::SetRegion {
                 region,
-                state,
+                change,
                 reason,
                 source,
                 reply,
             } => {
-                let _ = reply.send(self.set_region(&region, state, reason, source));
+                let _ = reply.send(self.set_region(&region, &change, reason, source));
             }
             Command::Regions { reply } => {
                 let views = (0..self.table.regions().len())
@@ -643,10 +678,11 @@ impl Controller {
         self.view(tenant).ok_or(ControlError::UnknownTenant)
     }
 
+    /// Takes or releases a hold; the region is down while any hold remains.
     fn set_region(
         &mut self,
         region: &str,
-        state: RegionOverride,
+        change: &RegionChange,
         reason: String,
         source: &'static str,
     ) -> Result<RegionView, ControlError> {
@@ -654,33 +690,50 @@ impl Controller {
             .region_index
             .get(region)
             .ok_or(ControlError::UnknownRegion)?;
-        let value = match state {
-            RegionOverride::Auto => "auto",
-            RegionOverride::Down => "down",
-        };
         let mut next = self.overrides.clone();
-        match state {
-            RegionOverride::Auto => {
-                next.regions.remove(region);
-            }
-            RegionOverride::Down => {
-                next.regions.insert(
-                    region.to_owned(),
+        let holds = next.region_holds.entry(region.to_owned()).or_default();
+        let (action, holder) = match change {
+            RegionChange::Hold(holder) => {
+                let id = holder.id();
+                holds.insert(
+                    id.clone(),
                     Override {
-                        value: value.to_owned(),
+                        value: "down".to_owned(),
                         reason: reason.clone(),
                         source: source.to_owned(),
                         at_unix_ms: now_unix_ms(),
                     },
                 );
+                ("hold", id)
             }
+            RegionChange::Release(holder) => {
+                let id = holder.id();
+                holds.remove(&id);
+                ("release", id)
+            }
+            RegionChange::ReleaseAll => {
+                holds.clear();
+                ("release_all", "*".to_owned())
+            }
+        };
+        if holds.is_empty() {
+            next.region_holds.remove(region);
         }
-        self.commit(next, || format!("region {region} state {value} ({source})"))?;
+        let (state, value) = if next.region_holds.contains_key(region) {
+            (RegionOverride::Down, "down")
+        } else {
+            (RegionOverride::Auto, "auto")
+        };
+        self.commit(next, || {
+            format!("region {region} {action} {holder} ({source})")
+        })?;
         let transitions = self.engine.set_region(r, state, Instant::now());
-        tracing::info!(region, state = value, reason = %reason, source, moved = transitions.len(), "region state set");
+        tracing::info!(region, action, holder = %holder, state = value, reason = %reason, source, moved = transitions.len(), "region hold changed");
         self.events.push(EventKind::RegionState {
             region: Arc::clone(&self.table.regions()[r].name),
             state: value,
+            action,
+            holder,
             reason,
             source,
         });
@@ -704,14 +757,22 @@ impl Controller {
         self.state_path = config.state.path.clone();
         self.index();
         let (tenants, regions) = (&self.tenant_index, &self.region_index);
-        let before = (self.overrides.tenants.len(), self.overrides.regions.len());
+        let before = (
+            self.overrides.tenants.len(),
+            self.overrides.region_holds.len(),
+        );
         self.overrides
             .tenants
             .retain(|name, _| tenants.contains_key(name.as_str()));
         self.overrides
-            .regions
+            .region_holds
             .retain(|name, _| regions.contains_key(name.as_str()));
-        if before != (self.overrides.tenants.len(), self.overrides.regions.len()) {
+        if before
+            != (
+                self.overrides.tenants.len(),
+                self.overrides.region_holds.len(),
+            )
+        {
             self.persist();
         }
         self.publish(&transitions);
@@ -810,7 +871,12 @@ impl Controller {
         RegionView {
             name: Arc::clone(&region.name),
             pair: region.pair.map(|p| Arc::clone(&self.table.region(p).name)),
-            marked_down: self.overrides.regions.get(&*region.name).cloned(),
+            holds: self
+                .overrides
+                .region_holds
+                .get(&*region.name)
+                .map(|h| h.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
             down: self.engine.region_down(r),
             accounts: in_region.len(),
             unhealthy: in_region

@@ -44,12 +44,16 @@ pub enum EventKind {
         /// The operator's reason.
         reason: String,
     },
-    /// A region was marked down or returned to auto.
+    /// A hold on a region was taken or released.
     RegionState {
         /// Region name.
         region: Arc<str>,
-        /// `down` or `auto`.
+        /// The region's state after the change: `down` (some hold remains) or `auto`.
         state: &'static str,
+        /// `hold`, `release` or `release_all`.
+        action: &'static str,
+        /// The holder id (`operator`, `incident:<tracking id>`), `*` for `release_all`.
+        holder: String,
         /// Why (an alert's tracking id, an operator's note).
         reason: String,
         /// `operator` or `azure-monitor`.

@@ -21,8 +21,8 @@ pub mod probe;
 pub mod state;
 
 pub use control::{
-    Command, ControlError, ControlHandle, Controller, ControllerStats, FleetLink, Proposal,
-    RegionView, TenantView, cause_label, defs as engine_defs,
+    Command, ControlError, ControlHandle, Controller, ControllerStats, FleetLink, Holder, Proposal,
+    RegionChange, RegionView, TenantView, cause_label, defs as engine_defs,
 };
 pub use events::{CauseInfo, Event, EventKind, EventLog};
 pub use monitor::{Monitor, ProbeStats, Verdict};

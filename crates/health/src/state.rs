@@ -4,6 +4,11 @@
 //! change; read once at start. A file that cannot be parsed is moved aside, never silently
 //! dropped, and the gateway starts without overrides. Besides the config schema, this format is
 //! the only other `Deserialize` type in the workspace: it is data pairgate writes for itself.
+//!
+//! Version 2 keeps every hold on a region (`region_holds`: the operator's, each active
+//! incident's); version 1 files, with one `regions` entry per region, are still read and
+//! converted (see [`PersistedState::holds`]). A version 1 binary refuses (moves aside) a
+//! version 2 file.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -13,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 /// Current format version.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// An operator override with its reason and time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,9 +47,42 @@ pub struct PersistedState {
     /// Tenant name to pin.
     #[serde(default)]
     pub tenants: BTreeMap<String, Override>,
-    /// Region name to state (only `down` is stored; `auto` is the absence of an entry).
-    #[serde(default)]
+    /// Version 1 only: region name to its one down mark. Read, converted by
+    /// [`PersistedState::holds`], never written.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub regions: BTreeMap<String, Override>,
+    /// Region name to its holds, by holder id (`operator`, `incident:<tracking id>`). A region
+    /// is marked down while it has at least one hold; `auto` is the absence of an entry.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub region_holds: BTreeMap<String, BTreeMap<String, Override>>,
+}
+
+/// The holder id of the operator's hold on a region.
+pub const OPERATOR_HOLDER: &str = "operator";
+/// The prefix of an incident's holder id; the incident's tracking id follows.
+pub const INCIDENT_HOLDER_PREFIX: &str = "incident:";
+/// How the alert receiver words a hold's reason; version 1 files are recognised by it.
+pub const INCIDENT_REASON_PREFIX: &str = "azure service health incident ";
+
+impl PersistedState {
+    /// Moves version 1 `regions` entries into `region_holds`: a mark set by `azure-monitor`
+    /// with an incident's reason becomes that incident's hold, any other the operator's.
+    pub fn holds(mut self) -> PersistedState {
+        for (region, mark) in std::mem::take(&mut self.regions) {
+            let holder = match mark.reason.strip_prefix(INCIDENT_REASON_PREFIX) {
+                Some(id) if mark.source == "azure-monitor" => {
+                    format!("{INCIDENT_HOLDER_PREFIX}{id}")
+                }
+                _ => OPERATOR_HOLDER.to_owned(),
+            };
+            self.region_holds
+                .entry(region)
+                .or_default()
+                .entry(holder)
+                .or_insert(mark);
+        }
+        self
+    }
 }
 
 /// What loading found.
@@ -193,6 +231,40 @@ mod tests {
             }
             other => panic!("expected Found, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn version_1_region_marks_become_holds() {
+        let path = temp("v1");
+        std::fs::write(
+            &path,
+            r#"{"version": 1, "tenants": {},
+                "regions": {
+                  "eastus": {"value": "down", "reason": "azure service health incident 4K_2-VT8", "source": "azure-monitor", "at_unix_ms": 5},
+                  "westus": {"value": "down", "reason": "maintenance", "at_unix_ms": 6}
+                }}"#,
+        )
+        .expect("write");
+        let Loaded::Found(found) = load(&path) else {
+            panic!("a version 1 file must load");
+        };
+        let found = found.holds();
+        assert!(found.regions.is_empty());
+        let holders = |r: &str| -> Vec<String> { found.region_holds[r].keys().cloned().collect() };
+        assert_eq!(holders("eastus"), ["incident:4K_2-VT8"]);
+        assert_eq!(holders("westus"), ["operator"]);
+        assert_eq!(found.region_holds["westus"]["operator"].source, "operator");
+        // Written back as version 2, holds only.
+        save(&path, &found).expect("save");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(
+            text.contains("region_holds") && !text.contains("\"regions\""),
+            "{text}"
+        );
+        let Loaded::Found(again) = load(&path) else {
+            panic!("reload");
+        };
+        assert_eq!(again.holds().region_holds, found.region_holds);
     }
 
     #[test]

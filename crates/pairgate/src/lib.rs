@@ -342,7 +342,7 @@ fn restore_state(config: &Config, events: &EventLog) -> PersistedState {
     match state::load(path) {
         state::Loaded::Missing => PersistedState::default(),
         state::Loaded::Found(found) => {
-            tracing::info!(path = %path.display(), pins = found.tenants.len(), regions = found.regions.len(), "restored overrides");
+            tracing::info!(path = %path.display(), pins = found.tenants.len(), regions = found.regions.len() + found.region_holds.len(), "restored overrides");
             found
         }
         state::Loaded::Corrupt { error, moved_to } => {
