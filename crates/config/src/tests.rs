@@ -132,6 +132,12 @@ fn each_rule_reports_its_path_and_message() {
         ("[health]\npath = \"healthz\"", &[(E, "health.path", "must start with")]),
         ("[health]\nfast_interval = \"5s\"", &[(E, "health.fast_interval", "must not exceed interval")]),
         ("[health]\ntype = \"tcp\"\npath = \"/x\"", &[(W, "health.path", "ignored")]),
+        ("[health]\ntype = \"tcp\"\nuse_account_prefix = true", &[(W, "health.use_account_prefix", "ignored")]),
+        ("[health]\npassive_consecutive_5xx = -1", &[(E, "health.passive_consecutive_5xx", "outside 0..=10000")]),
+        ("[health]\npassive_consecutive_5xx = 10001", &[(E, "health.passive_consecutive_5xx", "outside 0..=10000")]),
+        ("[health]\npassive_ejection = \"0s\"", &[(E, "health.passive_ejection", "greater than 0")]),
+        ("[health]\npassive_ejection = \"2h\"", &[(E, "health.passive_ejection", "longer than 3600s")]),
+        ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://h:1\"\nhealth = { passive_ejection = \"soon\" }", &[(E, "account[3].health.passive_ejection", "not a duration")]),
         ("[health]\nheaders = { \"x-probe\" = \"${UNSET_VAR}\" }", &[(E, "health.headers.x-probe", "UNSET_VAR is not set")]),
         // [failover]
         ("[failover]\nregion_outage_ratio = 0.0", &[(E, "failover.region_outage_ratio", "outside (0, 1]")]),
@@ -527,12 +533,16 @@ fn defaults_fill_an_almost_empty_config() {
             path: "/healthz".to_owned(),
             expect: vec![(200, 399)],
             headers: vec![],
+            use_account_prefix: false,
+            use_account_headers: false,
         },
         interval: Duration::from_secs(2),
         fast_interval: Duration::from_millis(500),
         timeout: Duration::from_secs(1),
         rise: 2,
         fall: 3,
+        passive_consecutive_5xx: 5,
+        passive_ejection: Duration::from_secs(30),
     };
     assert_eq!(c.health, expected_health);
     assert_eq!(c.failover.failback, Failback::Auto);
@@ -568,7 +578,7 @@ url = "http://h:1"
 path_prefix = "/eastus/Accounts/1111"
 headers = {{ Ocp-Apim-Subscription-Key = "k=${{TEST_KEY}};" }}
 http2 = true
-health = {{ interval = "200ms", timeout = "100ms", method = "head" }}
+health = {{ interval = "200ms", timeout = "100ms", method = "head", use_account_prefix = true, passive_consecutive_5xx = 0 }}
 
 [[account]]
 name = "y"
@@ -605,12 +615,18 @@ failover = {{ both_down = "reject", region_outage_ratio = 1 }}
         method,
         path,
         headers,
+        use_account_prefix,
+        use_account_headers,
         ..
     } = &x.health.kind
     else {
         panic!("http probe expected");
     };
     assert_eq!((method.as_str(), path.as_str()), ("HEAD", "/status"));
+    assert_eq!((*use_account_prefix, *use_account_headers), (true, false));
+    assert_eq!(x.health.passive_consecutive_5xx, 0);
+    assert_eq!(x.health.passive_ejection, Duration::from_secs(30));
+    assert_eq!(c.accounts[0].health.passive_consecutive_5xx, 5);
     assert_eq!(headers[0].1.expose(), SECRET);
     assert_eq!(c.accounts[4].health.kind, ProbeKind::Tcp);
     assert_eq!(c.accounts[4].health.interval, Duration::from_secs(4));
