@@ -590,6 +590,22 @@ async fn consecutive_live_5xx_eject_an_account_whose_probe_passes() {
         )),
         "no passive_5xx health event"
     );
+    assert!(
+        gw.gateway().events().after(0, 1000).iter().any(|e| matches!(
+            &e.kind,
+            EventKind::Transition { tenant, cause, .. } if &**tenant == "a" && cause.label == "passive_5xx"
+        )),
+        "the move does not say passive_5xx"
+    );
+    let detail = gw
+        .admin("GET", "/v1/tenants/a", None)
+        .await
+        .expect("detail")
+        .json();
+    assert!(
+        detail["history"].to_string().contains("passive_5xx"),
+        "{detail}"
+    );
     assert!(east.probe_count() > 0);
 
     // Probes keep passing, but east stays unhealthy for the ejection, then needs rise = 2.

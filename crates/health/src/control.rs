@@ -16,7 +16,7 @@ use pairgate_routing::{Active, RouteTable};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::events::{CauseInfo, EventKind, EventLog};
-use crate::monitor::Verdict;
+use crate::monitor::{PASSIVE_5XX, Verdict};
 use crate::state::{
     INCIDENT_HOLDER_PREFIX, OPERATOR_HOLDER, Override, PersistedState, now_unix_ms, save,
 };
@@ -384,6 +384,8 @@ pub struct Controller {
     transitions: BTreeMap<&'static str, u64>,
     account_by_name: HashMap<Arc<str>, usize>,
     fleet: Option<FleetLink>,
+    /// True while the transitions of an outlier ejection are published (see `label`).
+    ejection: bool,
 }
 
 impl Controller {
@@ -414,6 +416,7 @@ impl Controller {
             transitions: BTreeMap::new(),
             account_by_name: HashMap::new(),
             fleet: None,
+            ejection: false,
         };
         controller.index();
         controller.restore(restored);
@@ -906,7 +909,10 @@ impl Controller {
         let transitions = self
             .engine
             .set_health(id.index(), verdict.health, Instant::now());
+        // Moves away from an ejected account say so: their cause is `passive_5xx`.
+        self.ejection = verdict.reason == PASSIVE_5XX;
         self.publish(&transitions);
+        self.ejection = false;
     }
 
     /// Fleet mode: sets a tenant to the fleet's committed decision and publishes it.
@@ -964,13 +970,13 @@ impl Controller {
                     tenant: Arc::clone(&self.table.tenants()[t.tenant].name),
                     side: t.to,
                     reject: t.reject,
-                    cause: cause_label(t.cause),
+                    cause: self.label(t.cause),
                 });
             }
             return;
         }
         for t in transitions {
-            *self.transitions.entry(cause_label(t.cause)).or_default() += 1;
+            *self.transitions.entry(self.label(t.cause)).or_default() += 1;
             self.table.tenants()[t.tenant].slot.store(Active {
                 side: t.to,
                 reject: t.reject,
@@ -1029,8 +1035,17 @@ impl Controller {
             _ => None,
         };
         CauseInfo {
-            label: cause_label(cause),
+            label: self.label(cause),
             region,
+        }
+    }
+
+    /// The cause's label; while an ejection is being published, a move away from the ejected
+    /// account is `passive_5xx`.
+    fn label(&self, cause: Cause) -> &'static str {
+        match cause {
+            Cause::PrimaryUnhealthy | Cause::SecondaryUnhealthy if self.ejection => PASSIVE_5XX,
+            _ => cause_label(cause),
         }
     }
 
@@ -1066,8 +1081,9 @@ impl Controller {
 }
 
 /// Every cause label, for adopting a label a remote replica sent.
-const KNOWN_CAUSES: [&str; 12] = [
+const KNOWN_CAUSES: [&str; 13] = [
     "primary_unhealthy",
+    PASSIVE_5XX,
     "region_outage",
     "region_marked_down",
     "secondary_unhealthy",

@@ -9,9 +9,9 @@ use pairgate_failover::{Health, Side};
 /// Why a tenant moved, as events and logs spell it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CauseInfo {
-    /// `primary_unhealthy`, `region_outage`, `region_marked_down`, `secondary_unhealthy`,
-    /// `failback`, `pinned`, `unpinned`, `manual_failback`, `both_down`, `recovered`,
-    /// `reconfigured`.
+    /// `primary_unhealthy`, `passive_5xx` (the account left was ejected for consecutive live
+    /// 5xx), `region_outage`, `region_marked_down`, `secondary_unhealthy`, `failback`,
+    /// `pinned`, `unpinned`, `manual_failback`, `both_down`, `recovered`, `reconfigured`.
     pub label: &'static str,
     /// The region involved, for region causes.
     pub region: Option<Arc<str>>,
