@@ -797,6 +797,40 @@ async fn region_holds_are_released_only_by_their_holders() {
     drop((f.east, f.west));
 }
 
+/// A state file from before holds (version 1: one mark per region) still loads: an incident's
+/// mark becomes that incident's hold, which its `Resolved` releases.
+#[tokio::test]
+async fn version_1_state_file_marks_become_holds() {
+    let state = temp_path("state.json");
+    std::fs::write(
+        &state,
+        r#"{"version": 1,
+            "tenants": {"b": {"value": "secondary", "reason": "old pin", "source": "operator", "at_unix_ms": 1}},
+            "regions": {"eastus": {"value": "down", "reason": "azure service health incident 4K_2-VT8",
+                                   "source": "azure-monitor", "at_unix_ms": 2}}}"#,
+    )
+    .expect("v1 state");
+    let extra = format!(
+        "[alerts.azure_monitor]\nservices = [\"Video Indexer\"]\n[state]\npath = \"{}\"\n",
+        state.display()
+    );
+    let f = fixture(&extra).await;
+    assert_eq!(
+        holds(&f.gw, 0).await,
+        ("down".to_owned(), vec!["incident:4K_2-VT8".to_owned()])
+    );
+    assert_eq!(served_by(&f.gw, "a").await, "west");
+    assert_eq!(served_by(&f.gw, "b").await, "east", "b's pin survived");
+    let r = post_alert(&f.gw, "common-schema-resolved.json").await;
+    assert_eq!(
+        r.json()["regions"],
+        serde_json::json!(["eastus"]),
+        "{}",
+        r.text()
+    );
+    assert_eq!(holds(&f.gw, 0).await, ("auto".to_owned(), Vec::new()));
+}
+
 /// The older activity-log schema, matched through `azure_name` ("West Europe" is `westus` here).
 #[tokio::test]
 async fn activity_log_alerts_match_regions_by_azure_name() {
