@@ -338,6 +338,105 @@ async fn pins_and_region_states_survive_a_restart() {
     drop((f.east, f.west));
 }
 
+/// A pin or region state that cannot be written is refused (503), not applied, and recorded;
+/// temporary files a crash left next to the state file are removed at start.
+#[tokio::test]
+async fn unsaved_changes_are_refused_and_crash_leftovers_removed() {
+    let state = temp_path("state.json");
+    let name = state
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let leftover = state.with_file_name(format!("{name}.tmp-999999"));
+    std::fs::write(&leftover, "{\"tenants\": {").expect("leftover");
+    let extra = format!("[state]\npath = \"{}\"\n", state.display());
+    let f = fixture(&extra).await;
+    assert!(
+        !leftover.exists(),
+        "a crash's temporary file was left at start"
+    );
+
+    let pinned =
+        f.gw.admin(
+            "PUT",
+            "/v1/tenants/a/mode",
+            Some(r#"{"mode":"secondary","reason":"saved"}"#),
+        )
+        .await
+        .expect("pin");
+    assert_eq!(pinned.status, 200, "{}", pinned.text());
+    let saved = std::fs::read_to_string(&state).expect("state file");
+
+    // The next write cannot happen: a directory sits where the gateway writes its temporary
+    // file (the gateway runs in this process). Unlike permissions, this stops root too.
+    let blocker = state.with_file_name(format!("{name}.tmp-{}", std::process::id()));
+    std::fs::create_dir(&blocker).expect("blocker");
+    let refused =
+        f.gw.admin("PUT", "/v1/tenants/a/mode", Some(r#"{"mode":"auto"}"#))
+            .await
+            .expect("reply");
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.json()["error"], "state_not_persisted");
+    let refused =
+        f.gw.admin("PUT", "/v1/regions/westus", Some(r#"{"state":"down"}"#))
+            .await
+            .expect("reply");
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.json()["error"], "state_not_persisted");
+
+    // Nothing was applied: a is still pinned and served by west, westus is up, the file is
+    // what the last acknowledged change wrote.
+    let a =
+        f.gw.admin("GET", "/v1/tenants/a", None)
+            .await
+            .expect("reply")
+            .json();
+    assert_eq!(a["mode"], "secondary");
+    assert_eq!(a["pin"]["reason"], "saved");
+    assert_eq!(served_by(&f.gw, "a").await, "west");
+    assert_eq!(served_by(&f.gw, "b").await, "west");
+    let regions =
+        f.gw.admin("GET", "/v1/regions", None)
+            .await
+            .expect("reply")
+            .json();
+    assert_eq!(regions["regions"][1]["state"], "auto");
+    assert_eq!(std::fs::read_to_string(&state).expect("state file"), saved);
+    let events =
+        f.gw.admin("GET", "/v1/events", None)
+            .await
+            .expect("reply")
+            .json();
+    let refusals: Vec<&str> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["type"] == "state_not_persisted")
+        .filter_map(|e| e["change"].as_str())
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            "tenant a mode auto",
+            "region westus hold operator (operator)"
+        ]
+    );
+
+    // Once the state can be written again, the same change goes through.
+    std::fs::remove_dir(&blocker).expect("unblock");
+    let unpinned =
+        f.gw.admin("PUT", "/v1/tenants/a/mode", Some(r#"{"mode":"auto"}"#))
+            .await
+            .expect("reply");
+    assert_eq!(unpinned.status, 200, "{}", unpinned.text());
+    assert!(
+        !std::fs::read_to_string(&state)
+            .expect("state")
+            .contains("saved")
+    );
+}
+
 #[tokio::test]
 async fn corrupt_state_file_is_reported_and_moved_aside() {
     let state = temp_path("state.json");
@@ -657,6 +756,159 @@ async fn azure_monitor_alerts_drive_region_state() {
         .await
         .expect("reply");
     assert_eq!(r.status, 403);
+}
+
+/// The holder ids on `region` (index in config order), in the order `GET /v1/regions` lists
+/// them, and its state.
+async fn holds(gw: &TestGateway, region: usize) -> (String, Vec<String>) {
+    let regions = gw
+        .admin("GET", "/v1/regions", None)
+        .await
+        .expect("reply")
+        .json();
+    let r = &regions["regions"][region];
+    let holders = r["holds"]
+        .as_array()
+        .expect("holds")
+        .iter()
+        .filter_map(|h| h["holder"].as_str().map(str::to_owned))
+        .collect();
+    (r["state"].as_str().unwrap_or("?").to_owned(), holders)
+}
+
+/// A region stays down while anyone holds it (the operator, each active incident); each holder
+/// releases only its own hold, the operator can release them all, and holds survive a restart.
+#[tokio::test]
+async fn region_holds_are_released_only_by_their_holders() {
+    let state = temp_path("state.json");
+    let extra = format!(
+        "[alerts.azure_monitor]\nservices = [\"Video Indexer\"]\n[state]\npath = \"{}\"\n",
+        state.display()
+    );
+    let f = fixture(&extra).await;
+    let second = |file: &str| alert(file).replace("4K_2-VT8", "SECOND-1");
+    async fn post(gw: &TestGateway, body: String) -> pairgate_test_support::Reply {
+        gw.admin("POST", "/v1/alerts/azure-monitor", Some(&body))
+            .await
+            .expect("reply")
+    }
+    async fn operator(gw: &TestGateway, body: &str) -> pairgate_test_support::Reply {
+        let r = gw
+            .admin("PUT", "/v1/regions/eastus", Some(body))
+            .await
+            .expect("reply");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r
+    }
+
+    operator(&f.gw, r#"{"state":"down","reason":"drill"}"#).await;
+    let r = post_alert(&f.gw, "common-schema-activated.json").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post(&f.gw, second("common-schema-activated.json")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let all = vec![
+        "incident:4K_2-VT8".to_owned(),
+        "incident:SECOND-1".to_owned(),
+        "operator".to_owned(),
+    ];
+    assert_eq!(holds(&f.gw, 0).await, ("down".to_owned(), all.clone()));
+
+    // Holds survive a restart.
+    let config = std::fs::read_to_string(f.gw.config_path()).expect("config");
+    f.gw.shutdown().await.expect("shutdown");
+    let gw = TestGateway::start(&config).await.expect("restart");
+    wait_ready(&gw).await;
+    assert_eq!(holds(&gw, 0).await, ("down".to_owned(), all));
+    assert_eq!(served_by(&gw, "a").await, "west");
+
+    // The first incident resolves: the operator and the second incident still hold eastus.
+    let r = post_alert(&gw, "common-schema-resolved.json").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        holds(&gw, 0).await,
+        (
+            "down".to_owned(),
+            vec!["incident:SECOND-1".to_owned(), "operator".to_owned()]
+        )
+    );
+    // The operator releases their own hold: the active incident keeps it down, and says so.
+    let r = operator(&gw, r#"{"state":"auto","reason":"drill over"}"#).await;
+    assert_eq!(r.json()["state"], "down");
+    assert!(r.json()["warning"].as_str().is_some(), "{}", r.text());
+    assert_eq!(
+        holds(&gw, 0).await,
+        ("down".to_owned(), vec!["incident:SECOND-1".to_owned()])
+    );
+    assert_eq!(served_by(&gw, "a").await, "west");
+    // A resolve of the already-resolved incident changes nothing.
+    let r = post_alert(&gw, "common-schema-resolved.json").await;
+    assert_eq!(r.json()["regions"], serde_json::json!([]), "{}", r.text());
+    assert_eq!(holds(&gw, 0).await.0, "down");
+    // The way out of an alert that never resolves: force releases every hold.
+    let r = operator(
+        &gw,
+        r#"{"state":"auto","force":true,"reason":"stuck alert"}"#,
+    )
+    .await;
+    assert_eq!(r.json()["state"], "auto", "{}", r.text());
+    assert_eq!(holds(&gw, 0).await, ("auto".to_owned(), Vec::new()));
+    assert!(
+        eventually(Duration::from_secs(4), || async {
+            served_by(&gw, "a").await == "east"
+        })
+        .await,
+        "a never failed back"
+    );
+    let events = gw
+        .admin("GET", "/v1/events", None)
+        .await
+        .expect("reply")
+        .json();
+    assert!(
+        events["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|e| {
+                e["type"] == "region_state" && e["action"] == "release_all" && e["state"] == "auto"
+            }),
+        "{events}"
+    );
+    drop((f.east, f.west));
+}
+
+/// A state file from before holds (version 1: one mark per region) still loads: an incident's
+/// mark becomes that incident's hold, which its `Resolved` releases.
+#[tokio::test]
+async fn version_1_state_file_marks_become_holds() {
+    let state = temp_path("state.json");
+    std::fs::write(
+        &state,
+        r#"{"version": 1,
+            "tenants": {"b": {"value": "secondary", "reason": "old pin", "source": "operator", "at_unix_ms": 1}},
+            "regions": {"eastus": {"value": "down", "reason": "azure service health incident 4K_2-VT8",
+                                   "source": "azure-monitor", "at_unix_ms": 2}}}"#,
+    )
+    .expect("v1 state");
+    let extra = format!(
+        "[alerts.azure_monitor]\nservices = [\"Video Indexer\"]\n[state]\npath = \"{}\"\n",
+        state.display()
+    );
+    let f = fixture(&extra).await;
+    assert_eq!(
+        holds(&f.gw, 0).await,
+        ("down".to_owned(), vec!["incident:4K_2-VT8".to_owned()])
+    );
+    assert_eq!(served_by(&f.gw, "a").await, "west");
+    assert_eq!(served_by(&f.gw, "b").await, "east", "b's pin survived");
+    let r = post_alert(&f.gw, "common-schema-resolved.json").await;
+    assert_eq!(
+        r.json()["regions"],
+        serde_json::json!(["eastus"]),
+        "{}",
+        r.text()
+    );
+    assert_eq!(holds(&f.gw, 0).await, ("auto".to_owned(), Vec::new()));
 }
 
 /// The older activity-log schema, matched through `azure_name` ("West Europe" is `westus` here).

@@ -532,3 +532,149 @@ async fn shared_account_is_probed_once_per_interval() {
     // 10 expected; jitter and scheduling allow a little either way, 50 tenants would be 500.
     assert!((7..=13).contains(&probes), "{probes} probes in {window:?}");
 }
+
+/// The data path answers 503 while `/healthz` answers 200: after `passive_consecutive_5xx`
+/// consecutive 5xx the account is ejected and the tenant moves; a live success in between
+/// restarts the count; passing probes do not reinstate the account before `passive_ejection`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consecutive_live_5xx_eject_an_account_whose_probe_passes() {
+    let (east, west) = (mock("east", "eastus").await, mock("west", "westus").await);
+    // fall = 10: the passive fall count (which passing probes wipe) never decides here.
+    let extra = FAST_HEALTH.replace(
+        "fall = 3",
+        "fall = 10\npassive_consecutive_5xx = 3\npassive_ejection = \"1500ms\"",
+    );
+    let gw = pair_of_accounts(&east, &west, &extra).await;
+    let table = gw.gateway().shared().routes();
+    let cell = table
+        .accounts()
+        .iter()
+        .find(|a| &*a.name == "east")
+        .map(|a| std::sync::Arc::clone(&a.health))
+        .expect("east");
+    let status = || async {
+        get(&gw.url("/who"), "a.example.com")
+            .await
+            .expect("reply")
+            .status
+            .as_u16()
+    };
+
+    east.set_behavior(Behavior::Status(503));
+    assert_eq!((status().await, status().await), (503, 503));
+    // A live success restarts the count (the observer runs before the answer is returned).
+    east.set_behavior(Behavior::Normal);
+    assert_eq!(status().await, 200);
+    assert_eq!(cell.consecutive_5xx(), 0);
+    east.set_behavior(Behavior::Status(503));
+    assert_eq!((status().await, status().await), (503, 503));
+    assert_eq!(cell.consecutive_5xx(), 2, "not reset by passing probes");
+    assert_eq!(side(&gw, "a").await.map(|s| s.0), Some(Side::Primary));
+
+    // The third in a row ejects east.
+    assert_eq!(status().await, 503);
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            side(&gw, "a").await.map(|s| s.0) == Some(Side::Secondary)
+        })
+        .await,
+        "a never left its ejected primary"
+    );
+    let moved = Instant::now();
+    assert_eq!(served_by(&gw, "a").await, "west");
+    assert!(
+        gw.gateway().events().after(0, 1000).iter().any(|e| matches!(
+            &e.kind,
+            EventKind::AccountHealth { account, health: Health::Unhealthy, reason: "passive_5xx" }
+                if &**account == "east"
+        )),
+        "no passive_5xx health event"
+    );
+    assert!(
+        gw.gateway().events().after(0, 1000).iter().any(|e| matches!(
+            &e.kind,
+            EventKind::Transition { tenant, cause, .. } if &**tenant == "a" && cause.label == "passive_5xx"
+        )),
+        "the move does not say passive_5xx"
+    );
+    let detail = gw
+        .admin("GET", "/v1/tenants/a", None)
+        .await
+        .expect("detail")
+        .json();
+    assert!(
+        detail["history"].to_string().contains("passive_5xx"),
+        "{detail}"
+    );
+    assert!(east.probe_count() > 0);
+
+    // Probes keep passing, but east stays unhealthy for the ejection, then needs rise = 2.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            gw.gateway()
+                .control()
+                .tenant("a")
+                .await
+                .is_some_and(|v| v.primary.1 == Health::Healthy)
+        })
+        .await,
+        "east never came back after its ejection"
+    );
+    let back = moved.elapsed();
+    assert!(
+        back >= Duration::from_millis(1400),
+        "reinstated by probes {back:?} after the ejection, inside passive_ejection"
+    );
+    let reasons: Vec<&str> = gw
+        .gateway()
+        .events()
+        .after(0, 1000)
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::AccountHealth {
+                account, reason, ..
+            } if &**account == "east" => Some(*reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, ["success", "passive_5xx", "success"]);
+}
+
+/// A probe that opts in to the account's `path_prefix` and injected headers reaches the same
+/// per-account URL as requests, with the account's credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_can_use_the_account_prefix_and_headers() {
+    let (east, west) = (mock("east", "eastus").await, mock("west", "westus").await);
+    // Only the prefixed probe path is healthy: anything else gets 503.
+    east.set_probe_path("/acct/1/healthz");
+    east.set_behavior(Behavior::Status(503));
+    let account = format!("url = \"{}\"\n", east.url());
+    let toml = pair_config(
+        &[("east", "eastus", &east), ("west", "westus", &west)],
+        &[("a", "east", Some("west"))],
+        FAST_HEALTH,
+    )
+    .replacen(
+        &account,
+        &format!(
+            "{account}path_prefix = \"/acct/1\"\nheaders = {{ x-acct-key = \"k1\" }}\nhealth = {{ use_account_prefix = true, use_account_headers = true }}\n"
+        ),
+        1,
+    );
+    let gw = TestGateway::start(&toml).await.expect("gateway");
+    assert!(
+        eventually(Duration::from_secs(5), || healthy(&gw, "a")).await,
+        "the prefixed probe never passed"
+    );
+    let probes: Vec<String> = east
+        .raw_capture()
+        .iter()
+        .map(|c| String::from_utf8_lossy(c).to_ascii_lowercase())
+        .filter(|c| c.starts_with("get /acct/1/healthz "))
+        .collect();
+    assert!(!probes.is_empty(), "no probe reached /acct/1/healthz");
+    assert!(
+        probes.iter().all(|p| p.contains("\r\nx-acct-key: k1\r\n")),
+        "{probes:?}"
+    );
+}

@@ -16,8 +16,10 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use pairgate_config::Config;
 use pairgate_failover::{Health, Mode, RegionOverride, Side};
+use pairgate_health::state::INCIDENT_REASON_PREFIX;
 use pairgate_health::{
-    ControlError, ControlHandle, EventKind, EventLog, Monitor, RegionView, TenantView,
+    ControlError, ControlHandle, EventKind, EventLog, Holder, Monitor, RegionChange, RegionView,
+    TenantView,
 };
 use pairgate_proxy::Shared;
 use serde_json::{Value, json};
@@ -319,16 +321,25 @@ async fn v1(state: &AdminState, method: &Method, path: &[&str], query: &str, bod
             )
         }
         (&Method::PUT, ["regions", name]) => {
-            let (region_state, reason) = match parse_region_state(body) {
+            let (change, reason) = match parse_region_state(body) {
                 Ok(v) => v,
                 Err(msg) => return error(StatusCode::BAD_REQUEST, "bad_request", &msg),
             };
             match state
                 .control
-                .set_region(name, region_state, &reason, "operator")
+                .set_region(name, change, &reason, "operator")
                 .await
             {
-                Ok(view) => json_resp(StatusCode::OK, &region_json(&view)),
+                Ok(view) => {
+                    let mut out = region_json(&view);
+                    if !view.holds.is_empty() && view.holds.iter().all(|(h, _)| h != "operator") {
+                        out["warning"] = json!(
+                            "the region stays down: other holders (active incidents) still hold \
+                             it; PUT {\"state\": \"auto\", \"force\": true} releases every hold"
+                        );
+                    }
+                    json_resp(StatusCode::OK, &out)
+                }
                 Err(err) => control_error(err),
             }
         }
@@ -420,7 +431,8 @@ async fn azure_alert(state: &AdminState, body: &[u8]) -> Resp {
             &json!({"status": "ignored", "reason": "no configured region is impacted"}),
         );
     }
-    let reason = format!("azure service health incident {}", alert.tracking_id);
+    let reason = format!("{INCIDENT_REASON_PREFIX}{}", alert.tracking_id);
+    let holder = Holder::Incident(alert.tracking_id.clone());
     let target = match &alert.stage {
         IncidentStage::Active => RegionOverride::Down,
         IncidentStage::Resolved => RegionOverride::Auto,
@@ -432,25 +444,36 @@ async fn azure_alert(state: &AdminState, body: &[u8]) -> Resp {
         }
     };
     let current = state.control.regions().await;
+    let holder_id = holder.id();
     let mut applied = Vec::new();
+    let mut failed = false;
     for region in regions {
-        if target == RegionOverride::Auto {
-            // Only the incident that marked a region down may bring it back.
-            let ours = current.iter().any(|v| {
-                *v.name == *region && v.marked_down.as_ref().is_some_and(|o| o.reason == reason)
-            });
+        let change = if target == RegionOverride::Auto {
+            // An incident releases only its own hold: the operator's and other incidents'
+            // holds keep the region down.
+            let ours = current
+                .iter()
+                .any(|v| *v.name == *region && v.holds.iter().any(|(h, _)| *h == holder_id));
             if !ours {
                 continue;
             }
-        }
-        if state
+            RegionChange::Release(holder.clone())
+        } else {
+            RegionChange::Hold(holder.clone())
+        };
+        match state
             .control
-            .set_region(&region, target, &reason, "azure-monitor")
+            .set_region(&region, change, &reason, "azure-monitor")
             .await
-            .is_ok()
         {
-            applied.push(region);
+            Ok(_) => applied.push(region),
+            Err(ControlError::NotPersisted) => failed = true,
+            Err(_) => {}
         }
+    }
+    if failed {
+        // Azure retries a webhook that fails: the change can be saved on a later delivery.
+        return control_error(ControlError::NotPersisted);
     }
     let state_name = if target == RegionOverride::Down {
         "down"
@@ -509,15 +532,28 @@ fn parse_mode(body: &[u8]) -> Result<(Mode, String), String> {
     Ok((mode, reason(&v)?))
 }
 
-fn parse_region_state(body: &[u8]) -> Result<(RegionOverride, String), String> {
+/// `{"state": "down"}` takes the operator's hold, `{"state": "auto"}` releases it, and
+/// `{"state": "auto", "force": true}` releases every hold (incidents' too).
+fn parse_region_state(body: &[u8]) -> Result<(RegionChange, String), String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
-    let state = match v.get("state").and_then(Value::as_str) {
-        Some("auto") => RegionOverride::Auto,
-        Some("down") => RegionOverride::Down,
-        Some(other) => return Err(format!("state {other:?} is not one of \"auto\", \"down\"")),
-        None => return Err("missing \"state\": \"auto\" or \"down\"".to_owned()),
+    let force = match v.get("force") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err("\"force\" must be true or false".to_owned()),
     };
-    Ok((state, reason(&v)?))
+    let change = match (v.get("state").and_then(Value::as_str), force) {
+        (Some("auto"), false) => RegionChange::Release(Holder::Operator),
+        (Some("auto"), true) => RegionChange::ReleaseAll,
+        (Some("down"), false) => RegionChange::Hold(Holder::Operator),
+        (Some("down"), true) => {
+            return Err("\"force\" only goes with \"state\": \"auto\"".to_owned());
+        }
+        (Some(other), _) => {
+            return Err(format!("state {other:?} is not one of \"auto\", \"down\""));
+        }
+        (None, _) => return Err("missing \"state\": \"auto\" or \"down\"".to_owned()),
+    };
+    Ok((change, reason(&v)?))
 }
 
 fn reason(v: &Value) -> Result<String, String> {
@@ -573,6 +609,7 @@ fn tenant_detail(state: &AdminState, v: &TenantView) -> Value {
             EventKind::AccountHealth { account, .. } => accounts.contains(&Some(account)),
             EventKind::RegionState { .. }
             | EventKind::Reload { .. }
+            | EventKind::StateNotPersisted { .. }
             | EventKind::Disagreement { .. } => false,
         })
         .map(event_json)
@@ -583,12 +620,20 @@ fn tenant_detail(state: &AdminState, v: &TenantView) -> Value {
 }
 
 fn region_json(v: &RegionView) -> Value {
+    let hold = |o: &pairgate_health::state::Override| json!({"reason": o.reason, "source": o.source, "at_unix_ms": o.at_unix_ms});
+    // The latest hold, as `marked_down` (what clients read before holds existed).
+    let latest = v.holds.iter().map(|(_, o)| o).max_by_key(|o| o.at_unix_ms);
     json!({
         "name": &*v.name,
         "pair": v.pair.as_deref(),
-        "state": if v.marked_down.is_some() { "down" } else { "auto" },
+        "state": if v.holds.is_empty() { "auto" } else { "down" },
         "down": v.down,
-        "marked_down": v.marked_down.as_ref().map(|o| json!({"reason": o.reason, "source": o.source, "at_unix_ms": o.at_unix_ms})),
+        "marked_down": latest.map(hold),
+        "holds": v.holds.iter().map(|(holder, o)| {
+            let mut h = hold(o);
+            h["holder"] = json!(holder);
+            h
+        }).collect::<Vec<_>>(),
         "accounts": v.accounts,
         "unhealthy_accounts": v.unhealthy,
     })
@@ -624,10 +669,13 @@ fn event_json(e: &pairgate_health::Event) -> Value {
         EventKind::RegionState {
             region,
             state,
+            action,
+            holder,
             reason,
             source,
         } => json!({
-            "type": "region_state", "region": &**region, "state": state, "reason": reason, "source": source,
+            "type": "region_state", "region": &**region, "state": state, "action": action,
+            "holder": holder, "reason": reason, "source": source,
         }),
         EventKind::Disagreement {
             account,
@@ -635,6 +683,9 @@ fn event_json(e: &pairgate_health::Event) -> Value {
             fleet,
         } => json!({
             "type": "disagreement", "account": &**account, "local": local.as_str(), "fleet": fleet.as_str(),
+        }),
+        EventKind::StateNotPersisted { change, error } => json!({
+            "type": "state_not_persisted", "change": change, "error": error,
         }),
         EventKind::Reload {
             generation,
@@ -684,6 +735,12 @@ fn control_error(err: ControlError) -> Resp {
             StatusCode::CONFLICT,
             "no_secondary",
             "the tenant has no secondary account",
+        ),
+        ControlError::NotPersisted => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "state_not_persisted",
+            "the change could not be written to the state file, so it was not applied; see \
+             GET /v1/events",
         ),
         ControlError::Stopped => error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -193,6 +193,17 @@ pub fn render(
     );
     header(
         &mut out,
+        "pairgate_passive_ejections_total",
+        "counter",
+        "Accounts ejected for consecutive 5xx answers or gateway errors from live traffic.",
+    );
+    let _ = writeln!(
+        out,
+        "pairgate_passive_ejections_total {}",
+        probes.ejections.load(Ordering::Relaxed)
+    );
+    header(
+        &mut out,
         "pairgate_config_reloads_total",
         "counter",
         "Config reloads, by result.",

@@ -261,13 +261,19 @@ pub enum ProbeKind {
     Http {
         /// Request method, upper-case. Default `GET`.
         method: String,
-        /// Path (and query) probed, `/`-led, sent as is (the account's `path_prefix` is not
-        /// prepended). Default `/healthz`.
+        /// Path (and query) probed, `/`-led. Sent as is unless `use_account_prefix`. Default
+        /// `/healthz`.
         path: String,
         /// Inclusive status ranges that count as healthy. Default `[200..=399]`.
         expect: Vec<(u16, u16)>,
-        /// Extra request headers; values may come from `${VAR}`.
+        /// Extra request headers; values may come from `${VAR}`. They replace account headers
+        /// of the same name when `use_account_headers` is on.
         headers: Vec<(String, Secret)>,
+        /// Prepend the account's `path_prefix` to `path`, so the probe reaches the same
+        /// per-account URL space as requests. Default false.
+        use_account_prefix: bool,
+        /// Send the account's injected headers (its credentials) with the probe. Default false.
+        use_account_headers: bool,
     },
     /// A TCP connect; healthy when it completes within the timeout.
     Tcp,
@@ -289,6 +295,12 @@ pub struct HealthCheck {
     pub rise: u32,
     /// Consecutive failures to become unhealthy. Default 3.
     pub fall: u32,
+    /// Consecutive 5xx answers or gateway errors from live traffic that eject the account
+    /// (unhealthy for `passive_ejection`, whatever the probes say); a success from live traffic
+    /// resets the count. 0 disables. Default 5.
+    pub passive_consecutive_5xx: u32,
+    /// How long an ejection lasts; then probes must pass `rise` times again. Default 30s.
+    pub passive_ejection: Duration,
 }
 
 /// `failback = "auto" | "manual"`.

@@ -240,6 +240,14 @@ pub struct HealthSpec {
     pub rise: Option<i64>,
     /// Consecutive failures.
     pub fall: Option<i64>,
+    /// Consecutive 5xx or gateway errors from live traffic that eject the account; 0 disables.
+    pub passive_consecutive_5xx: Option<i64>,
+    /// Duration string: how long an ejection lasts.
+    pub passive_ejection: Option<String>,
+    /// Prepend the account's `path_prefix` to the probe path.
+    pub use_account_prefix: Option<bool>,
+    /// Send the account's injected `headers` with the probe.
+    pub use_account_headers: Option<bool>,
 }
 
 /// `[failover]`, or a tenant's `failover = { ... }`; every key unset means "inherit".

@@ -132,6 +132,12 @@ fn each_rule_reports_its_path_and_message() {
         ("[health]\npath = \"healthz\"", &[(E, "health.path", "must start with")]),
         ("[health]\nfast_interval = \"5s\"", &[(E, "health.fast_interval", "must not exceed interval")]),
         ("[health]\ntype = \"tcp\"\npath = \"/x\"", &[(W, "health.path", "ignored")]),
+        ("[health]\ntype = \"tcp\"\nuse_account_prefix = true", &[(W, "health.use_account_prefix", "ignored")]),
+        ("[health]\npassive_consecutive_5xx = -1", &[(E, "health.passive_consecutive_5xx", "outside 0..=10000")]),
+        ("[health]\npassive_consecutive_5xx = 10001", &[(E, "health.passive_consecutive_5xx", "outside 0..=10000")]),
+        ("[health]\npassive_ejection = \"0s\"", &[(E, "health.passive_ejection", "greater than 0")]),
+        ("[health]\npassive_ejection = \"2h\"", &[(E, "health.passive_ejection", "longer than 3600s")]),
+        ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://h:1\"\nhealth = { passive_ejection = \"soon\" }", &[(E, "account[3].health.passive_ejection", "not a duration")]),
         ("[health]\nheaders = { \"x-probe\" = \"${UNSET_VAR}\" }", &[(E, "health.headers.x-probe", "UNSET_VAR is not set")]),
         // [failover]
         ("[failover]\nregion_outage_ratio = 0.0", &[(E, "failover.region_outage_ratio", "outside (0, 1]")]),
@@ -222,6 +228,37 @@ fn each_rule_reports_its_path_and_message() {
         ("[[tenant]]\nname = \"t\"\nhosts = [\"t.example.com\"]\nprimary = \"east\"\nfailover = { hold_down = \"1x\" }", &[(E, "tenant[1].failover.hold_down", "not a duration")]),
     ];
     for (fragment, expected) in cases {
+        check(fragment, expected);
+    }
+}
+
+#[test]
+fn region_outage_ratio_that_a_minority_can_trip_is_warned() {
+    // eastus gets three more accounts (four in all).
+    let more: String = (2..=4)
+        .map(|i| {
+            format!(
+                "[[account]]\nname = \"east{i}\"\nregion = \"eastus\"\nurl = \"http://h:{i}\"\n"
+            )
+        })
+        .collect();
+    let tenant = |ratio: &str| {
+        format!(
+            "[[tenant]]\nname = \"t\"\nhosts = [\"t.example.com\"]\nprimary = \"east2\"\nsecondary = \"west\"\nfailover = {{ region_outage_ratio = {ratio} }}\n"
+        )
+    };
+    #[rustfmt::skip]
+    let cases: Vec<(String, Expected<'_>)> = vec![
+        // Two of four is not a majority: warned, at the key that chose the ratio.
+        (format!("[failover]\nregion_outage_ratio = 0.25\n{more}"), &[(W, "failover.region_outage_ratio", "2 unhealthy accounts of the 4 in region \"eastus\"")]),
+        (format!("{more}{}", tenant("0.3")), &[(W, "tenant[1].failover.region_outage_ratio", "2 unhealthy accounts of the 4")]),
+        // The default needs three of four; a tiny ratio over a two-account region still needs
+        // both (one account alone never trips it): neither is warned.
+        (more.clone(), &[]),
+        ("[failover]\nregion_outage_ratio = 0.01".to_owned(), &[]),
+        (format!("{more}{}", tenant("0.5")), &[]),
+    ];
+    for (fragment, expected) in &cases {
         check(fragment, expected);
     }
 }
@@ -505,12 +542,16 @@ fn defaults_fill_an_almost_empty_config() {
             path: "/healthz".to_owned(),
             expect: vec![(200, 399)],
             headers: vec![],
+            use_account_prefix: false,
+            use_account_headers: false,
         },
         interval: Duration::from_secs(2),
         fast_interval: Duration::from_millis(500),
         timeout: Duration::from_secs(1),
         rise: 2,
         fall: 3,
+        passive_consecutive_5xx: 5,
+        passive_ejection: Duration::from_secs(30),
     };
     assert_eq!(c.health, expected_health);
     assert_eq!(c.failover.failback, Failback::Auto);
@@ -546,7 +587,7 @@ url = "http://h:1"
 path_prefix = "/eastus/Accounts/1111"
 headers = {{ Ocp-Apim-Subscription-Key = "k=${{TEST_KEY}};" }}
 http2 = true
-health = {{ interval = "200ms", timeout = "100ms", method = "head" }}
+health = {{ interval = "200ms", timeout = "100ms", method = "head", use_account_prefix = true, passive_consecutive_5xx = 0 }}
 
 [[account]]
 name = "y"
@@ -583,12 +624,18 @@ failover = {{ both_down = "reject", region_outage_ratio = 1 }}
         method,
         path,
         headers,
+        use_account_prefix,
+        use_account_headers,
         ..
     } = &x.health.kind
     else {
         panic!("http probe expected");
     };
     assert_eq!((method.as_str(), path.as_str()), ("HEAD", "/status"));
+    assert_eq!((*use_account_prefix, *use_account_headers), (true, false));
+    assert_eq!(x.health.passive_consecutive_5xx, 0);
+    assert_eq!(x.health.passive_ejection, Duration::from_secs(30));
+    assert_eq!(c.accounts[0].health.passive_consecutive_5xx, 5);
     assert_eq!(headers[0].1.expose(), SECRET);
     assert_eq!(c.accounts[4].health.kind, ProbeKind::Tcp);
     assert_eq!(c.accounts[4].health.interval, Duration::from_secs(4));

@@ -50,6 +50,18 @@ impl HealthCounter {
         }
     }
 
+    /// Makes the verdict [`Health::Unhealthy`] at once, as if `fall` failures had just been
+    /// recorded (outlier ejection); any success streak is lost, so `rise` successes are needed
+    /// again. Returns the new verdict if it changed.
+    pub fn eject(&mut self) -> Option<Health> {
+        self.successes = 0;
+        self.failures = self.failures.max(self.fall);
+        (self.health != Health::Unhealthy).then(|| {
+            self.health = Health::Unhealthy;
+            Health::Unhealthy
+        })
+    }
+
     /// The current verdict.
     pub fn health(&self) -> Health {
         self.health
@@ -70,6 +82,29 @@ impl HealthCounter {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn eject_makes_unhealthy_and_needs_rise_again() {
+        // (verdict reached by these results first, eject's return)
+        let rows: &[(&str, Option<Health>)] = &[
+            ("", Some(Health::Unhealthy)),
+            ("ss", Some(Health::Unhealthy)),
+            ("ssf", Some(Health::Unhealthy)),
+            ("fff", None),
+            ("fffs", None),
+        ];
+        for &(results, want) in rows {
+            let mut c = HealthCounter::new(2, 3);
+            for r in results.chars() {
+                c.record(r == 's');
+            }
+            assert_eq!(c.eject(), want, "{results}");
+            assert_eq!(c.health(), Health::Unhealthy, "{results}");
+            assert!(!c.in_transition(), "{results}");
+            assert_eq!(c.record(true), None, "{results}: one success is not rise");
+            assert_eq!(c.record(true), Some(Health::Healthy), "{results}");
+        }
+    }
 
     /// `results`: `s`/`f` per probe. `changes`: per probe `.` (none), `H` or `U`.
     /// `transition`: `in_transition()` after each probe, `y`/`n`.

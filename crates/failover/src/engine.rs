@@ -689,8 +689,13 @@ impl Engine {
     }
 }
 
-/// The ratio test: at least two accounts, at least one unhealthy, and the unhealthy share
-/// reaches `ratio`.
+/// The ratio test: a region outage needs corroboration. At least two accounts are unhealthy,
+/// and they are more than `ratio` of the region's accounts (all of them when `ratio` is 1), so
+/// one account (one tenant's revoked key or exhausted quota) never takes a region down.
 fn ratio_down(unhealthy: usize, accounts: usize, ratio: f64) -> bool {
-    accounts >= 2 && unhealthy >= 1 && unhealthy as f64 / accounts as f64 >= ratio
+    unhealthy >= MIN_OUTAGE_ACCOUNTS
+        && (unhealthy as f64 / accounts as f64 > ratio || (unhealthy == accounts && ratio >= 1.0))
 }
+
+/// Unhealthy accounts a region needs, at the least, to be down by ratio.
+pub const MIN_OUTAGE_ACCOUNTS: usize = 2;

@@ -27,9 +27,12 @@
 //! - *usable(account)*: [`Health::Healthy`] and its region is not down. *bad(account)*:
 //!   [`Health::Unhealthy`] or its region is down. Unknown is neither. A missing secondary is bad.
 //! - *Region down* (for a tenant): the operator's override is [`RegionOverride::Down`], or the
-//!   region has two or more accounts, at least one of them unhealthy, and unhealthy / all reaches
-//!   the tenant's [`Policy::region_outage_ratio`]. A one-account region is never down by ratio.
-//!   [`Engine::region_down`] answers with the engine's default ratio.
+//!   outage is corroborated: at least two accounts of the region are unhealthy
+//!   ([`MIN_OUTAGE_ACCOUNTS`]) and unhealthy / all is **more than** the tenant's
+//!   [`Policy::region_outage_ratio`] (a strict majority at the default 0.5; all accounts at 1).
+//!   So a single unhealthy account (one tenant's revoked key) never takes a region down, and a
+//!   one-account region is never down by ratio. [`Engine::region_down`] answers with the
+//!   engine's default ratio.
 //! - [`Mode::Pinned`]: the tenant is on that side, reject off, even if the side is unusable.
 //! - [`Mode::Auto`] on the primary: if the primary is bad and the secondary usable, move
 //!   ([`Cause::RegionMarkedDown`] or [`Cause::RegionOutage`] if the primary's region is down,
@@ -64,7 +67,7 @@ mod engine;
 mod types;
 
 pub use counter::HealthCounter;
-pub use engine::Engine;
+pub use engine::{Engine, MIN_OUTAGE_ACCOUNTS};
 pub use types::{
     AccountDef, BothDown, Cause, Failback, Health, Mode, Policy, RegionDef, RegionOverride, Side,
     TenantDef, TenantState, Transition,

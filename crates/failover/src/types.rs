@@ -97,8 +97,9 @@ pub struct Policy {
     pub hold_down: Duration,
     /// Stay or reject when no side is usable.
     pub both_down: BothDown,
-    /// Share of a region's accounts that must be unhealthy for the region to count as down, for
-    /// this tenant. Expected within (0, 1]; a NaN never matches.
+    /// For this tenant, a region counts as down when more than this share of its accounts, and
+    /// at least two of them, are unhealthy (all of them at 1). Expected within (0, 1]; a NaN
+    /// never matches.
     pub region_outage_ratio: f64,
 }
 

@@ -16,8 +16,10 @@ use pairgate_routing::{Active, RouteTable};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::events::{CauseInfo, EventKind, EventLog};
-use crate::monitor::Verdict;
-use crate::state::{Override, PersistedState, now_unix_ms, save};
+use crate::monitor::{PASSIVE_5XX, Verdict};
+use crate::state::{
+    INCIDENT_HOLDER_PREFIX, OPERATOR_HOLDER, Override, PersistedState, now_unix_ms, save,
+};
 
 /// Transitions in one batch above which each one is logged at debug level and only a summary
 /// at info: a region move of 100k tenants must not flood the log.
@@ -64,12 +66,12 @@ pub enum Command {
         /// Where the answer goes.
         reply: oneshot::Sender<Result<TenantView, ControlError>>,
     },
-    /// Mark a region down, or return it to auto.
+    /// Hold a region down, or release a hold.
     SetRegion {
         /// Region name.
         region: String,
-        /// Down or auto.
-        state: RegionOverride,
+        /// Which hold is taken or released.
+        change: RegionChange,
         /// Why (an alert's tracking id, an operator's note).
         reason: String,
         /// Who: `operator` or `azure-monitor`.
@@ -121,6 +123,37 @@ pub enum Command {
     },
 }
 
+/// Who holds a region down. A region is marked down while anyone holds it; each holder
+/// releases only its own hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// The operator (admin API), one hold however often it is set.
+    Operator,
+    /// An Azure Service Health incident, by tracking id.
+    Incident(String),
+}
+
+impl Holder {
+    /// The id the hold is stored and shown under: `operator` or `incident:<tracking id>`.
+    pub fn id(&self) -> String {
+        match self {
+            Holder::Operator => OPERATOR_HOLDER.to_owned(),
+            Holder::Incident(id) => format!("{INCIDENT_HOLDER_PREFIX}{id}"),
+        }
+    }
+}
+
+/// What a [`Command::SetRegion`] does to a region's holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegionChange {
+    /// Take (or renew) this holder's hold: the region is down.
+    Hold(Holder),
+    /// Release this holder's hold; the region returns to auto when no other hold remains.
+    Release(Holder),
+    /// Release every hold (the operator's way out of an alert that never resolves).
+    ReleaseAll,
+}
+
 /// A decision the local engine wants, to be committed by the fleet (fleet mode).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proposal {
@@ -154,6 +187,10 @@ pub enum ControlError {
     /// Pinning to the secondary of a tenant that has none.
     #[error("the tenant has no secondary account")]
     NoSecondary,
+    /// The change could not be written to the state file, so it was not applied: it would not
+    /// survive a restart.
+    #[error("the change could not be saved to the state file and was not applied")]
+    NotPersisted,
     /// The controller has stopped.
     #[error("the controller is not running")]
     Stopped,
@@ -193,8 +230,9 @@ pub struct RegionView {
     pub name: Arc<str>,
     /// Paired region.
     pub pair: Option<Arc<str>>,
-    /// The operator's (or an alert's) override, if the region is marked down.
-    pub marked_down: Option<Override>,
+    /// Who holds the region down, by holder id (`operator`, `incident:<tracking id>`); empty
+    /// when it is in auto.
+    pub holds: Vec<(String, Override)>,
     /// Whether the region counts as down (marked, or by the outage ratio).
     pub down: bool,
     /// Accounts in the region.
@@ -279,17 +317,17 @@ impl ControlHandle {
         .unwrap_or(Err(ControlError::Stopped))
     }
 
-    /// Marks a region down or back to auto.
+    /// Takes or releases a hold on a region.
     pub async fn set_region(
         &self,
         region: &str,
-        state: RegionOverride,
+        change: RegionChange,
         reason: &str,
         source: &'static str,
     ) -> Result<RegionView, ControlError> {
         self.ask(|reply| Command::SetRegion {
             region: region.to_owned(),
-            state,
+            change,
             reason: reason.to_owned(),
             source,
             reply,
@@ -346,6 +384,8 @@ pub struct Controller {
     transitions: BTreeMap<&'static str, u64>,
     account_by_name: HashMap<Arc<str>, usize>,
     fleet: Option<FleetLink>,
+    /// True while the transitions of an outlier ejection are published (see `label`).
+    ejection: bool,
 }
 
 impl Controller {
@@ -376,6 +416,7 @@ impl Controller {
             transitions: BTreeMap::new(),
             account_by_name: HashMap::new(),
             fleet: None,
+            ejection: false,
         };
         controller.index();
         controller.restore(restored);
@@ -417,14 +458,15 @@ impl Controller {
     fn restore(&mut self, restored: PersistedState) {
         let now = Instant::now();
         let mut transitions = Vec::new();
-        for (name, o) in restored.regions {
-            match (self.region_index.get(name.as_str()), o.value.as_str()) {
-                (Some(&r), "down") => {
+        let restored = restored.holds();
+        for (name, holds) in restored.region_holds {
+            match self.region_index.get(name.as_str()) {
+                Some(&r) if !holds.is_empty() => {
                     transitions.extend(self.engine.set_region(r, RegionOverride::Down, now));
-                    self.overrides.regions.insert(name, o);
+                    self.overrides.region_holds.insert(name, holds);
                 }
                 _ => {
-                    tracing::warn!(region = %name, "dropping persisted region state: unknown region or state")
+                    tracing::warn!(region = %name, "dropping persisted region holds: unknown region")
                 }
             }
         }
@@ -555,12 +597,12 @@ impl Controller {
             }
             Command::SetRegion {
                 region,
-                state,
+                change,
                 reason,
                 source,
                 reply,
             } => {
-                let _ = reply.send(self.set_region(&region, state, reason, source));
+                let _ = reply.send(self.set_region(&region, &change, reason, source));
             }
             Command::Regions { reply } => {
                 let views = (0..self.table.regions().len())
@@ -597,27 +639,28 @@ impl Controller {
         if mode == Mode::Pinned(Side::Secondary) && self.table.tenants()[t].secondary.is_none() {
             return Err(ControlError::NoSecondary);
         }
-        let transitions = self.engine.set_mode(t, mode, Instant::now());
         let value = match mode {
             Mode::Auto => "auto",
             Mode::Pinned(side) => side.as_str(),
         };
         let record = Override {
             value: value.to_owned(),
-            reason,
+            reason: reason.clone(),
             source: "operator".to_owned(),
             at_unix_ms: now_unix_ms(),
         };
+        let mut next = self.overrides.clone();
+        match mode {
+            Mode::Auto => next.tenants.remove(tenant),
+            Mode::Pinned(_) => next.tenants.insert(tenant.to_owned(), record),
+        };
+        self.commit(next, || format!("tenant {tenant} mode {value}"))?;
+        let transitions = self.engine.set_mode(t, mode, Instant::now());
         self.events.push(EventKind::Pin {
             tenant: Arc::clone(&self.table.tenants()[t].name),
             mode: value,
-            reason: record.reason.clone(),
+            reason,
         });
-        match mode {
-            Mode::Auto => self.overrides.tenants.remove(tenant),
-            Mode::Pinned(_) => self.overrides.tenants.insert(tenant.to_owned(), record),
-        };
-        self.persist();
         self.publish(&transitions);
         self.view(tenant).ok_or(ControlError::UnknownTenant)
     }
@@ -638,10 +681,11 @@ impl Controller {
         self.view(tenant).ok_or(ControlError::UnknownTenant)
     }
 
+    /// Takes or releases a hold; the region is down while any hold remains.
     fn set_region(
         &mut self,
         region: &str,
-        state: RegionOverride,
+        change: &RegionChange,
         reason: String,
         source: &'static str,
     ) -> Result<RegionView, ControlError> {
@@ -649,35 +693,53 @@ impl Controller {
             .region_index
             .get(region)
             .ok_or(ControlError::UnknownRegion)?;
-        let transitions = self.engine.set_region(r, state, Instant::now());
-        let value = match state {
-            RegionOverride::Auto => "auto",
-            RegionOverride::Down => "down",
-        };
-        tracing::info!(region, state = value, reason = %reason, source, moved = transitions.len(), "region state set");
-        self.events.push(EventKind::RegionState {
-            region: Arc::clone(&self.table.regions()[r].name),
-            state: value,
-            reason: reason.clone(),
-            source,
-        });
-        match state {
-            RegionOverride::Auto => {
-                self.overrides.regions.remove(region);
-            }
-            RegionOverride::Down => {
-                self.overrides.regions.insert(
-                    region.to_owned(),
+        let mut next = self.overrides.clone();
+        let holds = next.region_holds.entry(region.to_owned()).or_default();
+        let (action, holder) = match change {
+            RegionChange::Hold(holder) => {
+                let id = holder.id();
+                holds.insert(
+                    id.clone(),
                     Override {
-                        value: value.to_owned(),
-                        reason,
+                        value: "down".to_owned(),
+                        reason: reason.clone(),
                         source: source.to_owned(),
                         at_unix_ms: now_unix_ms(),
                     },
                 );
+                ("hold", id)
             }
+            RegionChange::Release(holder) => {
+                let id = holder.id();
+                holds.remove(&id);
+                ("release", id)
+            }
+            RegionChange::ReleaseAll => {
+                holds.clear();
+                ("release_all", "*".to_owned())
+            }
+        };
+        if holds.is_empty() {
+            next.region_holds.remove(region);
         }
-        self.persist();
+        let (state, value) = if next.region_holds.contains_key(region) {
+            (RegionOverride::Down, "down")
+        } else {
+            (RegionOverride::Auto, "auto")
+        };
+        self.commit(next, || {
+            format!("region {region} {action} {holder} ({source})")
+        })?;
+        let transitions = self.engine.set_region(r, state, Instant::now());
+        tracing::info!(region, action, holder = %holder, state = value, reason = %reason, source, moved = transitions.len(), "region hold changed");
+        self.events.push(EventKind::RegionState {
+            region: Arc::clone(&self.table.regions()[r].name),
+            state: value,
+            action,
+            holder,
+            reason,
+            source,
+        });
         self.publish(&transitions);
         Ok(self.region_view(r))
     }
@@ -698,18 +760,56 @@ impl Controller {
         self.state_path = config.state.path.clone();
         self.index();
         let (tenants, regions) = (&self.tenant_index, &self.region_index);
-        let before = (self.overrides.tenants.len(), self.overrides.regions.len());
+        let before = (
+            self.overrides.tenants.len(),
+            self.overrides.region_holds.len(),
+        );
         self.overrides
             .tenants
             .retain(|name, _| tenants.contains_key(name.as_str()));
         self.overrides
-            .regions
+            .region_holds
             .retain(|name, _| regions.contains_key(name.as_str()));
-        if before != (self.overrides.tenants.len(), self.overrides.regions.len()) {
+        if before
+            != (
+                self.overrides.tenants.len(),
+                self.overrides.region_holds.len(),
+            )
+        {
             self.persist();
         }
         self.publish(&transitions);
         transitions.len()
+    }
+
+    /// Makes `next` the operator overrides, writing it to the state file first. A change that
+    /// cannot be written is refused ([`ControlError::NotPersisted`]) and recorded as an event,
+    /// and the caller applies nothing: an acknowledged change must survive a restart. In fleet
+    /// mode etcd is the durable copy and every replica must apply what the fleet committed, so
+    /// there a failed write is recorded and the change applied anyway.
+    fn commit(
+        &mut self,
+        next: PersistedState,
+        change: impl FnOnce() -> String,
+    ) -> Result<(), ControlError> {
+        if next == self.overrides {
+            return Ok(());
+        }
+        if let Some(path) = &self.state_path
+            && let Err(err) = save(path, &next)
+        {
+            let change = change();
+            tracing::error!(path = %path.display(), error = %err, change = %change, "cannot write the state file; change refused");
+            self.events.push(EventKind::StateNotPersisted {
+                change,
+                error: err.to_string(),
+            });
+            if self.fleet.is_none() {
+                return Err(ControlError::NotPersisted);
+            }
+        }
+        self.overrides = next;
+        Ok(())
     }
 
     fn persist(&self) {
@@ -774,7 +874,12 @@ impl Controller {
         RegionView {
             name: Arc::clone(&region.name),
             pair: region.pair.map(|p| Arc::clone(&self.table.region(p).name)),
-            marked_down: self.overrides.regions.get(&*region.name).cloned(),
+            holds: self
+                .overrides
+                .region_holds
+                .get(&*region.name)
+                .map(|h| h.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
             down: self.engine.region_down(r),
             accounts: in_region.len(),
             unhealthy: in_region
@@ -804,7 +909,10 @@ impl Controller {
         let transitions = self
             .engine
             .set_health(id.index(), verdict.health, Instant::now());
+        // Moves away from an ejected account say so: their cause is `passive_5xx`.
+        self.ejection = verdict.reason == PASSIVE_5XX;
         self.publish(&transitions);
+        self.ejection = false;
     }
 
     /// Fleet mode: sets a tenant to the fleet's committed decision and publishes it.
@@ -862,13 +970,13 @@ impl Controller {
                     tenant: Arc::clone(&self.table.tenants()[t.tenant].name),
                     side: t.to,
                     reject: t.reject,
-                    cause: cause_label(t.cause),
+                    cause: self.label(t.cause),
                 });
             }
             return;
         }
         for t in transitions {
-            *self.transitions.entry(cause_label(t.cause)).or_default() += 1;
+            *self.transitions.entry(self.label(t.cause)).or_default() += 1;
             self.table.tenants()[t.tenant].slot.store(Active {
                 side: t.to,
                 reject: t.reject,
@@ -927,8 +1035,17 @@ impl Controller {
             _ => None,
         };
         CauseInfo {
-            label: cause_label(cause),
+            label: self.label(cause),
             region,
+        }
+    }
+
+    /// The cause's label; while an ejection is being published, a move away from the ejected
+    /// account is `passive_5xx`.
+    fn label(&self, cause: Cause) -> &'static str {
+        match cause {
+            Cause::PrimaryUnhealthy | Cause::SecondaryUnhealthy if self.ejection => PASSIVE_5XX,
+            _ => cause_label(cause),
         }
     }
 
@@ -964,8 +1081,9 @@ impl Controller {
 }
 
 /// Every cause label, for adopting a label a remote replica sent.
-const KNOWN_CAUSES: [&str; 12] = [
+const KNOWN_CAUSES: [&str; 13] = [
     "primary_unhealthy",
+    PASSIVE_5XX,
     "region_outage",
     "region_marked_down",
     "secondary_unhealthy",

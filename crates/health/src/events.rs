@@ -9,9 +9,9 @@ use pairgate_failover::{Health, Side};
 /// Why a tenant moved, as events and logs spell it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CauseInfo {
-    /// `primary_unhealthy`, `region_outage`, `region_marked_down`, `secondary_unhealthy`,
-    /// `failback`, `pinned`, `unpinned`, `manual_failback`, `both_down`, `recovered`,
-    /// `reconfigured`.
+    /// `primary_unhealthy`, `passive_5xx` (the account left was ejected for consecutive live
+    /// 5xx), `region_outage`, `region_marked_down`, `secondary_unhealthy`, `failback`,
+    /// `pinned`, `unpinned`, `manual_failback`, `both_down`, `recovered`, `reconfigured`.
     pub label: &'static str,
     /// The region involved, for region causes.
     pub region: Option<Arc<str>>,
@@ -44,16 +44,28 @@ pub enum EventKind {
         /// The operator's reason.
         reason: String,
     },
-    /// A region was marked down or returned to auto.
+    /// A hold on a region was taken or released.
     RegionState {
         /// Region name.
         region: Arc<str>,
-        /// `down` or `auto`.
+        /// The region's state after the change: `down` (some hold remains) or `auto`.
         state: &'static str,
+        /// `hold`, `release` or `release_all`.
+        action: &'static str,
+        /// The holder id (`operator`, `incident:<tracking id>`), `*` for `release_all`.
+        holder: String,
         /// Why (an alert's tracking id, an operator's note).
         reason: String,
         /// `operator` or `azure-monitor`.
         source: &'static str,
+    },
+    /// An operator change (pin, region state) could not be written to the state file and was
+    /// refused.
+    StateNotPersisted {
+        /// What was asked, e.g. `tenant contoso mode secondary`.
+        change: String,
+        /// The write's error.
+        error: String,
     },
     /// A config was loaded (or rejected).
     Reload {
@@ -106,8 +118,14 @@ impl EventKind {
     /// alert, an operator or a broken config put in it.
     fn bounded(mut self) -> EventKind {
         match &mut self {
-            EventKind::Pin { reason, .. } | EventKind::RegionState { reason, .. } => {
+            EventKind::Pin { reason, .. } => pairgate_config::clamp_text(reason, MAX_EVENT_TEXT),
+            EventKind::RegionState { reason, holder, .. } => {
                 pairgate_config::clamp_text(reason, MAX_EVENT_TEXT);
+                pairgate_config::clamp_text(holder, MAX_EVENT_TEXT);
+            }
+            EventKind::StateNotPersisted { change, error } => {
+                pairgate_config::clamp_text(change, MAX_EVENT_TEXT);
+                pairgate_config::clamp_text(error, MAX_EVENT_TEXT);
             }
             EventKind::Reload { problems, .. } => bound_lines(problems),
             EventKind::Transition { .. }
@@ -224,6 +242,8 @@ mod tests {
         log.push(EventKind::RegionState {
             region: "eastus".into(),
             state: "down",
+            action: "hold",
+            holder: format!("incident:{huge}"),
             reason: format!("é{huge}"),
             source: "operator",
         });
@@ -234,9 +254,13 @@ mod tests {
         });
         for event in log.after(0, 10) {
             match event.kind {
-                EventKind::Pin { reason, .. } | EventKind::RegionState { reason, .. } => {
+                EventKind::Pin { reason, .. } => {
                     assert!(reason.len() <= MAX_EVENT_TEXT, "{}", reason.len());
                     assert!(reason.ends_with('…'));
+                }
+                EventKind::RegionState { reason, holder, .. } => {
+                    assert!(reason.len() <= MAX_EVENT_TEXT && reason.ends_with('…'));
+                    assert!(holder.len() <= MAX_EVENT_TEXT && holder.ends_with('…'));
                 }
                 EventKind::Reload { problems, .. } => {
                     assert_eq!(problems.len(), MAX_EVENT_PROBLEMS);

@@ -9,7 +9,8 @@
 //! bounded [`EventLog`].
 //!
 //! Invariants:
-//! - recovery comes only from active probes; live traffic can only report failures;
+//! - recovery comes only from active probes; live traffic can only report failures (and reset
+//!   the count of consecutive 5xx that ejects an account);
 //! - one task writes failover state; the data plane only loads it;
 //! - this crate never depends on the data plane (`pairgate-proxy`): the wiring crate forwards
 //!   the proxy's upstream outcomes to [`Monitor::passive_failure`].
@@ -21,8 +22,8 @@ pub mod probe;
 pub mod state;
 
 pub use control::{
-    Command, ControlError, ControlHandle, Controller, ControllerStats, FleetLink, Proposal,
-    RegionView, TenantView, cause_label, defs as engine_defs,
+    Command, ControlError, ControlHandle, Controller, ControllerStats, FleetLink, Holder, Proposal,
+    RegionChange, RegionView, TenantView, cause_label, defs as engine_defs,
 };
 pub use events::{CauseInfo, Event, EventKind, EventLog};
-pub use monitor::{Monitor, ProbeStats, Verdict};
+pub use monitor::{Monitor, PASSIVE_5XX, PassiveHint, ProbeStats, Verdict};

@@ -21,6 +21,19 @@ use crate::probe::{ProbeClient, ProbeResult, ProbeTarget, probe};
 /// prober drains them in bursts).
 const PASSIVE_QUEUE: usize = 64;
 
+/// What live traffic told about an account: one failed exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassiveHint {
+    /// It counts toward `fall` (a refused, reset or timed-out attempt, or a 502/503/504).
+    pub fall: bool,
+    /// Consecutive 5xx answers or gateway errors so far, this one included (from the
+    /// account's `HealthCell`); at `passive_consecutive_5xx` the account is ejected.
+    pub consecutive_5xx: u32,
+}
+
+/// The verdict reason of an outlier ejection.
+pub const PASSIVE_5XX: &str = "passive_5xx";
+
 /// A verdict change reported by a prober.
 #[derive(Debug, Clone)]
 pub struct Verdict {
@@ -28,7 +41,7 @@ pub struct Verdict {
     pub key: Arc<str>,
     /// The new verdict.
     pub health: Health,
-    /// What tipped it: a probe result label, or `passive`.
+    /// What tipped it: a probe result label, `passive`, or `passive_5xx` (ejection).
     pub reason: &'static str,
 }
 
@@ -41,11 +54,13 @@ pub struct ProbeStats {
     pub failure: AtomicU64,
     /// Passive failures received from live traffic.
     pub passive: AtomicU64,
+    /// Outlier ejections (consecutive live 5xx).
+    pub ejections: AtomicU64,
 }
 
 struct Prober {
     target: ProbeTarget,
-    passive: mpsc::Sender<()>,
+    passive: mpsc::Sender<PassiveHint>,
     task: JoinHandle<()>,
 }
 
@@ -61,7 +76,7 @@ pub struct Monitor {
     client: ProbeClient,
     probers: Mutex<HashMap<Arc<str>, Prober>>,
     /// Lock-free lookup for the data plane's passive signals.
-    passive: ArcSwap<HashMap<Arc<str>, mpsc::Sender<()>>>,
+    passive: ArcSwap<HashMap<Arc<str>, mpsc::Sender<PassiveHint>>>,
     commands: mpsc::UnboundedSender<Command>,
     awaiting_first_probe: Arc<AtomicUsize>,
     stats: Arc<ProbeStats>,
@@ -148,12 +163,13 @@ impl Monitor {
         self.passive.store(Arc::new(senders));
     }
 
-    /// A live request to the account `key` failed: counts toward `fall` and asks for an early
-    /// probe. Never blocks; when the account's queue is full the signal is dropped.
-    pub fn passive_failure(&self, key: &str) {
+    /// A live request to the account `key` failed (see [`PassiveHint`]): may count toward
+    /// `fall`, may eject the account, and asks for an early probe. Never blocks; when the
+    /// account's queue is full the signal is dropped (the next failure carries a higher count).
+    pub fn passive_failure(&self, key: &str, hint: PassiveHint) {
         if let Some(tx) = self.passive.load().get(key) {
             self.stats.passive.fetch_add(1, Ordering::Relaxed);
-            let _ = tx.try_send(());
+            let _ = tx.try_send(hint);
         }
     }
 
@@ -185,10 +201,14 @@ impl Monitor {
 /// A prober: probe at once, then every `interval` (`fast_interval` while the verdict is in
 /// transition), each jittered by about ±10%; passive failures count at once and pull the next
 /// probe forward, but never closer than `fast_interval` to the previous one.
+///
+/// Outlier ejection: a hint carrying `passive_consecutive_5xx` consecutive live 5xx makes the
+/// account unhealthy ([`PASSIVE_5XX`]) for `passive_ejection`. Probe successes do not count
+/// while it lasts, so afterwards `rise` successes are needed again.
 async fn run(
     target: ProbeTarget,
     client: ProbeClient,
-    mut passive: mpsc::Receiver<()>,
+    mut passive: mpsc::Receiver<PassiveHint>,
     commands: mpsc::UnboundedSender<Command>,
     awaiting_first_probe: Arc<AtomicUsize>,
     stats: Arc<ProbeStats>,
@@ -199,8 +219,9 @@ async fn run(
     let mut next = Instant::now();
     let mut last_probe: Option<Instant> = None;
     let mut first = true;
-    let report = |counter: &mut HealthCounter, success: bool, reason: &'static str| {
-        if let Some(health) = counter.record(success) {
+    let mut ejected_until: Option<Instant> = None;
+    let send = |health: Option<Health>, reason: &'static str| {
+        if let Some(health) = health {
             let _ = commands.send(Command::Verdict(Verdict {
                 key: Arc::clone(&target.key),
                 health,
@@ -219,18 +240,47 @@ async fn run(
                 if result != ProbeResult::Success {
                     tracing::debug!(account = &*target.name, result = result.label(), "probe failed");
                 }
-                report(&mut counter, result.is_success(), result.label());
+                let ejected = ejected_until.is_some_and(|until| started < until);
+                if !ejected {
+                    ejected_until = None;
+                }
+                // While ejected, a passing probe does not count: the ejection lasts its time.
+                if !(ejected && result.is_success()) {
+                    send(counter.record(result.is_success()), result.label());
+                }
                 if first {
                     first = false;
                     awaiting_first_probe.fetch_sub(1, Ordering::AcqRel);
                 }
                 let base = if counter.in_transition() { check.fast_interval } else { check.interval };
                 next = started + jitter.apply(base);
+                if let Some(until) = ejected_until {
+                    // Probe as the ejection ends, so the first probe that counts is not late.
+                    next = next.min(until.max(started + check.fast_interval));
+                }
             }
-            Some(()) = passive.recv() => {
-                report(&mut counter, false, "passive");
-                while passive.try_recv().is_ok() {
-                    report(&mut counter, false, "passive");
+            Some(hint) = passive.recv() => {
+                let mut hint = Some(hint);
+                while let Some(h) = hint {
+                    if h.fall {
+                        send(counter.record(false), "passive");
+                    }
+                    let threshold = check.passive_consecutive_5xx;
+                    let now = Instant::now();
+                    let ejected = ejected_until.is_some_and(|until| now < until);
+                    if threshold > 0 && h.consecutive_5xx >= threshold && !ejected {
+                        ejected_until = Some(now + check.passive_ejection);
+                        target.cell.reset_5xx();
+                        stats.ejections.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            account = &*target.name,
+                            consecutive_5xx = h.consecutive_5xx,
+                            ejection = ?check.passive_ejection,
+                            "account ejected: consecutive 5xx from live traffic"
+                        );
+                        send(counter.eject(), PASSIVE_5XX);
+                    }
+                    hint = passive.try_recv().ok();
                 }
                 let earliest = last_probe.map_or_else(Instant::now, |t| t + check.fast_interval);
                 next = next.min(earliest.max(Instant::now()));

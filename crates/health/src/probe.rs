@@ -63,6 +63,9 @@ pub struct ProbeTarget {
     pub check: HealthCheck,
     /// For `https://` accounts: a client with exactly the data path's TLS settings.
     tls_client: Option<TlsProbeClient>,
+    /// The account's health cell, shared with the data plane: its count of consecutive live
+    /// 5xx is restarted when the prober ejects the account.
+    pub cell: Arc<pairgate_routing::HealthCell>,
 }
 
 type TlsProbeClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
@@ -82,22 +85,36 @@ impl ProbeTarget {
                 path,
                 expect,
                 headers,
+                use_account_prefix,
+                use_account_headers,
             } => {
+                // The account's prefix is `/`-led without a trailing `/` (or empty), the path
+                // `/`-led: joined, they are the URL a request for `path` would reach.
+                let path = if *use_account_prefix {
+                    format!("{}{path}", account.path_prefix)
+                } else {
+                    path.clone()
+                };
                 let uri = Uri::builder()
                     .scheme(account.scheme.clone())
                     .authority(account.authority.clone())
-                    .path_and_query(path.as_str())
+                    .path_and_query(path)
                     .build()
                     .ok();
                 let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
-                let headers = headers
+                // Account headers first: the probe's own headers, inserted later, replace them.
+                let account_headers = use_account_headers
+                    .then_some(account.headers.as_slice())
+                    .unwrap_or_default()
                     .iter()
-                    .filter_map(|(n, v)| {
+                    .cloned();
+                let headers = account_headers
+                    .chain(headers.iter().filter_map(|(n, v)| {
                         let name = HeaderName::try_from(n.as_str()).ok()?;
                         let mut value = HeaderValue::from_str(v.expose()).ok()?;
                         value.set_sensitive(true);
                         Some((name, value))
-                    })
+                    }))
                     .collect();
                 (uri, method, headers, expect.clone())
             }
@@ -114,6 +131,7 @@ impl ProbeTarget {
             headers,
             expect,
             check: check.clone(),
+            cell: Arc::clone(&account.health),
         }
     }
 }

@@ -4,6 +4,11 @@
 //! change; read once at start. A file that cannot be parsed is moved aside, never silently
 //! dropped, and the gateway starts without overrides. Besides the config schema, this format is
 //! the only other `Deserialize` type in the workspace: it is data pairgate writes for itself.
+//!
+//! Version 2 keeps every hold on a region (`region_holds`: the operator's, each active
+//! incident's); version 1 files, with one `regions` entry per region, are still read and
+//! converted (see [`PersistedState::holds`]). A version 1 binary refuses (moves aside) a
+//! version 2 file.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -13,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 /// Current format version.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// An operator override with its reason and time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,9 +47,42 @@ pub struct PersistedState {
     /// Tenant name to pin.
     #[serde(default)]
     pub tenants: BTreeMap<String, Override>,
-    /// Region name to state (only `down` is stored; `auto` is the absence of an entry).
-    #[serde(default)]
+    /// Version 1 only: region name to its one down mark. Read, converted by
+    /// [`PersistedState::holds`], never written.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub regions: BTreeMap<String, Override>,
+    /// Region name to its holds, by holder id (`operator`, `incident:<tracking id>`). A region
+    /// is marked down while it has at least one hold; `auto` is the absence of an entry.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub region_holds: BTreeMap<String, BTreeMap<String, Override>>,
+}
+
+/// The holder id of the operator's hold on a region.
+pub const OPERATOR_HOLDER: &str = "operator";
+/// The prefix of an incident's holder id; the incident's tracking id follows.
+pub const INCIDENT_HOLDER_PREFIX: &str = "incident:";
+/// How the alert receiver words a hold's reason; version 1 files are recognised by it.
+pub const INCIDENT_REASON_PREFIX: &str = "azure service health incident ";
+
+impl PersistedState {
+    /// Moves version 1 `regions` entries into `region_holds`: a mark set by `azure-monitor`
+    /// with an incident's reason becomes that incident's hold, any other the operator's.
+    pub fn holds(mut self) -> PersistedState {
+        for (region, mark) in std::mem::take(&mut self.regions) {
+            let holder = match mark.reason.strip_prefix(INCIDENT_REASON_PREFIX) {
+                Some(id) if mark.source == "azure-monitor" => {
+                    format!("{INCIDENT_HOLDER_PREFIX}{id}")
+                }
+                _ => OPERATOR_HOLDER.to_owned(),
+            };
+            self.region_holds
+                .entry(region)
+                .or_default()
+                .entry(holder)
+                .or_insert(mark);
+        }
+        self
+    }
 }
 
 /// What loading found.
@@ -108,17 +146,47 @@ pub fn save(path: &Path, state: &PersistedState) -> std::io::Result<()> {
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = dir.join(tmp_name);
-    {
+    let written = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(&json)?;
         file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(err) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err);
     }
-    std::fs::rename(&tmp, path)?;
     // Persist the rename itself.
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Removes the temporary files `save` writes next to `path` (`NAME.tmp-PID`) that a crash
+/// between writing and renaming left behind; returns those removed. Call it once at start,
+/// before any `save`.
+pub fn remove_leftovers(path: &Path) -> Vec<PathBuf> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Some(name) = path.file_name() else {
+        return Vec::new();
+    };
+    let mut prefix = name.to_os_string();
+    prefix.push(".tmp-");
+    let prefix = prefix.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.path())
+        .filter(|p| std::fs::remove_file(p).is_ok())
+        .collect()
 }
 
 /// Milliseconds since the Unix epoch.
@@ -163,6 +231,84 @@ mod tests {
             }
             other => panic!("expected Found, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn version_1_region_marks_become_holds() {
+        let path = temp("v1");
+        std::fs::write(
+            &path,
+            r#"{"version": 1, "tenants": {},
+                "regions": {
+                  "eastus": {"value": "down", "reason": "azure service health incident 4K_2-VT8", "source": "azure-monitor", "at_unix_ms": 5},
+                  "westus": {"value": "down", "reason": "maintenance", "at_unix_ms": 6}
+                }}"#,
+        )
+        .expect("write");
+        let Loaded::Found(found) = load(&path) else {
+            panic!("a version 1 file must load");
+        };
+        let found = found.holds();
+        assert!(found.regions.is_empty());
+        let holders = |r: &str| -> Vec<String> { found.region_holds[r].keys().cloned().collect() };
+        assert_eq!(holders("eastus"), ["incident:4K_2-VT8"]);
+        assert_eq!(holders("westus"), ["operator"]);
+        assert_eq!(found.region_holds["westus"]["operator"].source, "operator");
+        // Written back as version 2, holds only.
+        save(&path, &found).expect("save");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(
+            text.contains("region_holds") && !text.contains("\"regions\""),
+            "{text}"
+        );
+        let Loaded::Found(again) = load(&path) else {
+            panic!("reload");
+        };
+        assert_eq!(again.holds().region_holds, found.region_holds);
+    }
+
+    #[test]
+    fn leftover_temporary_files_are_removed_and_nothing_else() {
+        let path = temp("leftovers");
+        let dir = path.parent().expect("dir").to_path_buf();
+        let keep = [
+            "state.json",
+            "state.json.corrupt-1",
+            "other.tmp-1",
+            "state.jsonx.tmp-1",
+        ];
+        for name in keep {
+            std::fs::write(dir.join(name), b"{}").expect("write");
+        }
+        let gone = ["state.json.tmp-1", "state.json.tmp-424242"];
+        for name in gone {
+            std::fs::write(dir.join(name), b"{\"tenants\": ").expect("write");
+        }
+        let mut removed = remove_leftovers(&path);
+        removed.sort();
+        assert_eq!(removed, gone.map(|n| dir.join(n)).to_vec());
+        for name in keep {
+            assert!(dir.join(name).exists(), "{name} was removed");
+        }
+        for name in gone {
+            assert!(!dir.join(name).exists(), "{name} was left");
+        }
+    }
+
+    #[test]
+    fn a_failed_save_reports_the_error_and_leaves_no_temporary_file() {
+        // The state path is a directory: the rename fails, as it would for root too.
+        let path = temp("is-a-dir");
+        std::fs::create_dir_all(&path).expect("dir");
+        let err = save(&path, &PersistedState::default()).expect_err("saving over a directory");
+        assert!(!err.to_string().is_empty());
+        let dir = path.parent().expect("dir");
+        let names: Vec<_> = std::fs::read_dir(dir)
+            .expect("read_dir")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["state.json".to_owned()], "leftovers: {names:?}");
     }
 
     #[test]

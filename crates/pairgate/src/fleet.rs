@@ -28,7 +28,9 @@ use pairgate_admin::{BoxFuture, FleetWriteError, FleetWrites};
 use pairgate_cluster::{CasOutcome, Etcd, EventKind as WatchKind, KeyValue, WatchEvent};
 use pairgate_config::{Cluster, IsolatedFailover};
 use pairgate_failover::{Health, Mode, RegionOverride, Side};
-use pairgate_health::{Command, ControlHandle, EventKind, EventLog, Monitor, Proposal};
+use pairgate_health::{
+    Command, ControlHandle, EventKind, EventLog, Holder, Monitor, Proposal, RegionChange,
+};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -370,7 +372,9 @@ impl Fleet {
                 let control = self.control.clone();
                 let region = region.to_owned();
                 tokio::spawn(async move {
-                    let _ = control.set_region(&region, state, &reason, source).await;
+                    let _ = control
+                        .set_region(&region, fleet_region_change(state), &reason, source)
+                        .await;
                 });
             }
             (Some("config"), Some(kind), Some(name)) => {
@@ -659,7 +663,10 @@ impl FleetWrites for Fleet {
             self.view()
                 .region_revisions
                 .insert(region.to_owned(), written);
-            let _ = self.control.set_region(region, state, reason, source).await;
+            let _ = self
+                .control
+                .set_region(region, fleet_region_change(state), reason, source)
+                .await;
             Ok(written)
         })
     }
@@ -738,6 +745,15 @@ fn parse_pin(v: &str) -> (Mode, String) {
     let v: Value = serde_json::from_str(v).unwrap_or(Value::Null);
     let mode = parse_side(&v["mode"]).map_or(Mode::Auto, Mode::Pinned);
     (mode, v["reason"].as_str().unwrap_or("").to_owned())
+}
+
+/// The fleet keeps one state per region (`regions/NAME`), and every replica applies it as is:
+/// `down` is one hold (the operator's), `auto` releases every hold.
+fn fleet_region_change(state: RegionOverride) -> RegionChange {
+    match state {
+        RegionOverride::Down => RegionChange::Hold(Holder::Operator),
+        RegionOverride::Auto => RegionChange::ReleaseAll,
+    }
 }
 
 fn parse_region(v: &str) -> (RegionOverride, String, &'static str) {

@@ -17,7 +17,7 @@ use arc_swap::ArcSwap;
 use pairgate_admin::{AdminState, BoxFuture, Reloaded, Reloader};
 use pairgate_config::Config;
 use pairgate_health::state::{self, PersistedState};
-use pairgate_health::{ControlHandle, Controller, EventKind, EventLog, Monitor};
+use pairgate_health::{ControlHandle, Controller, EventKind, EventLog, Monitor, PassiveHint};
 use pairgate_proxy::{Observer, ProxyError, Settings, Shared, UpstreamOutcome};
 use pairgate_routing::{Account, RouteTable};
 use tokio::net::TcpListener;
@@ -60,18 +60,33 @@ pub struct Options {
 }
 
 /// Forwards the data plane's upstream outcomes to the health monitor as passive signals:
-/// refused, reset and timed-out attempts and 502/503/504 answers count as failures.
+/// refused, reset and timed-out attempts and 502/503/504 answers count toward `fall`; any 5xx
+/// or gateway error adds to the account's consecutive-5xx count (outlier ejection), which any
+/// other answer resets. A success costs one atomic load (and a store only after failures).
 struct PassiveSignals(Arc<Monitor>);
 
 impl Observer for PassiveSignals {
     fn upstream_outcome(&self, account: &Account, outcome: UpstreamOutcome) {
-        let failed = match outcome {
-            UpstreamOutcome::Response(status) => matches!(status.as_u16(), 502..=504),
-            UpstreamOutcome::Failed(err) => err != ProxyError::ClientBody,
+        let fall = match outcome {
+            UpstreamOutcome::Response(status) if status.is_server_error() => {
+                matches!(status.as_u16(), 502..=504)
+            }
+            UpstreamOutcome::Response(_) => {
+                account.health.note_success();
+                return;
+            }
+            // The client's body broke: says nothing about the account.
+            UpstreamOutcome::Failed(ProxyError::ClientBody) => return,
+            UpstreamOutcome::Failed(_) => true,
         };
-        if failed {
-            self.0.passive_failure(&account.key);
-        }
+        let consecutive_5xx = account.health.note_5xx();
+        self.0.passive_failure(
+            &account.key,
+            PassiveHint {
+                fall,
+                consecutive_5xx,
+            },
+        );
     }
 }
 
@@ -336,10 +351,13 @@ fn restore_state(config: &Config, events: &EventLog) -> PersistedState {
     let Some(path) = &config.state.path else {
         return PersistedState::default();
     };
+    for leftover in state::remove_leftovers(path) {
+        tracing::warn!(path = %leftover.display(), "removed a temporary state file left by a crash");
+    }
     match state::load(path) {
         state::Loaded::Missing => PersistedState::default(),
         state::Loaded::Found(found) => {
-            tracing::info!(path = %path.display(), pins = found.tenants.len(), regions = found.regions.len(), "restored overrides");
+            tracing::info!(path = %path.display(), pins = found.tenants.len(), regions = found.regions.len() + found.region_holds.len(), "restored overrides");
             found
         }
         state::Loaded::Corrupt { error, moved_to } => {

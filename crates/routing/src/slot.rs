@@ -1,6 +1,6 @@
 //! A tenant's active side, packed into one atomic word.
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use pairgate_failover::{Health, Side};
 
@@ -65,6 +65,9 @@ impl ActiveSlot {
 #[derive(Debug, Default)]
 pub struct HealthCell {
     verdict: AtomicU8,
+    /// Consecutive 5xx answers or gateway errors from live traffic (outlier detection); reset
+    /// by a live success and by an ejection.
+    consecutive_5xx: AtomicU32,
     /// Woken when the verdict turns unhealthy, so requests still waiting on the account can
     /// give up on it.
     turned_unhealthy: tokio::sync::Notify,
@@ -92,6 +95,31 @@ impl HealthCell {
         if v == 2 && old != 2 {
             self.turned_unhealthy.notify_waiters();
         }
+    }
+
+    /// Counts one more consecutive 5xx (or gateway error) from live traffic; returns the count.
+    pub fn note_5xx(&self) -> u32 {
+        self.consecutive_5xx
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1)
+    }
+
+    /// A live request succeeded: the consecutive count restarts. One load, and a store only
+    /// when the count was not already zero, so the common case writes nothing.
+    pub fn note_success(&self) {
+        if self.consecutive_5xx.load(Ordering::Relaxed) != 0 {
+            self.consecutive_5xx.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Restarts the consecutive count (the account was just ejected).
+    pub fn reset_5xx(&self) {
+        self.consecutive_5xx.store(0, Ordering::Relaxed);
+    }
+
+    /// Consecutive 5xx answers or gateway errors from live traffic so far.
+    pub fn consecutive_5xx(&self) -> u32 {
+        self.consecutive_5xx.load(Ordering::Relaxed)
     }
 
     /// Completes when the verdict next turns unhealthy after this call (even if the future is

@@ -219,6 +219,14 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
         routing.tenant_header.is_some(),
         problems,
     );
+    outage_warnings(
+        spec,
+        &regions.configs,
+        &accounts.regions,
+        failover.region_outage_ratio,
+        &tenants,
+        problems,
+    );
 
     Config {
         listen,
@@ -237,6 +245,62 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
         regions: regions.configs,
         accounts: accounts.configs,
         tenants,
+    }
+}
+
+/// Unhealthy accounts that make a region of `accounts` accounts down at `ratio`: at least two,
+/// and more than the ratio (all of them at 1). The rule is `pairgate_failover`'s; `None` when
+/// the region can never be down by ratio.
+fn outage_threshold(accounts: usize, ratio: f64) -> Option<usize> {
+    (2..=accounts).find(|&k| k as f64 / accounts as f64 > ratio || (k == accounts && ratio >= 1.0))
+}
+
+/// Warns where a minority of a region's accounts is enough for a region outage: unrelated
+/// account failures (one tenant's revoked key, another's exhausted quota) then add up to moving
+/// every tenant of the region. One account alone can never do it (the rule needs two).
+fn outage_warnings(
+    spec: &ConfigSpec,
+    regions: &[RegionConfig],
+    account_regions: &[Option<usize>],
+    global_ratio: f64,
+    tenants: &[TenantConfig],
+    problems: &mut Problems,
+) {
+    let mut sizes = vec![0usize; regions.len()];
+    for r in account_regions.iter().flatten() {
+        if let Some(n) = sizes.get_mut(*r) {
+            *n += 1;
+        }
+    }
+    let minority = |region: usize, ratio: f64| -> Option<String> {
+        let n = *sizes.get(region)?;
+        let k = outage_threshold(n, ratio)?;
+        (2 * k <= n).then(|| {
+            format!(
+                "{k} unhealthy accounts of the {n} in region {:?} are enough to mark it down \
+                 (ratio {ratio}) and move every tenant whose primary is there, though they are \
+                 not a majority; unrelated account failures can add up to a region outage. A \
+                 ratio of 0.5 or more needs a majority",
+                regions[region].name
+            )
+        })
+    };
+    for region in 0..regions.len() {
+        if let Some(message) = minority(region, global_ratio) {
+            problems.warning("failover.region_outage_ratio", message);
+        }
+    }
+    for (i, (tenant, tspec)) in tenants.iter().zip(&spec.tenants).enumerate() {
+        let own = tspec
+            .failover
+            .as_ref()
+            .is_some_and(|f| f.region_outage_ratio.is_some());
+        let Some(Some(region)) = account_regions.get(tenant.primary) else {
+            continue;
+        };
+        if own && let Some(message) = minority(*region, tenant.failover.region_outage_ratio) {
+            problems.warning(format!("tenant[{i}].failover.region_outage_ratio"), message);
+        }
     }
 }
 

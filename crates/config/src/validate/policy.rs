@@ -29,7 +29,15 @@ pub(super) struct HealthBase {
     timeout: Duration,
     rise: u32,
     fall: u32,
+    passive_consecutive_5xx: u32,
+    passive_ejection: Duration,
+    use_account_prefix: bool,
+    use_account_headers: bool,
 }
+
+/// Bounds of `passive_consecutive_5xx` (0 disables) and `passive_ejection`.
+const MAX_PASSIVE_5XX: i64 = 10_000;
+const MAX_PASSIVE_EJECTION: Duration = Duration::from_secs(3600);
 
 impl HealthBase {
     /// The built-in defaults (see `model::HealthCheck`).
@@ -45,6 +53,10 @@ impl HealthBase {
             timeout: Duration::from_secs(1),
             rise: 2,
             fall: 3,
+            passive_consecutive_5xx: 5,
+            passive_ejection: Duration::from_secs(30),
+            use_account_prefix: false,
+            use_account_headers: false,
         }
     }
 
@@ -56,6 +68,8 @@ impl HealthBase {
                 path: self.path.clone(),
                 expect: self.expect.clone(),
                 headers: self.headers.clone(),
+                use_account_prefix: self.use_account_prefix,
+                use_account_headers: self.use_account_headers,
             }
         } else {
             ProbeKind::Tcp
@@ -70,6 +84,8 @@ impl HealthBase {
             timeout: self.timeout,
             rise: self.rise,
             fall: self.fall,
+            passive_consecutive_5xx: self.passive_consecutive_5xx,
+            passive_ejection: self.passive_ejection,
         }
     }
 }
@@ -163,6 +179,32 @@ pub(super) fn health(
         }
     }
 
+    if let Some(n) = spec.passive_consecutive_5xx {
+        match u32::try_from(n) {
+            Ok(n) if i64::from(n) <= MAX_PASSIVE_5XX => out.passive_consecutive_5xx = n,
+            _ => problems.error(
+                at("passive_consecutive_5xx"),
+                format!("{n} is outside 0..={MAX_PASSIVE_5XX} (0 disables ejection)"),
+            ),
+        }
+    }
+    if let Some(raw) = &spec.passive_ejection {
+        match positive_duration(raw) {
+            Ok(d) if d <= MAX_PASSIVE_EJECTION => out.passive_ejection = d,
+            Ok(d) => problems.error(
+                at("passive_ejection"),
+                format!("{d:?} is longer than {MAX_PASSIVE_EJECTION:?}"),
+            ),
+            Err(message) => problems.error(at("passive_ejection"), message),
+        }
+    }
+    if let Some(on) = spec.use_account_prefix {
+        out.use_account_prefix = on;
+    }
+    if let Some(on) = spec.use_account_headers {
+        out.use_account_headers = on;
+    }
+
     // Cross-key checks; the global table always runs them, an override only when it touches
     // one of the keys involved.
     if timing_ok {
@@ -206,6 +248,8 @@ pub(super) fn health(
             ("path", spec.path.is_some()),
             ("expect", spec.expect.is_some()),
             ("headers", spec.headers.is_some()),
+            ("use_account_prefix", spec.use_account_prefix.is_some()),
+            ("use_account_headers", spec.use_account_headers.is_some()),
         ];
         for (key, _) in http_keys.iter().filter(|(_, set)| *set) {
             problems.warning(at(key), r#"ignored: the check's type is "tcp""#);

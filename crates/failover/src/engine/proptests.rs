@@ -173,7 +173,13 @@ impl Model {
             .filter(|&&a| self.health[a] == Health::Unhealthy)
             .count();
         self.over[region] == RegionOverride::Down
-            || (members.len() >= 2 && bad >= 1 && bad as f64 / members.len() as f64 >= ratio)
+            || (bad >= 2 && (bad as f64 / members.len() as f64 > ratio || bad == members.len()))
+    }
+
+    fn unhealthy_in(&self, region: usize) -> usize {
+        (0..self.health.len())
+            .filter(|&a| self.region_of[a] == region && self.health[a] == Health::Unhealthy)
+            .count()
     }
 
     fn usable(&self, account: usize, ratio: f64) -> bool {
@@ -254,6 +260,18 @@ fn check_run(topo: &Topology, ops: &[(u64, Op)]) -> Result<(), TestCaseError> {
         let out = apply(&mut engine, op, now);
         model.step(op, now);
         let ctx = format!("step {i}: {op:?}");
+
+        // (f) a region outage is corroborated: a single unhealthy account never makes a region
+        // down, whatever the ratio; and the engine agrees with the model on every region.
+        for r in 0..REGIONS {
+            for &ratio in &RATIOS {
+                let down = engine.region_down_at(r, ratio);
+                prop_assert_eq!(down, model.region_down(r, ratio), "{}: region {}", ctx, r);
+                if model.over[r] == RegionOverride::Auto && model.unhealthy_in(r) < 2 {
+                    prop_assert!(!down, "{}: region {} down with < 2 unhealthy", ctx, r);
+                }
+            }
+        }
 
         // (e) generations: one per transition, and transitions are real changes.
         let mut last = before.clone();

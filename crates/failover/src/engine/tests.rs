@@ -468,7 +468,7 @@ fn one_account_region_is_never_down_by_ratio() {
 
 #[test]
 fn per_tenant_ratio() {
-    // r0 holds accounts 0..4; tenants differ only in their ratio. One unhealthy of four (0.25).
+    // r0 holds accounts 0..4; tenants differ only in their ratio.
     let r = |ratio| policy(Failback::Auto, 0, BothDown::Stay, ratio);
     check(
         "per-tenant ratio",
@@ -479,17 +479,66 @@ fn per_tenant_ratio() {
             at(0, health(4, UP)),
             at(0, health(1, UP)),
             at(0, health(2, UP)),
-            at(1, health(0, DOWN))
+            // One of four (0.25 > 0.25 would not hold anyway): one account is never an outage.
+            at(1, health(0, DOWN)).want(&[(0, P, false), (1, P, false)]),
+            // Two of four: more than 0.25, not more than 0.5.
+            at(2, health(3, DOWN))
                 .want(&[(0, S, false), (1, P, false)])
                 .causes(&[(0, Cause::RegionOutage { region: 0 })]),
-            at(2, health(3, DOWN))
-                .want(&[(0, S, false), (1, S, false)])
-                .causes(&[(1, Cause::RegionOutage { region: 0 })]),
             at(3, health(3, UP))
-                .want(&[(0, S, false), (1, P, false)])
-                .causes(&[(1, Cause::Failback)]),
+                .want(&[(0, P, false), (1, P, false)])
+                .causes(&[(0, Cause::Failback)]),
         ],
     );
+}
+
+#[test]
+fn one_unhealthy_account_of_two_never_takes_its_region_down() {
+    // r0: accounts 0, 1; r1: accounts 2, 3. Tenant i: account i -> account i + 2, ratio 0.5.
+    // Account 0's tenant moves alone (its key was revoked, say); tenant 1 stays home. Both
+    // unhealthy is an outage of all of r0.
+    let tenants: Vec<_> = (0..2).map(|i| (i, Some(i + 2), hold(10))).collect();
+    let mut steps: Vec<Step> = (0..4).map(|a| at(0, health(a, UP))).collect();
+    steps.extend([
+        at(1, health(0, DOWN))
+            .want(&[(0, S, false), (1, P, false)])
+            .causes(&[(0, Cause::PrimaryUnhealthy)]),
+        at(2, health(1, DOWN))
+            .want(&[(0, S, false), (1, S, false)])
+            .causes(&[(1, Cause::RegionOutage { region: 0 })]),
+    ]);
+    check("one of two", 2, &[0, 0, 1, 1], &tenants, steps);
+}
+
+#[test]
+fn ratio_needs_two_unhealthy_and_more_than_the_ratio() {
+    // (unhealthy, accounts, ratio, down)
+    let rows: &[(usize, usize, f64, bool)] = &[
+        (0, 2, 0.5, false),
+        (1, 1, 0.5, false),
+        (1, 1, 1.0, false),
+        (1, 2, 0.5, false),
+        (1, 2, 0.1, false),
+        (1, 10, 0.01, false),
+        (2, 2, 0.5, true),
+        (2, 2, 1.0, true),
+        (2, 3, 0.5, true),
+        (2, 3, 1.0, false),
+        (3, 3, 1.0, true),
+        (2, 4, 0.5, false),
+        (3, 4, 0.5, true),
+        (2, 4, 0.25, true),
+        (5, 10, 0.5, false),
+        (6, 10, 0.5, true),
+        (9, 10, f64::NAN, false),
+    ];
+    for &(unhealthy, accounts, ratio, want) in rows {
+        assert_eq!(
+            super::ratio_down(unhealthy, accounts, ratio),
+            want,
+            "{unhealthy} of {accounts} at ratio {ratio}"
+        );
+    }
 }
 
 #[test]
@@ -556,12 +605,13 @@ fn tenant_without_secondary_never_moves() {
         &[0, 0],
         &[(0, None, hold(0)), (1, None, reject)],
         vec![
+            // One unhealthy account of two is not a region outage: tenant 1 is untouched.
             at(0, health(0, DOWN))
-                .want(&[(0, P, false), (1, P, true)])
-                .causes(&[(1, Cause::BothDown)]),
+                .want(&[(0, P, false), (1, P, false)])
+                .causes(&[]),
             at(1, health(1, DOWN))
                 .want(&[(0, P, false), (1, P, true)])
-                .causes(&[]),
+                .causes(&[(1, Cause::BothDown)]),
             at(2, In::Region(0, RegionOverride::Down)).causes(&[]),
             at(3, health(0, UP)).want(&[(0, P, false), (1, P, true)]),
             at(4, In::Region(0, RegionOverride::Auto)).causes(&[]),
