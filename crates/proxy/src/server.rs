@@ -161,7 +161,19 @@ async fn serve_conn<S>(
 /// Over `max_connections`: a short 503 and close, rather than a silent backlog.
 async fn refuse(mut stream: tokio::net::TcpStream) {
     use tokio::io::AsyncWriteExt;
-    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\ncontent-type: application/json\r\ncontent-length: 29\r\n\r\n{\"error\":\"too_many_connections\"}";
+    // One literal for the body and the length it declares, checked at compile time.
+    macro_rules! body {
+        () => {
+            r#"{"error":"too_many_connections"}"#
+        };
+    }
+    const BUSY: &[u8] = concat!(
+        "HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\n",
+        "content-type: application/json\r\ncontent-length: 32\r\n\r\n",
+        body!()
+    )
+    .as_bytes();
+    const _: () = assert!(body!().len() == 32, "content-length must match the body");
     tracing::warn!("connection limit reached; refusing a connection");
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
 }
