@@ -8,14 +8,14 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 use tokio_rustls::TlsAcceptor;
 
 use crate::Shared;
+use crate::conn::{ConnState, TrackedBody};
 use crate::forward::{ConnInfo, handle};
 use crate::guard::FramingGuard;
 
@@ -50,7 +50,9 @@ async fn accept_loop(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let builder = Arc::new(server_builder(&shared));
-    let graceful = GracefulShutdown::new();
+    // `true` once the listener stops: every connection then shuts down gracefully (GOAWAY,
+    // or close after the request in progress); `closed()` tells when the last one has ended.
+    let (stopping, stop) = watch::channel(false);
     let connections = Arc::new(Semaphore::new(shared.settings.max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -76,7 +78,7 @@ async fn accept_loop(
         let (shared, builder, watcher, tls) = (
             Arc::clone(&shared),
             Arc::clone(&builder),
-            graceful.watcher(),
+            stop.clone(),
             tls.clone(),
         );
         tokio::spawn(async move {
@@ -117,8 +119,10 @@ async fn accept_loop(
         });
     }
     drop(listener);
+    drop(stop);
     let grace = shared.settings.shutdown_grace;
-    if tokio::time::timeout(grace, graceful.shutdown())
+    let _ = stopping.send(true);
+    if tokio::time::timeout(grace, stopping.closed())
         .await
         .is_err()
     {
@@ -130,30 +134,58 @@ async fn accept_loop(
     Ok(())
 }
 
-/// Serves one client connection (plain or TLS) behind the framing guard.
+/// Serves one client connection (plain or TLS) behind the framing guard, until it ends, the
+/// listener stops (`stop` turns true) or, for HTTP/2, it has no open stream for
+/// `limits.idle_timeout`; the last two end it gracefully.
 async fn serve_conn<S>(
     stream: S,
     info: ConnInfo,
     shared: &Arc<Shared>,
     builder: &auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
+    mut stop: watch::Receiver<bool>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let head_limit = shared.settings.max_request_header_bytes.max(MIN_HYPER_BUF);
+    let state = Arc::new(ConnState::default());
     let io = FramingGuard::new(stream, head_limit)
         .with_head_timeout(shared.settings.header_read_timeout)
-        .with_send_timeout(shared.settings.send_timeout);
+        .with_send_timeout(shared.settings.send_timeout)
+        .with_conn_state(Arc::clone(&state));
     let peer = info.peer;
     let info = Arc::new(info);
     let conn_shared = Arc::clone(shared);
+    let service_state = Arc::clone(&state);
     let service = service_fn(move |req| {
         let shared = Arc::clone(&conn_shared);
         let info = Arc::clone(&info);
-        async move { Ok::<_, Infallible>(handle(&shared, &info, req).await) }
+        // Open from here until the response body is dropped (or this future is).
+        let open = service_state.open();
+        async move {
+            let resp = handle(&shared, &info, req).await;
+            Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, open)))
+        }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    if let Err(err) = watcher.watch(conn.into_owned()).await {
+    let mut conn = std::pin::pin!(conn);
+    let idle = state.idle_h2(shared.settings.client_idle_timeout);
+    let mut idle = std::pin::pin!(idle);
+    let mut draining = false;
+    let ended = loop {
+        tokio::select! {
+            ended = conn.as_mut() => break ended,
+            _ = stop.wait_for(|stopping| *stopping), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = idle.as_mut(), if !draining => {
+                tracing::debug!(%peer, "HTTP/2 connection idle past limits.idle_timeout; closing");
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    };
+    if let Err(err) = ended {
         tracing::debug!(error = %err, %peer, "client connection ended with an error");
     }
 }
@@ -202,7 +234,8 @@ fn server_builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
         .max_pending_accept_reset_streams(Some(20))
         .max_local_error_reset_streams(Some(1024))
         .max_send_buf_size(256 * 1024)
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
+        // A PING every interval; a client that does not answer within the timeout is gone.
+        .keep_alive_interval(Some(settings.http2_keepalive_interval))
+        .keep_alive_timeout(settings.http2_keepalive_timeout);
     builder
 }
