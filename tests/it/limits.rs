@@ -190,3 +190,119 @@ async fn idle_http2_connection_is_closed_but_not_while_a_stream_is_open() {
         "closed after {idle:?} idle"
     );
 }
+
+/// The value of the metric line starting with `series ` (labels included), if present.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// A gateway whose descriptors are eaten by idle clients: probes that cannot open a socket are
+/// not evidence against the accounts (no failover, both stay healthy), they are counted apart,
+/// and the accept loop backs off with a few warnings instead of dozens a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_descriptors_is_not_held_against_the_accounts() {
+    let east = mock("east", "eastus").await;
+    let west = mock("west", "westus").await;
+    let toml = format!(
+        "[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        pair_config(
+            &[("east", "eastus", &east), ("west", "westus", &west)],
+            &[("solo", "east", Some("west"))],
+            "[health]\ninterval = \"300ms\"\nfast_interval = \"300ms\"\nrise = 1\nfall = 2\ntimeout = \"250ms\"\n[limits]\nheader_read_timeout = \"30s\"\n"
+        )
+    );
+    let gw = GatewayProcess::spawn_with_fd_limit(&temp_path("nofile.toml"), &toml, &[], 64)
+        .expect("gateway");
+    assert!(
+        gw.stderr().contains("RLIMIT_NOFILE is below"),
+        "no start-up warning about the descriptor limit:\n{}",
+        gw.stderr()
+    );
+    let healthy = |m: &str| {
+        metric(
+            m,
+            "pairgate_account_healthy{account=\"east\",region=\"eastus\"}",
+        ) == Some(1.0)
+            && metric(
+                m,
+                "pairgate_account_healthy{account=\"west\",region=\"westus\"}",
+            ) == Some(1.0)
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            gw.metrics().await.is_ok_and(|m| healthy(&m))
+        })
+        .await,
+        "both accounts healthy at start"
+    );
+
+    // Idle clients take every descriptor the gateway has left (the rest wait in the backlog).
+    let started = Instant::now();
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        idle.push(TcpStream::connect(gw.addr()).await.expect("connect"));
+    }
+    let probe_warnings = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("out of file descriptors") && l.contains("probe"))
+            .count()
+    };
+    // Two warnings (they are a second apart): a dozen probes have failed for want of a socket.
+    let warned = gw
+        .wait_stderr(Duration::from_secs(5), |log| probe_warnings(log) >= 2)
+        .await;
+    assert!(
+        warned,
+        "no local-resource warning for probes:\n{}",
+        gw.stderr()
+    );
+    drop(idle);
+    let exhausted_for = started.elapsed();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let last = loop {
+        if let Ok(m) = gw.metrics().await {
+            break m;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "admin API unreachable after the clients left"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(healthy(&last), "an account was marked unhealthy:\n{last}");
+    assert!(
+        metric(
+            &last,
+            "pairgate_local_resource_errors_total{kind=\"emfile\",at=\"probe\"}"
+        )
+        .is_some_and(|n| n >= 2.0),
+        "{last}"
+    );
+    assert!(
+        last.lines()
+            .filter(|l| l.starts_with("pairgate_failovers_total{"))
+            .all(|l| l.ends_with(" 0")),
+        "a tenant moved:\n{last}"
+    );
+    let accept_warnings = gw
+        .stderr()
+        .lines()
+        .filter(|l| {
+            l.contains("accept failed")
+                || (l.contains("out of file descriptors") && l.contains("accept"))
+        })
+        .count();
+    let bound = usize::try_from(exhausted_for.as_secs()).unwrap_or(usize::MAX) + 2;
+    assert!(
+        accept_warnings <= bound,
+        "{accept_warnings} accept warnings in {exhausted_for:?}:\n{}",
+        gw.stderr()
+    );
+}

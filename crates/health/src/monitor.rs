@@ -214,12 +214,15 @@ async fn run(
                 let started = Instant::now();
                 last_probe = Some(started);
                 let result = probe(&client, &target).await;
-                let counter_stat = if result.is_success() { &stats.success } else { &stats.failure };
-                counter_stat.fetch_add(1, Ordering::Relaxed);
-                if result != ProbeResult::Success {
-                    tracing::debug!(account = &*target.name, result = result.label(), "probe failed");
+                // Out of descriptors here is no evidence about the account (counted apart).
+                if result != ProbeResult::LocalResource {
+                    let counter_stat = if result.is_success() { &stats.success } else { &stats.failure };
+                    counter_stat.fetch_add(1, Ordering::Relaxed);
+                    if result != ProbeResult::Success {
+                        tracing::debug!(account = &*target.name, result = result.label(), "probe failed");
+                    }
+                    report(&mut counter, result.is_success(), result.label());
                 }
-                report(&mut counter, result.is_success(), result.label());
                 if first {
                     first = false;
                     awaiting_first_probe.fetch_sub(1, Ordering::AcqRel);

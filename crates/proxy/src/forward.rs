@@ -562,6 +562,11 @@ fn classify(err: &hyper_util::client::legacy::Error) -> ProxyError {
         }
         source = e.source();
     }
+    if let Some(kind) = pairgate_routing::local::local_kind(err) {
+        pairgate_routing::local::LOCAL_ERRORS
+            .record(kind, pairgate_routing::local::LocalSite::Upstream);
+        return ProxyError::LocalResources;
+    }
     if err.is_connect() {
         return match io_kind {
             Some(io::ErrorKind::TimedOut) => ProxyError::UpstreamConnectTimeout,

@@ -12,12 +12,17 @@ use tokio::net::TcpListener;
 
 use tokio::sync::{Semaphore, watch};
 
+use pairgate_routing::local;
 use tokio_rustls::TlsAcceptor;
 
 use crate::Shared;
 use crate::conn::{ConnState, TrackedBody};
 use crate::forward::{ConnInfo, handle};
 use crate::guard::FramingGuard;
+
+/// First and longest pause after a failed accept (doubling in between).
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// hyper refuses read buffers smaller than this; `max_request_header_bytes` below it is raised.
 const MIN_HYPER_BUF: usize = 8192;
@@ -55,18 +60,32 @@ async fn accept_loop(
     let (stopping, stop) = watch::channel(false);
     let connections = Arc::new(Semaphore::new(shared.settings.max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(err) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(conn) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                conn
+            }
+            Err(err) => {
+                // Out of descriptors (EMFILE, ENFILE) the error repeats until connections
+                // close: back off exponentially instead of spinning, and warn at most once a
+                // second (LOCAL_ERRORS does).
+                match local::io_local_kind(&err) {
+                    Some(kind) => local::LOCAL_ERRORS.record(kind, local::LocalSite::Accept),
+                    None => tracing::warn!(error = %err, ?backoff, "accept failed"),
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = &mut shutdown => break,
+                }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
         };
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(error = %err, "set_nodelay failed");

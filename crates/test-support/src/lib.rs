@@ -275,9 +275,39 @@ impl GatewayProcess {
         toml: &str,
         env: &[(&str, &str)],
     ) -> anyhow::Result<GatewayProcess> {
+        Self::spawn_cmd(
+            std::process::Command::new(pairgate_bin()?),
+            config_path,
+            toml,
+            env,
+        )
+    }
+
+    /// [`GatewayProcess::spawn`] with soft and hard `RLIMIT_NOFILE` set to `nofile` (through
+    /// `sh -c 'ulimit -n N; exec ...'`).
+    pub fn spawn_with_fd_limit(
+        config_path: &std::path::Path,
+        toml: &str,
+        env: &[(&str, &str)],
+        nofile: u32,
+    ) -> anyhow::Result<GatewayProcess> {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(r#"ulimit -n "$1" && shift && exec "$@""#)
+            .arg("sh")
+            .arg(nofile.to_string())
+            .arg(pairgate_bin()?);
+        Self::spawn_cmd(cmd, config_path, toml, env)
+    }
+
+    fn spawn_cmd(
+        mut cmd: std::process::Command,
+        config_path: &std::path::Path,
+        toml: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<GatewayProcess> {
         use std::io::BufRead as _;
         std::fs::write(config_path, toml)?;
-        let mut cmd = std::process::Command::new(pairgate_bin()?);
         cmd.arg("run")
             .arg("--config")
             .arg(config_path)
