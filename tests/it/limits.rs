@@ -214,7 +214,7 @@ async fn running_out_of_descriptors_is_not_held_against_the_accounts() {
         pair_config(
             &[("east", "eastus", &east), ("west", "westus", &west)],
             &[("solo", "east", Some("west"))],
-            "[health]\ninterval = \"300ms\"\nfast_interval = \"300ms\"\nrise = 1\nfall = 2\ntimeout = \"250ms\"\n[limits]\nheader_read_timeout = \"30s\"\n"
+            "[health]\ninterval = \"300ms\"\nfast_interval = \"300ms\"\nrise = 1\nfall = 2\ntimeout = \"250ms\"\n[limits]\nheader_read_timeout = \"30s\"\n[upstream]\nmax_idle_per_account = 0\n"
         )
     );
     let gw = GatewayProcess::spawn_with_fd_limit(&temp_path("nofile.toml"), &toml, &[], 64)
@@ -242,6 +242,13 @@ async fn running_out_of_descriptors_is_not_held_against_the_accounts() {
         "both accounts healthy at start"
     );
 
+    // A client connected before the descriptors run out; every request of it needs a new
+    // upstream connection (no idle pool).
+    let mut early = TcpStream::connect(gw.addr()).await.expect("connect");
+    let request = b"GET /t HTTP/1.1\r\nHost: solo.example.com\r\n\r\n";
+    early.write_all(request).await.expect("write");
+    assert_eq!(read_response(&mut early).await.0, 200);
+
     // Idle clients take every descriptor the gateway has left (the rest wait in the backlog).
     let started = Instant::now();
     let mut idle = Vec::new();
@@ -262,6 +269,12 @@ async fn running_out_of_descriptors_is_not_held_against_the_accounts() {
         "no local-resource warning for probes:\n{}",
         gw.stderr()
     );
+    // Live traffic that cannot open an upstream connection: a 503 of the gateway's own, and no
+    // passive failure against the account.
+    early.write_all(request).await.expect("write");
+    let (status, body) = read_response(&mut early).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("gateway_out_of_resources"), "{body}");
     drop(idle);
     let exhausted_for = started.elapsed();
 
@@ -283,6 +296,19 @@ async fn running_out_of_descriptors_is_not_held_against_the_accounts() {
             "pairgate_local_resource_errors_total{kind=\"emfile\",at=\"probe\"}"
         )
         .is_some_and(|n| n >= 2.0),
+        "{last}"
+    );
+    assert!(
+        metric(
+            &last,
+            "pairgate_local_resource_errors_total{kind=\"emfile\",at=\"upstream\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{last}"
+    );
+    assert_eq!(
+        metric(&last, "pairgate_passive_failures_total"),
+        Some(0.0),
         "{last}"
     );
     assert!(
