@@ -403,7 +403,15 @@ async fn connection_limit_refuses_with_503() {
     }
     let (statuses, text) = raw(&gw, b"GET /t HTTP/1.1\r\nHost: solo.example.com\r\n\r\n").await;
     assert_eq!(statuses, vec![503], "{text}");
-    assert!(text.contains("too_many_connections"));
+    // The declared length is the body's length, byte for byte.
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete head");
+    let declared: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("content-length");
+    assert_eq!(declared, body.len(), "{text}");
+    assert_eq!(body, r#"{"error":"too_many_connections"}"#);
     drop(held);
     assert!(
         crate::support::eventually(Duration::from_secs(3), || async {

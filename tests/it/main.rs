@@ -8,6 +8,7 @@ mod failover;
 mod failures;
 mod fleet;
 mod hardening;
+mod limits;
 mod streaming;
 mod support;
 mod tls;

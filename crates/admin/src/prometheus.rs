@@ -204,6 +204,18 @@ pub fn render(
     );
     header(
         &mut out,
+        "pairgate_local_resource_errors_total",
+        "counter",
+        "Failures for want of the gateway's own file descriptors (emfile: process limit, enfile: system limit), by where they happened; never counted against an account.",
+    );
+    for (kind, at, n) in pairgate_routing::local::LOCAL_ERRORS.counts() {
+        let _ = writeln!(
+            out,
+            "pairgate_local_resource_errors_total{{kind=\"{kind}\",at=\"{at}\"}} {n}"
+        );
+    }
+    header(
+        &mut out,
         "pairgate_config_reloads_total",
         "counter",
         "Config reloads, by result.",

@@ -224,6 +224,13 @@ pub struct Limits {
     pub tenant_max_in_flight: usize,
     /// HTTP/2 streams a client may open at once on one connection. Default 100.
     pub http2_max_concurrent_streams: u32,
+    /// An HTTP/2 connection with no open stream for this long gets GOAWAY and is closed
+    /// (HTTP/1 connections are governed by `header_read_timeout`). Default 60s.
+    pub idle_timeout: Duration,
+    /// How often an HTTP/2 connection is PINGed. Default 30s.
+    pub http2_keepalive_interval: Duration,
+    /// How long an HTTP/2 PING may go unanswered before the connection is closed. Default 20s.
+    pub http2_keepalive_timeout: Duration,
 }
 
 /// A tenant's limits: `[limits]` merged with the tenant's `limits = { ... }`.

@@ -195,6 +195,12 @@ pub struct LimitsSpec {
     pub tenant_max_in_flight: Option<i64>,
     /// `http2_max_concurrent_streams = 100`.
     pub http2_max_concurrent_streams: Option<i64>,
+    /// `idle_timeout = "60s"`.
+    pub idle_timeout: Option<String>,
+    /// `http2_keepalive_interval = "30s"`.
+    pub http2_keepalive_interval: Option<String>,
+    /// `http2_keepalive_timeout = "20s"`.
+    pub http2_keepalive_timeout: Option<String>,
 }
 
 /// `[upstream]`.

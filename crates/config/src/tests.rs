@@ -113,6 +113,9 @@ fn each_rule_reports_its_path_and_message() {
         ("[limits]\nmax_request_header_bytes = 512", &[(E, "limits.max_request_header_bytes", "at least 1024")]),
         ("[limits]\nheader_read_timeout = \"0s\"", &[(E, "limits.header_read_timeout", "greater than 0")]),
         ("[limits]\nheader_read_timeout = \"10\"", &[(E, "limits.header_read_timeout", "missing unit")]),
+        ("[limits]\nidle_timeout = \"0s\"", &[(E, "limits.idle_timeout", "greater than 0")]),
+        ("[limits]\nhttp2_keepalive_interval = \"0s\"", &[(E, "limits.http2_keepalive_interval", "greater than 0")]),
+        ("[limits]\nhttp2_keepalive_timeout = \"0s\"", &[(E, "limits.http2_keepalive_timeout", "greater than 0")]),
         ("[upstream]\nconnect_timeout = \"-1s\"", &[(E, "upstream.connect_timeout", "negative")]),
         ("[upstream]\nmax_idle_per_account = -1", &[(E, "upstream.max_idle_per_account", "at least 0")]),
         ("[upstream]\nmax_replay_body = -5", &[(E, "upstream.max_replay_body", "at least 0")]),
@@ -533,6 +536,9 @@ fn defaults_fill_an_almost_empty_config() {
     assert_eq!(c.upstream.response_header_timeout, Duration::from_secs(30));
     assert_eq!(c.upstream.read_timeout, Duration::from_secs(60));
     assert_eq!(c.limits.send_timeout, Duration::from_secs(60));
+    assert_eq!(c.limits.idle_timeout, Duration::from_secs(60));
+    assert_eq!(c.limits.http2_keepalive_interval, Duration::from_secs(30));
+    assert_eq!(c.limits.http2_keepalive_timeout, Duration::from_secs(20));
     assert_eq!(c.upstream.idle_timeout, Duration::from_secs(90));
     assert_eq!(c.upstream.max_idle_per_account, 256);
     assert_eq!(c.upstream.max_replay_body, 65536);

@@ -235,18 +235,21 @@ async fn run(
                 let started = Instant::now();
                 last_probe = Some(started);
                 let result = probe(&client, &target).await;
-                let counter_stat = if result.is_success() { &stats.success } else { &stats.failure };
-                counter_stat.fetch_add(1, Ordering::Relaxed);
-                if result != ProbeResult::Success {
-                    tracing::debug!(account = &*target.name, result = result.label(), "probe failed");
-                }
-                let ejected = ejected_until.is_some_and(|until| started < until);
-                if !ejected {
-                    ejected_until = None;
-                }
-                // While ejected, a passing probe does not count: the ejection lasts its time.
-                if !(ejected && result.is_success()) {
-                    send(counter.record(result.is_success()), result.label());
+                // Out of descriptors here is no evidence about the account (counted apart).
+                if result != ProbeResult::LocalResource {
+                    let counter_stat = if result.is_success() { &stats.success } else { &stats.failure };
+                    counter_stat.fetch_add(1, Ordering::Relaxed);
+                    if result != ProbeResult::Success {
+                        tracing::debug!(account = &*target.name, result = result.label(), "probe failed");
+                    }
+                    let ejected = ejected_until.is_some_and(|until| started < until);
+                    if !ejected {
+                        ejected_until = None;
+                    }
+                    // While ejected, a passing probe does not count: the ejection lasts its time.
+                    if !(ejected && result.is_success()) {
+                        send(counter.record(result.is_success()), result.label());
+                    }
                 }
                 if first {
                     first = false;

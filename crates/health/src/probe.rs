@@ -10,7 +10,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use pairgate_config::{HealthCheck, ProbeKind};
-use pairgate_routing::Account;
+use pairgate_routing::{Account, local};
 
 /// What one probe found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,9 @@ pub enum ProbeResult {
     BadStatus(u16),
     /// The connection broke mid-exchange.
     Broken,
+    /// The gateway itself is out of file descriptors: the probe says nothing about the account
+    /// and counts neither way.
+    LocalResource,
 }
 
 impl ProbeResult {
@@ -41,6 +44,7 @@ impl ProbeResult {
             ProbeResult::Timeout => "timeout",
             ProbeResult::BadStatus(_) => "bad_status",
             ProbeResult::Broken => "broken",
+            ProbeResult::LocalResource => "local_resource",
         }
     }
 }
@@ -186,6 +190,12 @@ fn tls_probe_client(tls: &pairgate_tls::UpstreamTls, connect_timeout: Duration) 
         .build(https)
 }
 
+/// A probe that failed for want of the gateway's own descriptors: counted and logged as such.
+fn local_failure(kind: local::LocalKind) -> ProbeResult {
+    local::LOCAL_ERRORS.record(kind, local::LocalSite::Probe);
+    ProbeResult::LocalResource
+}
+
 /// Runs one probe of `target`.
 pub async fn probe(client: &ProbeClient, target: &ProbeTarget) -> ProbeResult {
     let timeout = target.check.timeout;
@@ -197,7 +207,10 @@ pub async fn probe(client: &ProbeClient, target: &ProbeTarget) -> ProbeResult {
         .await
         {
             Err(_) => ProbeResult::Timeout,
-            Ok(Err(_)) => ProbeResult::ConnectFailed,
+            Ok(Err(err)) => match local::io_local_kind(&err) {
+                Some(kind) => local_failure(kind),
+                None => ProbeResult::ConnectFailed,
+            },
             Ok(Ok(_stream)) => ProbeResult::Success,
         },
         Some(uri) => {
@@ -213,7 +226,9 @@ pub async fn probe(client: &ProbeClient, target: &ProbeTarget) -> ProbeResult {
                     None => client.0.request(req).await,
                 };
                 let resp = sent.map_err(|e| {
-                    if e.is_connect() {
+                    if let Some(kind) = local::local_kind(&e) {
+                        local_failure(kind)
+                    } else if e.is_connect() {
                         ProbeResult::ConnectFailed
                     } else {
                         ProbeResult::Broken

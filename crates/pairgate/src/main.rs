@@ -141,6 +141,7 @@ fn run(path: &std::path::Path) -> ExitCode {
         tracing::warn!("{w}");
     }
     let (config, tls) = (prepared.config, prepared.tls);
+    raise_fd_limit(&config);
     let token = match admin_token(&config) {
         Ok(token) => token,
         Err(err) => return report(Err(err)),
@@ -154,6 +155,41 @@ fn run(path: &std::path::Path) -> ExitCode {
             gateway.shutdown().await
         })
     }))
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, and warns when what the config may open
+/// at once cannot fit in it: client connections, idle upstream connections (per account) and a
+/// probe per account, plus a reserve for listeners, the admin API, the runtime and files.
+/// Running out later is survivable (accepts back off, probes and requests that fail for want of
+/// a descriptor are not held against any account) but it refuses clients.
+fn raise_fd_limit(config: &pairgate_config::Config) {
+    const RESERVE: u64 = 64;
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read or raise RLIMIT_NOFILE");
+            return;
+        }
+    };
+    let accounts = config.accounts.len() as u64;
+    let max_connections = config.limits.max_connections as u64;
+    let pools = accounts.saturating_mul(config.upstream.max_idle_per_account as u64);
+    let needed = max_connections
+        .saturating_add(pools)
+        .saturating_add(accounts)
+        .saturating_add(RESERVE);
+    if limit < needed {
+        tracing::warn!(
+            limit,
+            needed,
+            max_connections,
+            upstream_pools = pools,
+            probes = accounts,
+            "RLIMIT_NOFILE is below what limits.max_connections, the upstream pools and the probes may need; raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower limits.max_connections"
+        );
+    } else {
+        tracing::debug!(limit, needed, "RLIMIT_NOFILE");
+    }
 }
 
 /// The admin token: the variable named by `admin.token_env`, else the contents of

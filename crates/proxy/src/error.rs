@@ -55,6 +55,10 @@ pub enum ProxyError {
     /// The request's `Host` names another tenant than the TLS server name it arrived on.
     #[error("misdirected request")]
     Misdirected,
+    /// The gateway is out of file descriptors and could not open an upstream connection; says
+    /// nothing about the account.
+    #[error("the gateway is out of file descriptors")]
+    LocalResources,
 }
 
 impl ProxyError {
@@ -76,6 +80,7 @@ impl ProxyError {
             ProxyError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::TenantOverloaded => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
+            ProxyError::LocalResources => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -97,6 +102,7 @@ impl ProxyError {
             ProxyError::RequestTimeout => "request_timeout",
             ProxyError::TenantOverloaded => "tenant_over_capacity",
             ProxyError::Misdirected => "misdirected_request",
+            ProxyError::LocalResources => "gateway_out_of_resources",
         }
     }
 
@@ -127,7 +133,9 @@ impl ProxyError {
             | ProxyError::PayloadTooLarge
             | ProxyError::RequestTimeout
             | ProxyError::TenantOverloaded
-            | ProxyError::Misdirected => false,
+            | ProxyError::Misdirected
+            // The gateway's own descriptors, not the account: no evidence against it.
+            | ProxyError::LocalResources => false,
         }
     }
 
@@ -194,6 +202,7 @@ mod tests {
             (ProxyError::RequestTimeout, 408, "request_timeout"),
             (ProxyError::TenantOverloaded, 503, "tenant_over_capacity"),
             (ProxyError::Misdirected, 421, "misdirected_request"),
+            (ProxyError::LocalResources, 503, "gateway_out_of_resources"),
         ];
         for (err, status, code) in cases {
             let resp = err.into_response();

@@ -73,43 +73,79 @@ pub(crate) struct ConnInfo {
     pub(crate) https: bool,
 }
 
+/// The status the access log and the metrics give a request whose client went away before
+/// its response head was ready (nginx's "client closed request"); nothing is sent.
+const CLIENT_CLOSED: u16 = 499;
+
+/// One access-log event and one metrics record per request: written when the response head is
+/// ready, or on drop when the request ends without one (the client left while it waited).
+struct Record<'a> {
+    shared: &'a Shared,
+    started: Instant,
+    method: Method,
+    trace: Trace,
+    written: bool,
+}
+
+impl Record<'_> {
+    fn write(&mut self, status: u16, error: Option<&'static str>) {
+        self.written = true;
+        let trace = &self.trace;
+        let elapsed = self.started.elapsed();
+        self.shared.metrics.record(
+            trace.region.as_ref(),
+            trace.tenant.as_ref(),
+            status,
+            elapsed,
+        );
+        tracing::info!(
+            target: "pairgate::access",
+            tenant = trace.tenant.as_deref().unwrap_or("-"),
+            account = trace.account.as_deref().unwrap_or("-"),
+            region = trace.region.as_deref().unwrap_or("-"),
+            side = trace.side,
+            generation = trace.generation,
+            method = %self.method,
+            status,
+            duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            error,
+            replayed = trace.replayed_after.is_some(),
+            replayed_after = trace.replayed_after.map(ProxyError::code),
+        );
+    }
+}
+
+impl Drop for Record<'_> {
+    fn drop(&mut self) {
+        if !self.written {
+            self.write(CLIENT_CLOSED, Some("client_closed"));
+        }
+    }
+}
+
 /// Serves one client request: never fails, every error becomes a response.
 pub(crate) async fn handle(
     shared: &Shared,
     conn: &ConnInfo,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let started = Instant::now();
-    let method = req.method().clone();
+    let mut record = Record {
+        shared,
+        started: Instant::now(),
+        method: req.method().clone(),
+        trace: Trace::default(),
+        written: false,
+    };
     let snapshot = shared.routes.load_full();
-    let mut trace = Trace::default();
-    let resp = match forward(shared, &snapshot, conn, req, &mut trace).await {
+    let resp = match forward(shared, &snapshot, conn, req, &mut record.trace).await {
         Ok(resp) => resp,
         Err(err) => {
-            trace.error = Some(err);
+            record.trace.error = Some(err);
             err.into_response()
         }
     };
-    shared.metrics.record(
-        trace.region.as_ref(),
-        trace.tenant.as_ref(),
-        resp.status().as_u16(),
-        started.elapsed(),
-    );
-    tracing::info!(
-        target: "pairgate::access",
-        tenant = trace.tenant.as_deref().unwrap_or("-"),
-        account = trace.account.as_deref().unwrap_or("-"),
-        region = trace.region.as_deref().unwrap_or("-"),
-        side = trace.side,
-        generation = trace.generation,
-        method = %method,
-        status = resp.status().as_u16(),
-        duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        error = trace.error.map(ProxyError::code),
-        replayed = trace.replayed_after.is_some(),
-        replayed_after = trace.replayed_after.map(ProxyError::code),
-    );
+    let error = record.trace.error.map(ProxyError::code);
+    record.write(resp.status().as_u16(), error);
     resp
 }
 
@@ -525,6 +561,11 @@ fn classify(err: &hyper_util::client::legacy::Error) -> ProxyError {
             hyper_err.get_or_insert(h);
         }
         source = e.source();
+    }
+    if let Some(kind) = pairgate_routing::local::local_kind(err) {
+        pairgate_routing::local::LOCAL_ERRORS
+            .record(kind, pairgate_routing::local::LocalSite::Upstream);
+        return ProxyError::LocalResources;
     }
     if err.is_connect() {
         return match io_kind {

@@ -23,11 +23,13 @@
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::conn::ConnState;
 use crate::idle::IdleTimer;
 
 /// Sent to a client whose request head did not complete within the header-read timeout.
@@ -37,6 +39,8 @@ const REQUEST_TIMEOUT: &[u8] =
 /// What hyper receives instead of a rejected head: an invalid method token, so its parser
 /// answers 400 and closes.
 const POISON: &[u8] = b"BAD\x01REQUEST / HTTP/1.1\r\n\r\n";
+/// The HTTP/2 connection preface up to its first empty line (RFC 9113 §3.4).
+const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0\r\n\r\n";
 /// Headers a head may carry for the guard to check it; more is hyper's business (431).
 const MAX_HEADERS: usize = 256;
 
@@ -97,6 +101,8 @@ pub struct FramingGuard<S> {
     head_timeout: Option<IdleTimer>,
     /// Times a write to the client that makes no progress (the client stopped reading).
     send_timeout: Option<IdleTimer>,
+    /// The connection's open requests: no head is timed while one waits for its answer.
+    conn: Option<Arc<ConnState>>,
 }
 
 impl<S> FramingGuard<S> {
@@ -112,6 +118,7 @@ impl<S> FramingGuard<S> {
             eof: false,
             head_timeout: None,
             send_timeout: None,
+            conn: None,
         }
     }
 
@@ -147,10 +154,19 @@ impl<S> FramingGuard<S> {
     }
 
     /// A client must complete each request head within `timeout` of the connection opening or
-    /// the previous request's body ending: a partial head then gets `408` and the connection
-    /// closes; an idle connection just closes.
+    /// the previous request ending (its body read and, with [`Self::with_conn_state`], its
+    /// response done): a partial head then gets `408` and the connection closes; an idle
+    /// connection just closes.
     pub fn with_head_timeout(mut self, timeout: Duration) -> Self {
         self.head_timeout = Some(IdleTimer::new(timeout));
+        self
+    }
+
+    /// The connection's request count: while a request is open (waiting for or sending its
+    /// response), the next head is not timed; its time starts when the last one ends. Also
+    /// told when the client turns out to speak HTTP/2.
+    pub(crate) fn with_conn_state(mut self, conn: Arc<ConnState>) -> Self {
+        self.conn = Some(conn);
         self
     }
 
@@ -254,6 +270,11 @@ impl<S> FramingGuard<S> {
         let Some(head) = inspect(&self.head) else {
             // Not an HTTP/1 request head (HTTP/2 preface, garbage, too many headers): hyper
             // decides, and the guard stops following the stream.
+            if self.head.starts_with(H2_PREFACE_START)
+                && let Some(conn) = &self.conn
+            {
+                conn.set_h2();
+            }
             self.release_head_and_pass();
             return;
         };
@@ -454,9 +475,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for FramingGuard<S> {
                 Poll::Pending => {
                     if this.state == State::Head
                         && let Some(timer) = &mut this.head_timeout
-                        && timer.expired(cx)
                     {
-                        return Poll::Ready(Err(this.head_timed_out(cx)));
+                        if this.conn.as_ref().is_some_and(|c| c.busy_or_register(cx)) {
+                            // hyper reads on (for the next head, or to see the client leave)
+                            // while a request waits for its answer: that wait is bounded by
+                            // the upstream timeouts, not by this one. The next head's time
+                            // starts once the last open request ends (which wakes this read).
+                            timer.progress();
+                        } else if timer.expired(cx) {
+                            return Poll::Ready(Err(this.head_timed_out(cx)));
+                        }
                     }
                     return Poll::Pending;
                 }

@@ -15,6 +15,7 @@
 //! `ActiveSlot`), certificate loading (`pairgate-tls`), the admin API.
 
 mod body;
+mod conn;
 mod error;
 mod forward;
 mod guard;
@@ -63,6 +64,12 @@ pub struct Settings {
     pub max_connections: usize,
     /// `limits.http2_max_concurrent_streams`.
     pub http2_max_concurrent_streams: u32,
+    /// `limits.idle_timeout`: an HTTP/2 connection with no open stream this long is closed.
+    pub client_idle_timeout: Duration,
+    /// `limits.http2_keepalive_interval`.
+    pub http2_keepalive_interval: Duration,
+    /// `limits.http2_keepalive_timeout`.
+    pub http2_keepalive_timeout: Duration,
     /// `upstream.connect_timeout`.
     pub connect_timeout: Duration,
     /// `upstream.response_header_timeout`.
@@ -102,6 +109,9 @@ impl Settings {
             send_timeout: config.limits.send_timeout,
             max_connections: config.limits.max_connections,
             http2_max_concurrent_streams: config.limits.http2_max_concurrent_streams,
+            client_idle_timeout: config.limits.idle_timeout,
+            http2_keepalive_interval: config.limits.http2_keepalive_interval,
+            http2_keepalive_timeout: config.limits.http2_keepalive_timeout,
             connect_timeout: config.upstream.connect_timeout,
             response_header_timeout: config.upstream.response_header_timeout,
             read_timeout: config.upstream.read_timeout,

@@ -8,16 +8,21 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
+use pairgate_routing::local;
 use tokio_rustls::TlsAcceptor;
 
 use crate::Shared;
+use crate::conn::{ConnState, TrackedBody};
 use crate::forward::{ConnInfo, handle};
 use crate::guard::FramingGuard;
+
+/// First and longest pause after a failed accept (doubling in between).
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// hyper refuses read buffers smaller than this; `max_request_header_bytes` below it is raised.
 const MIN_HYPER_BUF: usize = 8192;
@@ -50,21 +55,37 @@ async fn accept_loop(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let builder = Arc::new(server_builder(&shared));
-    let graceful = GracefulShutdown::new();
+    // `true` once the listener stops: every connection then shuts down gracefully (GOAWAY,
+    // or close after the request in progress); `closed()` tells when the last one has ended.
+    let (stopping, stop) = watch::channel(false);
     let connections = Arc::new(Semaphore::new(shared.settings.max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(err) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(conn) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                conn
+            }
+            Err(err) => {
+                // Out of descriptors (EMFILE, ENFILE) the error repeats until connections
+                // close: back off exponentially instead of spinning, and warn at most once a
+                // second (LOCAL_ERRORS does).
+                match local::io_local_kind(&err) {
+                    Some(kind) => local::LOCAL_ERRORS.record(kind, local::LocalSite::Accept),
+                    None => tracing::warn!(error = %err, ?backoff, "accept failed"),
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = &mut shutdown => break,
+                }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
         };
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(error = %err, "set_nodelay failed");
@@ -76,7 +97,7 @@ async fn accept_loop(
         let (shared, builder, watcher, tls) = (
             Arc::clone(&shared),
             Arc::clone(&builder),
-            graceful.watcher(),
+            stop.clone(),
             tls.clone(),
         );
         tokio::spawn(async move {
@@ -117,8 +138,10 @@ async fn accept_loop(
         });
     }
     drop(listener);
+    drop(stop);
     let grace = shared.settings.shutdown_grace;
-    if tokio::time::timeout(grace, graceful.shutdown())
+    let _ = stopping.send(true);
+    if tokio::time::timeout(grace, stopping.closed())
         .await
         .is_err()
     {
@@ -130,30 +153,58 @@ async fn accept_loop(
     Ok(())
 }
 
-/// Serves one client connection (plain or TLS) behind the framing guard.
+/// Serves one client connection (plain or TLS) behind the framing guard, until it ends, the
+/// listener stops (`stop` turns true) or, for HTTP/2, it has no open stream for
+/// `limits.idle_timeout`; the last two end it gracefully.
 async fn serve_conn<S>(
     stream: S,
     info: ConnInfo,
     shared: &Arc<Shared>,
     builder: &auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
+    mut stop: watch::Receiver<bool>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let head_limit = shared.settings.max_request_header_bytes.max(MIN_HYPER_BUF);
+    let state = Arc::new(ConnState::default());
     let io = FramingGuard::new(stream, head_limit)
         .with_head_timeout(shared.settings.header_read_timeout)
-        .with_send_timeout(shared.settings.send_timeout);
+        .with_send_timeout(shared.settings.send_timeout)
+        .with_conn_state(Arc::clone(&state));
     let peer = info.peer;
     let info = Arc::new(info);
     let conn_shared = Arc::clone(shared);
+    let service_state = Arc::clone(&state);
     let service = service_fn(move |req| {
         let shared = Arc::clone(&conn_shared);
         let info = Arc::clone(&info);
-        async move { Ok::<_, Infallible>(handle(&shared, &info, req).await) }
+        // Open from here until the response body is dropped (or this future is).
+        let open = service_state.open();
+        async move {
+            let resp = handle(&shared, &info, req).await;
+            Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, open)))
+        }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    if let Err(err) = watcher.watch(conn.into_owned()).await {
+    let mut conn = std::pin::pin!(conn);
+    let idle = state.idle_h2(shared.settings.client_idle_timeout);
+    let mut idle = std::pin::pin!(idle);
+    let mut draining = false;
+    let ended = loop {
+        tokio::select! {
+            ended = conn.as_mut() => break ended,
+            _ = stop.wait_for(|stopping| *stopping), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = idle.as_mut(), if !draining => {
+                tracing::debug!(%peer, "HTTP/2 connection idle past limits.idle_timeout; closing");
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    };
+    if let Err(err) = ended {
         tracing::debug!(error = %err, %peer, "client connection ended with an error");
     }
 }
@@ -161,7 +212,19 @@ async fn serve_conn<S>(
 /// Over `max_connections`: a short 503 and close, rather than a silent backlog.
 async fn refuse(mut stream: tokio::net::TcpStream) {
     use tokio::io::AsyncWriteExt;
-    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\ncontent-type: application/json\r\ncontent-length: 29\r\n\r\n{\"error\":\"too_many_connections\"}";
+    // One literal for the body and the length it declares, checked at compile time.
+    macro_rules! body {
+        () => {
+            r#"{"error":"too_many_connections"}"#
+        };
+    }
+    const BUSY: &[u8] = concat!(
+        "HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\n",
+        "content-type: application/json\r\ncontent-length: 32\r\n\r\n",
+        body!()
+    )
+    .as_bytes();
+    const _: () = assert!(body!().len() == 32, "content-length must match the body");
     tracing::warn!("connection limit reached; refusing a connection");
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
 }
@@ -190,7 +253,8 @@ fn server_builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
         .max_pending_accept_reset_streams(Some(20))
         .max_local_error_reset_streams(Some(1024))
         .max_send_buf_size(256 * 1024)
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
+        // A PING every interval; a client that does not answer within the timeout is gone.
+        .keep_alive_interval(Some(settings.http2_keepalive_interval))
+        .keep_alive_timeout(settings.http2_keepalive_timeout);
     builder
 }

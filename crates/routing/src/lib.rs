@@ -13,6 +13,7 @@
 //! - [`ActiveSlot`]s and account health cells are carried into the next snapshot by identity
 //!   (tenant name; account name plus endpoint), so a reload never resets failover state.
 
+pub mod local;
 mod resolve;
 mod slot;
 

@@ -262,6 +262,7 @@ pub fn pairgate_bin() -> anyhow::Result<PathBuf> {
 pub struct GatewayProcess {
     child: std::process::Child,
     addr: SocketAddr,
+    admin: Option<SocketAddr>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
@@ -274,9 +275,39 @@ impl GatewayProcess {
         toml: &str,
         env: &[(&str, &str)],
     ) -> anyhow::Result<GatewayProcess> {
+        Self::spawn_cmd(
+            std::process::Command::new(pairgate_bin()?),
+            config_path,
+            toml,
+            env,
+        )
+    }
+
+    /// [`GatewayProcess::spawn`] with soft and hard `RLIMIT_NOFILE` set to `nofile` (through
+    /// `sh -c 'ulimit -n N; exec ...'`).
+    pub fn spawn_with_fd_limit(
+        config_path: &std::path::Path,
+        toml: &str,
+        env: &[(&str, &str)],
+        nofile: u32,
+    ) -> anyhow::Result<GatewayProcess> {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(r#"ulimit -n "$1" && shift && exec "$@""#)
+            .arg("sh")
+            .arg(nofile.to_string())
+            .arg(pairgate_bin()?);
+        Self::spawn_cmd(cmd, config_path, toml, env)
+    }
+
+    fn spawn_cmd(
+        mut cmd: std::process::Command,
+        config_path: &std::path::Path,
+        toml: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<GatewayProcess> {
         use std::io::BufRead as _;
         std::fs::write(config_path, toml)?;
-        let mut cmd = std::process::Command::new(pairgate_bin()?);
         cmd.arg("run")
             .arg("--config")
             .arg(config_path)
@@ -300,13 +331,15 @@ impl GatewayProcess {
                 .lines()
                 .map_while(Result::ok)
             {
-                if let Some(addr) = line
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("listen="))
-                    .and_then(|a| a.trim_matches('"').parse::<SocketAddr>().ok())
+                let field = |key: &str| {
+                    line.split_whitespace()
+                        .find_map(|w| w.strip_prefix(key))
+                        .and_then(|a| a.trim_matches('"').parse::<SocketAddr>().ok())
+                };
+                if let Some(addr) = field("listen=")
                     && let Some(tx) = tx.take()
                 {
-                    let _ = tx.send(addr);
+                    let _ = tx.send((addr, field("admin=")));
                 }
                 if let Ok(mut s) = sink.lock() {
                     s.push_str(&line);
@@ -314,7 +347,7 @@ impl GatewayProcess {
                 }
             }
         });
-        let Ok(addr) = rx.recv_timeout(WAIT) else {
+        let Ok((addr, admin)) = rx.recv_timeout(WAIT) else {
             let _ = child.kill();
             let _ = child.wait();
             let log = collected.lock().map(|s| s.clone()).unwrap_or_default();
@@ -323,6 +356,7 @@ impl GatewayProcess {
         Ok(GatewayProcess {
             child,
             addr,
+            admin,
             stderr: collected,
             reader: Some(reader),
         })
@@ -336,6 +370,33 @@ impl GatewayProcess {
     /// `http://ADDR{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// `http://ADMIN_ADDR{path}`, when the config has an `[admin] listen`.
+    pub fn admin_url(&self, path: &str) -> anyhow::Result<String> {
+        let admin = self.admin.context("the gateway runs no admin API")?;
+        Ok(format!("http://{admin}{path}"))
+    }
+
+    /// `GET /metrics` on the admin API, as text.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let url = self.admin_url("/metrics")?;
+        let reply = send(&client(), Request::get(url).body(Full::new(Bytes::new()))?).await?;
+        Ok(reply.text())
+    }
+
+    /// Polls stderr (every 20 ms, up to `within`) until `check` holds; returns whether it did.
+    pub async fn wait_stderr(&self, within: Duration, check: impl Fn(&str) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if check(&self.stderr()) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The process id.

@@ -147,6 +147,24 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
             .http2_max_concurrent_streams
             .and_then(|n| count(n, 1, "limits.http2_max_concurrent_streams", problems))
             .map_or(100, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+        idle_timeout: duration(
+            &spec.limits.idle_timeout,
+            "limits.idle_timeout",
+            Duration::from_secs(60),
+            problems,
+        ),
+        http2_keepalive_interval: duration(
+            &spec.limits.http2_keepalive_interval,
+            "limits.http2_keepalive_interval",
+            Duration::from_secs(30),
+            problems,
+        ),
+        http2_keepalive_timeout: duration(
+            &spec.limits.http2_keepalive_timeout,
+            "limits.http2_keepalive_timeout",
+            Duration::from_secs(20),
+            problems,
+        ),
     };
     let up = &spec.upstream;
     let upstream = Upstream {
