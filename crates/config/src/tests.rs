@@ -117,6 +117,7 @@ fn each_rule_reports_its_path_and_message() {
         ("[limits]\nhttp2_keepalive_interval = \"0s\"", &[(E, "limits.http2_keepalive_interval", "greater than 0")]),
         ("[limits]\nhttp2_keepalive_timeout = \"0s\"", &[(E, "limits.http2_keepalive_timeout", "greater than 0")]),
         ("[upstream]\nconnect_timeout = \"-1s\"", &[(E, "upstream.connect_timeout", "negative")]),
+        ("[limits]\nmax_connections = 9000000000000000000", &[(E, "limits.max_connections", "at most 10000000")]),
         ("[upstream]\nmax_idle_per_account = -1", &[(E, "upstream.max_idle_per_account", "at least 0")]),
         ("[upstream]\nmax_replay_body = -5", &[(E, "upstream.max_replay_body", "at least 0")]),
         // [health]

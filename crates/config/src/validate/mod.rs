@@ -136,6 +136,15 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
             .limits
             .max_connections
             .and_then(|n| count(n, 1, "limits.max_connections", problems))
+            .filter(|&n| {
+                // Far past any descriptor limit; also keeps the connection semaphore in range.
+                let fits = n <= MAX_CONNECTIONS;
+                if !fits {
+                    let message = format!("must be at most {MAX_CONNECTIONS}");
+                    problems.error("limits.max_connections", message);
+                }
+                fits
+            })
             .unwrap_or(10_000),
         tenant_max_in_flight: spec
             .limits
@@ -702,6 +711,9 @@ fn reference(
     }
     found
 }
+
+/// The largest `limits.max_connections`.
+const MAX_CONNECTIONS: usize = 10_000_000;
 
 /// An integer at least `min`, as usize.
 fn count(n: i64, min: i64, at: &str, problems: &mut Problems) -> Option<usize> {
