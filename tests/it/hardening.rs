@@ -476,6 +476,56 @@ async fn connection_limit_refuses_with_503() {
     );
 }
 
+/// A flood of connections past `max_connections`: each gets its whole 503 (the gateway reads what
+/// the client sent before closing, so no RST discards the answer), and the log says so about once
+/// a second, not once per connection.
+#[tokio::test]
+async fn connection_flood_is_refused_cleanly_and_logged_sparingly() {
+    let east = mock("east", "eastus").await;
+    let toml = format!(
+        "[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        pair_config(
+            &[("east", "eastus", &east)],
+            &[("solo", "east", None)],
+            "[health]\ninterval = \"30s\"\n[limits]\nmax_connections = 1\n"
+        )
+    );
+    let gw = pairgate_test_support::GatewayProcess::spawn(
+        &crate::support::temp_path("flood.toml"),
+        &toml,
+        &[],
+    )
+    .expect("gateway process");
+    let mut held = TcpStream::connect(gw.addr()).await.expect("connect");
+    held.write_all(b"GET /t HTTP/1.1\r\nHost: solo.example.com\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 12];
+    held.read_exact(&mut buf).await.expect("answered");
+    let mut complete = 0;
+    for _ in 0..100 {
+        let mut s = TcpStream::connect(gw.addr()).await.expect("connect");
+        // A request the gateway never reads: without draining it, closing would send RST.
+        let _ = s
+            .write_all(
+                b"POST /t HTTP/1.1\r\nHost: solo.example.com\r\ncontent-length: 3000\r\n\r\n",
+            )
+            .await;
+        let _ = s.write_all(&[b'x'; 3000]).await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut answer)).await;
+        if String::from_utf8_lossy(&answer).ends_with(r#"{"error":"too_many_connections"}"#) {
+            complete += 1;
+        }
+    }
+    assert_eq!(complete, 100, "every refused client reads its whole 503");
+    let warnings = gw.stderr().matches("connection limit reached").count();
+    assert!(
+        (1..=5).contains(&warnings),
+        "{warnings} warnings for 100 refusals"
+    );
+}
+
 /// One tenant flooding with far more concurrent requests than its in-flight limit gets 503s at
 /// once, and another tenant's p99 stays within 1.5x of its quiet value. The gateway runs as its
 /// own process; quiet and flooded rounds alternate and medians are compared, so one noisy moment

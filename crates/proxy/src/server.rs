@@ -61,6 +61,7 @@ async fn accept_loop(
     let connections = Arc::new(Semaphore::new(shared.settings.max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
     let mut backoff = ACCEPT_BACKOFF_MIN;
+    let mut refused = Refusals::default();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -91,6 +92,7 @@ async fn accept_loop(
             tracing::debug!(error = %err, "set_nodelay failed");
         }
         let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            refused.note();
             tokio::spawn(refuse(stream));
             continue;
         };
@@ -225,8 +227,50 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
     )
     .as_bytes();
     const _: () = assert!(body!().len() == 32, "content-length must match the body");
-    tracing::warn!("connection limit reached; refusing a connection");
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
+    // Write the answer, then read what the client sent until it closes (bounded): closing a
+    // socket with unread data makes the kernel send RST, which can discard the 503 before the
+    // client reads it.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        use tokio::io::AsyncReadExt;
+        stream.write_all(BUSY).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut left: usize = 64 * 1024;
+        while left > 0 {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => left = left.saturating_sub(n),
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+}
+
+/// Connections refused at `max_connections`, warned about at most once a second (a flood of
+/// them would otherwise flood the log too).
+#[derive(Default)]
+struct Refusals {
+    since_warning: u64,
+    warned_at: Option<tokio::time::Instant>,
+}
+
+impl Refusals {
+    fn note(&mut self) {
+        self.since_warning += 1;
+        let now = tokio::time::Instant::now();
+        if self
+            .warned_at
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+        {
+            tracing::warn!(
+                refused = self.since_warning,
+                "connection limit reached; refusing connections"
+            );
+            self.since_warning = 0;
+            self.warned_at = Some(now);
+        }
+    }
 }
 
 fn server_builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
