@@ -1032,3 +1032,35 @@ fn account_hosts_in_their_plain_spellings_are_accepted() {
         );
     }
 }
+
+#[test]
+fn auth_examples_in_the_docs_are_valid() {
+    let doc = include_str!("../../../docs/config.md");
+    let section = doc
+        .split("## Account credentials (`auth`)")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("the auth section");
+    let mut text = String::from(
+        "[[region]]\nname = \"eastus\"\npair = \"westus\"\n[[region]]\nname = \"westus\"\npair = \"eastus\"\n",
+    );
+    let mut blocks = 0;
+    for block in section.split("```toml").skip(1) {
+        let body = block.split("```").next().unwrap_or("");
+        if body.contains("# ...") {
+            continue; // the shape sketch, not a config
+        }
+        text.push_str(body);
+        blocks += 1;
+    }
+    assert_eq!(blocks, 4);
+    let env = |name: &str| {
+        name.starts_with(char::is_uppercase)
+            .then(|| format!("{name}-value"))
+    };
+    let loaded = load(&text, &env)
+        .map_err(|p| format!("{p:#?}"))
+        .expect("valid");
+    assert_eq!(loaded.config.accounts.len(), 5);
+    assert!(loaded.config.accounts.iter().all(|a| a.auth.is_some()));
+}
