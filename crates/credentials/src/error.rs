@@ -109,10 +109,12 @@ pub enum CredentialError {
 }
 
 impl CredentialError {
-    /// The `Retry-After` of a throttle.
+    /// The `Retry-After` of a throttle (also when the throttled endpoint was Entra ID behind
+    /// an ARM credential).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             CredentialError::Throttled { retry_after, .. } => Some(*retry_after),
+            CredentialError::Entra { source, .. } => source.retry_after(),
             _ => None,
         }
     }
@@ -179,6 +181,16 @@ mod tests {
             source: inner,
         };
         assert!(outer.is_rejection());
+        assert_eq!(outer.retry_after(), None);
+        let throttled = CredentialError::Entra {
+            credential: "a".into(),
+            source: Arc::new(CredentialError::Throttled {
+                credential: "e".into(),
+                endpoint: "entra",
+                retry_after: Duration::from_secs(3),
+            }),
+        };
+        assert_eq!(throttled.retry_after(), Some(Duration::from_secs(3)));
         assert!(std::error::Error::source(&outer).is_some());
     }
 }
