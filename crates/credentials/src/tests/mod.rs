@@ -421,3 +421,59 @@ async fn accounts_with_one_credential_share_providers() -> TestResult {
     );
     Ok(())
 }
+
+/// Collects what a `tracing` subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_name_the_credential_but_never_a_secret_or_token() -> TestResult {
+    let az = fake(Duration::from_secs(60)).await?;
+    let mut reg = registry(&az);
+    let wrong = "Wr0ng-secret-for-the-log-test";
+    let failing = provider(&mut reg, &arm(RID_A, client_secret(wrong))?)?;
+    let working = provider(&mut reg, &arm(RID_B, client_secret(SECRET))?)?;
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    assert!(failing.get().await.is_err());
+    let token = working.get().await.map_err(|e| e.to_string())?;
+    let logs = String::from_utf8_lossy(
+        &captured
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
+    .into_owned();
+    assert!(
+        logs.contains("token refresh failed") && logs.contains("vi-east"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("token refreshed") && logs.contains("vi-west"),
+        "{logs}"
+    );
+    for secret in [wrong, SECRET, token.expose()] {
+        assert!(!logs.contains(secret), "leaked into the logs: {logs}");
+    }
+    Ok(())
+}
