@@ -213,6 +213,13 @@ fn entra_error(status: u16, error: &str, code: u32, text: &str) -> Res {
 /// assertion, 401 `invalid_client`), AADSTS700016 (unknown application, 400
 /// `unauthorized_client`), AADSTS70021 (no matching federated identity record, 400
 /// `invalid_request`), AADSTS900144 (missing parameter), AADSTS70003 (unsupported grant type).
+/// AADSTS7000215's status and full body are as replies quoted in public issue threads show them
+/// (e.g. OfficeDev/microsoft-365-agents-toolkit#8621, BookStackApp/BookStack#4089: `401`,
+/// `{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret
+/// provided. Ensure the secret being sent in the request is the client secret value, not the
+/// client secret ID, for a secret added to app '…'.\r\nTrace ID: …", "error_codes":[7000215],
+/// "timestamp", "trace_id", "correlation_id", "error_uri"}`); AADSTS7000218 as in
+/// joelmeiller/cypress-msal-login#11.
 fn entra(shared: &Shared, tenant: &str, body: &[(String, String)]) -> Res {
     let client_id = get(body, "client_id").unwrap_or("").to_ascii_lowercase();
     if let Some(fault) = shared.enter(Endpoint::Entra, &client_id) {
