@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 use pairgate_config::{
-    AccountAuth, ArmAuth, AzureEndpoints, ClassicAuth, EntraCredential, OAuth2Auth, Permission,
-    Secret, TokenScope,
+    AccountAuth, ArmAuth, AzureEndpoints, ClassicAuth, Config, EntraCredential, OAuth2Auth,
+    Permission, Secret, TokenScope,
 };
 use serde_json::json;
 
@@ -55,6 +55,22 @@ impl Registry {
             entra: Vec::new(),
             providers: Vec::new(),
         }
+    }
+
+    /// A registry for `config` (its `[azure]` endpoints) and the provider of each of its
+    /// accounts, by account index (`None` for accounts without `auth` or with `static`).
+    pub fn for_config(
+        config: &Config,
+        http: HttpClient,
+        policy: RefreshPolicy,
+    ) -> (Registry, Vec<Option<TokenProvider>>) {
+        let mut registry = Registry::new(config.azure.clone(), http, policy);
+        let providers = config
+            .accounts
+            .iter()
+            .map(|account| account.auth.as_ref().and_then(|a| registry.provider(a)))
+            .collect();
+        (registry, providers)
     }
 
     /// The provider for `auth`, created on first use and shared afterwards; `None` for

@@ -477,3 +477,58 @@ async fn logs_name_the_credential_but_never_a_secret_or_token() -> TestResult {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_config_maps_each_account_to_its_shared_provider() -> TestResult {
+    let az = fake(Duration::from_secs(60)).await?;
+    let text = format!(
+        r#"
+[azure]
+arm_endpoint = "{url}"
+login_endpoint = "{url}"
+imds_endpoint = "{url}"
+api_endpoint = "{url}"
+
+[[region]]
+name = "eastus"
+pair = "westus"
+
+[[region]]
+name = "westus"
+pair = "eastus"
+
+[[account]]
+name = "east"
+region = "eastus"
+url = "http://127.0.0.1:9001"
+auth = {{ type = "azure-video-indexer", resource_id = "{RID_A}", credential = "client-secret", tenant_id = "t1", client_id = "app-1", client_secret = "${{VI_SECRET}}" }}
+
+[[account]]
+name = "east-again"
+region = "eastus"
+url = "http://127.0.0.1:9002"
+auth = {{ type = "azure-video-indexer", resource_id = "{RID_A}", credential = "client-secret", tenant_id = "t1", client_id = "app-1", client_secret = "${{VI_SECRET}}", send_as = "header" }}
+
+[[account]]
+name = "west"
+region = "westus"
+url = "http://127.0.0.1:9003"
+"#,
+        url = az.url()
+    );
+    let env = |name: &str| (name == "VI_SECRET").then(|| SECRET.to_owned());
+    let loaded = pairgate_config::load(&text, &env).map_err(|p| format!("{p:?}"))?;
+    let (registry, providers) = Registry::for_config(
+        &loaded.config,
+        HttpClient::new(Duration::from_secs(5)),
+        fast_policy(),
+    );
+    let [Some(a), Some(b), None] = providers.as_slice() else {
+        return Err(format!("{providers:?}").into());
+    };
+    assert!(a.same_as(b), "one credential, one provider");
+    let token = within("token", a.get()).await?.map_err(|e| e.to_string())?;
+    assert_eq!(account_of(token.expose()), "acc-east");
+    assert_eq!(registry.providers().count(), 2);
+    Ok(())
+}
