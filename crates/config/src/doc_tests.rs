@@ -148,7 +148,8 @@ fn accepted_keys() -> BTreeSet<String> {
 }
 
 /// A documented key: its section (`limits`, `alerts.azure_monitor`, `account`), whether the
-/// section is an array of tables, the key and the default column as written.
+/// section is an array of tables, the key, the default column as written (empty when the
+/// default depends on another key: a table with a `types` column), and the last column.
 struct DocKey {
     section: String,
     array: bool,
@@ -163,7 +164,18 @@ fn documented_keys() -> Vec<DocKey> {
     let text = include_str!("../../../docs/config.md");
     let mut out = Vec::new();
     let mut section: Option<(String, bool)> = None;
+    // Column of the default in the current table (None: per-type defaults), from its header.
+    let mut default_column: Option<usize> = Some(3);
     for line in text.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.get(1) == Some(&"key") {
+            default_column = if cells.contains(&"types") {
+                None
+            } else {
+                cells.iter().position(|c| *c == "default")
+            };
+            continue;
+        }
         if let Some(heading) = line.strip_prefix("## ") {
             section = heading.strip_prefix('`').and_then(|h| {
                 let name = h.split('`').next()?;
@@ -175,16 +187,25 @@ fn documented_keys() -> Vec<DocKey> {
         let Some((name, array)) = &section else {
             continue;
         };
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        if cells.len() < 5 || !cells[1].starts_with('`') {
+        if cells.len() < 4 || !cells[1].starts_with('`') {
+            continue;
+        }
+        let key = cells[1].trim_matches('`').to_owned();
+        // A key listed twice (per type) is one key.
+        if out
+            .iter()
+            .any(|d: &DocKey| d.section == *name && d.key == key)
+        {
             continue;
         }
         out.push(DocKey {
             section: name.clone(),
             array: *array,
-            key: cells[1].trim_matches('`').to_owned(),
-            default: cells[3].to_owned(),
-            meaning: cells[4].to_owned(),
+            key,
+            default: default_column
+                .and_then(|c| cells.get(c))
+                .map_or_else(String::new, |d| (*d).to_owned()),
+            meaning: cells[cells.len() - 2].to_owned(),
         });
     }
     out

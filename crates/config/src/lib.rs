@@ -14,12 +14,14 @@
 
 use std::fmt;
 
+mod auth;
 mod duration;
 mod model;
 mod parse;
 pub mod spec;
 mod validate;
 
+pub use auth::*;
 pub use duration::parse_duration;
 pub use model::*;
 pub use parse::parse;

@@ -73,6 +73,8 @@ pub struct Config {
     pub tenants: Vec<TenantConfig>,
     /// `[[certificate]]`, in file order.
     pub certificates: Vec<CertificateConfig>,
+    /// `[azure]`: endpoints of the Azure credential kinds.
+    pub azure: crate::AzureEndpoints,
 }
 
 /// `[listen]`.
@@ -384,6 +386,8 @@ pub struct AccountConfig {
     pub health: HealthCheck,
     /// TLS settings, for `https://` accounts only.
     pub tls: Option<AccountTls>,
+    /// `auth = { ... }`: a credential the gateway mints for this account; `None` when unset.
+    pub auth: Option<crate::AccountAuth>,
 }
 
 /// One `[[tenant]]`.

@@ -51,6 +51,8 @@ pub struct ConfigSpec {
     /// `[[certificate]]`, in file order.
     #[serde(rename = "certificate")]
     pub certificates: Vec<CertificateSpec>,
+    /// `[azure]`: endpoints of the Azure credential kinds.
+    pub azure: AzureSpec,
 }
 
 /// One `[[certificate]]`: a PEM chain and key served for some host names.
@@ -308,6 +310,8 @@ pub struct AccountSpec {
     pub client_cert: Option<String>,
     /// PEM client key for mTLS.
     pub client_key: Option<String>,
+    /// `auth = { type = "...", ... }` or `[account.auth]`: a credential the gateway mints.
+    pub auth: Option<AuthSpec>,
 }
 
 /// One `[[tenant]]`.
@@ -375,5 +379,71 @@ impl<'de> Deserialize<'de> for HeadersSpec {
         }
 
         deserializer.deserialize_map(HeadersVisitor)
+    }
+}
+
+/// `[azure]`; every key unset means its default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct AzureSpec {
+    /// Base URL of Azure Resource Manager.
+    pub arm_endpoint: Option<String>,
+    /// Base URL of Entra ID.
+    pub login_endpoint: Option<String>,
+    /// Base URL of the Instance Metadata Service.
+    pub imds_endpoint: Option<String>,
+    /// Base URL of the Video Indexer API.
+    pub api_endpoint: Option<String>,
+}
+
+/// An account's `auth = { ... }`: every key of every `type`, checked per type by `validate`.
+/// `Debug` hides `client_secret` and `api_key` (they may be literals).
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct AuthSpec {
+    /// `static`, `azure-video-indexer`, `video-indexer-classic`, `oauth2-client-credentials`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// ARM id of a Video Indexer account.
+    pub resource_id: Option<String>,
+    /// `Contributor` or `Reader`.
+    pub permission: Option<String>,
+    /// `Account`, `Video`, `Project` (azure-video-indexer) or an OAuth 2.0 scope.
+    pub scope: Option<String>,
+    /// `managed-identity`, `client-secret`, `workload-identity`.
+    pub credential: Option<String>,
+    /// Entra tenant id.
+    pub tenant_id: Option<String>,
+    /// Entra application, user-assigned identity or OAuth 2.0 client id.
+    pub client_id: Option<String>,
+    /// Client secret, normally `${VAR}`.
+    pub client_secret: Option<String>,
+    /// Workload identity's projected token file.
+    pub token_file: Option<String>,
+    /// `query` or `header`.
+    pub send_as: Option<String>,
+    /// Classic API key, normally `${VAR}`.
+    pub api_key: Option<String>,
+    /// Classic account location.
+    pub location: Option<String>,
+    /// Classic account id.
+    pub account_id: Option<String>,
+    /// Classic: ask for an editing token.
+    pub allow_edit: Option<bool>,
+    /// OAuth 2.0 token endpoint.
+    pub token_url: Option<String>,
+}
+
+impl fmt::Debug for AuthSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "***");
+        f.debug_struct("AuthSpec")
+            .field("kind", &self.kind)
+            .field("resource_id", &self.resource_id)
+            .field("credential", &self.credential)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &hidden(&self.client_secret))
+            .field("api_key", &hidden(&self.api_key))
+            .finish_non_exhaustive()
     }
 }

@@ -230,10 +230,154 @@ fn each_rule_reports_its_path_and_message() {
         ("[[tenant]]\nname = \"t\"\nprimary = \"east\"", &[(W, "tenant[1]", "unreachable")]),
         ("[[tenant]]\nname = \"t\"\nhosts = [\"t.example.com\"]\nprimary = \"east\"\nfailover = { failback = \"never\" }", &[(E, "tenant[1].failover.failback", "\"auto\" or \"manual\"")]),
         ("[[tenant]]\nname = \"t\"\nhosts = [\"t.example.com\"]\nprimary = \"east\"\nfailover = { hold_down = \"1x\" }", &[(E, "tenant[1].failover.hold_down", "not a duration")]),
+        // [[account]] auth = { ... } and [azure]
+        (&vi("type = \"azure-video-indexer\", credential = \"managed-identity\""), &[(E, "account[3].auth.resource_id", "missing; type = \"azure-video-indexer\" needs resource_id")]),
+        (&vi(&format!("type = \"azure-video-indexer\", resource_id = \"{RID}\"")), &[(E, "account[3].auth.credential", "missing; one of \"managed-identity\"")]),
+        (&vi(&format!("type = \"azure-video-indexer\", resource_id = \"{RID}\", credential = \"client-secret\", tenant_id = \"t\", client_id = \"c\"")), &[(E, "account[3].auth.client_secret", "missing; credential = \"client-secret\" needs client_secret")]),
+        (&vi(&format!("type = \"azure-video-indexer\", resource_id = \"{RID}\", credential = \"client-secret\", client_id = \"c\", client_secret = \"${{TEST_KEY}}\"")), &[(E, "account[3].auth.tenant_id", "missing")]),
+        (&vi(&format!("type = \"azure-video-indexer\", resource_id = \"{RID}\", credential = \"client-secret\", tenant_id = \"t\", client_id = \"c\", client_secret = \"${{UNSET_VAR}}\"")), &[(E, "account[3].auth.client_secret", "UNSET_VAR is not set")]),
+        (&vi(&format!("type = \"azure-video-indexer\", resource_id = \"{RID}\", credential = \"client-secret\", tenant_id = \"t\", client_id = \"c\", client_secret = \"literal\"")), &[(W, "account[3].auth.client_secret", "literal secret")]),
+        (&vi(&format!("type = \"azure-video-indexer\", resource_id = \"{RID}\", credential = \"workload-identity\", tenant_id = \"t\"")), &[(E, "account[3].auth.client_id", "missing")]),
+        (&vi(&format!("type = \"azure-video-indexer\", resource_id = \"{RID}\", credential = \"password\"")), &[(E, "account[3].auth.credential", "\"password\" is not")]),
+        (&vi(&format!("type = \"azure-video-indexer\", resource_id = \"{RID}\", credential = \"managed-identity\", permission = \"Owner\"")), &[(E, "account[3].auth.permission", "\"Contributor\" or \"Reader\"")]),
+        (&vi(&format!("type = \"azure-video-indexer\", resource_id = \"{RID}\", credential = \"managed-identity\", scope = \"Tenant\"")), &[(E, "account[3].auth.scope", "\"Account\", \"Video\" or \"Project\"")]),
+        (&vi(&format!("type = \"azure-video-indexer\", resource_id = \"{RID}\", credential = \"managed-identity\", send_as = \"cookie\"")), &[(E, "account[3].auth.send_as", "\"query\" or \"header\"")]),
+        (&vi(&format!("type = \"azure-video-indexer\", resource_id = \"{RID}\", credential = \"managed-identity\", api_key = \"${{TEST_KEY}}\"")), &[(E, "account[3].auth.api_key", "does not apply to type = \"azure-video-indexer\"")]),
+        (&vi("type = \"azure-video-indexer\", resource_id = \"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/accounts/x\", credential = \"managed-identity\""), &[(E, "account[3].auth.resource_id", "not a Video Indexer account resource id")]),
+        (&vi("type = \"azure-video-indexer\", resource_id = \"/subscriptions//resourceGroups/rg/providers/Microsoft.VideoIndexer/accounts/x\", credential = \"managed-identity\""), &[(E, "account[3].auth.resource_id", "not a Video Indexer account resource id")]),
+        (&vi("type = \"kerberos\""), &[(E, "account[3].auth.type", "\"kerberos\" is not one of")]),
+        (&vi("resource_id = \"x\""), &[(E, "account[3].auth.type", "missing; one of")]),
+        (&vi("type = \"static\", client_id = \"c\""), &[(E, "account[3].auth.client_id", "does not apply to type = \"static\"")]),
+        (&vi("type = \"video-indexer-classic\", location = \"trial\", account_id = \"a\""), &[(E, "account[3].auth.api_key", "missing; type = \"video-indexer-classic\" needs api_key")]),
+        (&vi("type = \"video-indexer-classic\", api_key = \"${TEST_KEY}\", account_id = \"a\""), &[(E, "account[3].auth.location", "missing")]),
+        (&vi("type = \"video-indexer-classic\", api_key = \"${EMPTY_VAR}\", location = \"trial\", account_id = \"a\""), &[(E, "account[3].auth.api_key", "empty")]),
+        (&vi("type = \"oauth2-client-credentials\", client_id = \"c\", client_secret = \"${TEST_KEY}\""), &[(E, "account[3].auth.token_url", "missing")]),
+        (&vi("type = \"oauth2-client-credentials\", token_url = \"ftp://h/token\", client_id = \"c\", client_secret = \"${TEST_KEY}\""), &[(E, "account[3].auth.token_url", "scheme")]),
+        (&vi("type = \"azure-video-indexer\", credential = \"managed-identity\", bogus = 1"), &[(E, "account[3].auth.resource_id", "missing"), (E, "account[3].auth.bogus", "unknown key")]),
+        ("[azure]\narm_endpoint = \"management.azure.com\"", &[(E, "azure.arm_endpoint", "scheme must be")]),
+        ("[azure]\nlogin_endpoint = \"https://login.example/x\"", &[(E, "azure.login_endpoint", "without a path")]),
+        ("[azure]\nimds_endpoint = \"http://u:p@169.254.169.254\"", &[(E, "azure.imds_endpoint", "credentials")]),
     ];
     for (fragment, expected) in cases {
         check(fragment, expected);
     }
+}
+
+/// ARM id used by the `auth` cases.
+const RID: &str =
+    "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.VideoIndexer/accounts/vi";
+
+/// A fourth account (index 3) with `auth = { INNER }`.
+fn vi(inner: &str) -> String {
+    format!(
+        "[[account]]\nname = \"vi\"\nregion = \"eastus\"\nurl = \"http://h:1\"\nauth = {{ {inner} }}"
+    )
+}
+
+#[test]
+fn account_auth_is_read_with_defaults() {
+    let text = format!(
+        "{BASE}\n[azure]\narm_endpoint = \"http://127.0.0.1:9/\"\n{}\n[account.auth]\ntype = \"azure-video-indexer\"\nresource_id = \"{}\"\ncredential = \"client-secret\"\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"${{TEST_KEY}}\"\n{}\n",
+        vi(
+            "type = \"video-indexer-classic\", api_key = \"${TEST_KEY}\", location = \"trial\", account_id = \"a1\""
+        ),
+        RID.to_ascii_uppercase()
+            .replace("/SUBSCRIPTIONS", "/subscriptions"),
+        "[[account]]\nname = \"vi3\"\nregion = \"westus\"\nurl = \"http://h:2\"\nauth = { type = \"azure-video-indexer\", resource_id = \"/subscriptions/s1/resourceGroups/rg/providers/Microsoft.VideoIndexer/accounts/vi\", credential = \"managed-identity\", permission = \"Reader\", send_as = \"header\" }",
+    );
+    let text = text.replacen(
+        "[[account]]\nname = \"vi\"",
+        "[[account]]\nname = \"vi1\"",
+        1,
+    );
+    // The second `vi` account is the `[account.auth]` table form.
+    let text = text.replacen(
+        "\n[account.auth]",
+        "\n[[account]]\nname = \"vi2\"\nregion = \"eastus\"\nurl = \"http://h:3\"\n[account.auth]",
+        1,
+    );
+    let loaded = load(&text, &env)
+        .map_err(|p| format!("{p:#?}"))
+        .expect("valid");
+    let c = &loaded.config;
+    assert_eq!(c.azure.arm_endpoint, "http://127.0.0.1:9");
+    assert_eq!(c.azure.login_endpoint, "https://login.microsoftonline.com");
+    assert_eq!(c.azure.imds_endpoint, "http://169.254.169.254");
+    assert_eq!(c.accounts[0].auth, None);
+    let Some(AccountAuth::VideoIndexerClassic(classic)) = &c.accounts[3].auth else {
+        panic!("classic: {:?}", c.accounts[3].auth);
+    };
+    assert_eq!(
+        (
+            classic.location.as_str(),
+            classic.allow_edit,
+            classic.send_as
+        ),
+        ("trial", true, SendAs::Query)
+    );
+    assert_eq!(classic.api_key.expose(), SECRET);
+    let Some(AccountAuth::AzureVideoIndexer(arm2)) = &c.accounts[4].auth else {
+        panic!("arm: {:?}", c.accounts[4].auth);
+    };
+    let Some(AccountAuth::AzureVideoIndexer(arm3)) = &c.accounts[5].auth else {
+        panic!("arm: {:?}", c.accounts[5].auth);
+    };
+    assert_eq!(
+        arm2.resource_id, arm3.resource_id,
+        "resource ids compare case-insensitively"
+    );
+    assert_eq!(arm2.resource_id.name, "VI");
+    assert_eq!(
+        (arm2.permission, arm2.scope, arm2.send_as),
+        (Permission::Contributor, TokenScope::Account, SendAs::Query)
+    );
+    assert_eq!(
+        (arm3.permission, arm3.send_as),
+        (Permission::Reader, SendAs::Header)
+    );
+    assert_eq!(
+        arm3.credential,
+        EntraCredential::ManagedIdentity { client_id: None }
+    );
+    let EntraCredential::ClientSecret { client_secret, .. } = &arm2.credential else {
+        panic!("client-secret");
+    };
+    assert_eq!(client_secret.expose(), SECRET);
+    assert!(
+        !format!("{c:?}").contains(SECRET),
+        "secrets stay out of Debug"
+    );
+}
+
+#[test]
+fn auth_problems_point_at_their_keys() {
+    let text = format!(
+        "{BASE}\n{}\n",
+        vi(&format!(
+            "type = \"azure-video-indexer\", resource_id = \"{RID}\", credential = \"client-secret\", tenant_id = \"t\", client_id = \"c\", client_secret = \"${{UNSET_VAR}}\""
+        ))
+    );
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("auth = "))
+        .expect("line")
+        + 1;
+    let got = problems(&text);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0].path, "account[3].auth.client_secret");
+    let column = text
+        .lines()
+        .nth(line - 1)
+        .and_then(|l| l.find("client_secret"))
+        .expect("col")
+        + 1;
+    assert_eq!(got[0].location, Some(Location { line, column }));
+    // A missing key points at the `auth` table that lacks it.
+    let got = problems(&format!(
+        "{BASE}\n{}\n",
+        vi("type = \"azure-video-indexer\", credential = \"managed-identity\"")
+    ));
+    assert_eq!(got[0].location, Some(Location { line, column: 1 }));
 }
 
 #[test]
@@ -941,4 +1085,36 @@ fn account_hosts_in_their_plain_spellings_are_accepted() {
             &[],
         );
     }
+}
+
+#[test]
+fn auth_examples_in_the_docs_are_valid() {
+    let doc = include_str!("../../../docs/config.md");
+    let section = doc
+        .split("## `[account.auth]`: account credentials")
+        .nth(1)
+        .and_then(|s| s.split("\n## `[[tenant]]`").next())
+        .expect("the auth and [azure] sections");
+    let mut text = String::from(
+        "[[region]]\nname = \"eastus\"\npair = \"westus\"\n[[region]]\nname = \"westus\"\npair = \"eastus\"\n",
+    );
+    let mut blocks = 0;
+    for block in section.split("```toml").skip(1) {
+        let body = block.split("```").next().unwrap_or("");
+        if body.contains("# ...") {
+            continue; // the shape sketch, not a config
+        }
+        text.push_str(body);
+        blocks += 1;
+    }
+    assert_eq!(blocks, 4);
+    let env = |name: &str| {
+        name.starts_with(char::is_uppercase)
+            .then(|| format!("{name}-value"))
+    };
+    let loaded = load(&text, &env)
+        .map_err(|p| format!("{p:#?}"))
+        .expect("valid");
+    assert_eq!(loaded.config.accounts.len(), 5);
+    assert!(loaded.config.accounts.iter().all(|a| a.auth.is_some()));
 }

@@ -25,6 +25,10 @@
 //!
 //! Every answer carries `x-mock-account` and `x-mock-region`.
 //!
+//! [`MockAzure`] (module [`azure`]) is a second kind of fake: the Azure endpoints that mint and
+//! check Video Indexer credentials (Entra ID, IMDS, ARM `generateAccessToken`, the classic API-key
+//! token endpoint) and Video Indexer accounts that accept only their own unexpired token.
+//!
 //! # Invariants
 //!
 //! - Request bodies are consumed as a stream (counted and hashed), never buffered whole, and
@@ -42,6 +46,7 @@
 
 use std::time::Duration;
 
+pub mod azure;
 mod capture;
 mod handler;
 mod pattern;
@@ -52,6 +57,7 @@ mod upstream;
 #[cfg(test)]
 mod tests;
 
+pub use azure::MockAzure;
 pub use pattern::{Fnv64, fnv64, pattern_byte, pattern_fnv64};
 pub use upstream::{FlapHandle, MockUpstream};
 

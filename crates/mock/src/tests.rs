@@ -509,4 +509,5 @@ async fn dropping_the_last_handle_stops_the_server() -> TestResult {
     Ok(())
 }
 
+mod azure;
 mod tls;

@@ -4,6 +4,7 @@
 //! checking can go on; the half-built [`Config`] is thrown away when any error was found.
 //! Duplicate detection uses hash maps, so validation is linear in the size of the config.
 
+mod auth;
 mod control;
 mod policy;
 mod rules;
@@ -93,6 +94,7 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
     let alerts = control::alerts(&spec.alerts, problems);
     let metrics = control::metrics(&spec.metrics, problems);
     let cluster = control::cluster(&spec.cluster, env, problems);
+    let azure = auth::azure(&spec.azure, problems);
     let limits = Limits {
         header_read_timeout: duration(
             &spec.limits.header_read_timeout,
@@ -264,6 +266,7 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
         health,
         failover,
         certificates,
+        azure,
         admin,
         state,
         alerts,
@@ -455,6 +458,10 @@ fn accounts<'s>(
             http2: spec.http2.unwrap_or(false),
             health,
             tls: control::account_tls(spec, scheme, &at, problems),
+            auth: spec
+                .auth
+                .as_ref()
+                .and_then(|a| auth::account_auth(a, &at("auth"), env, problems)),
         });
     }
     Accounts {

@@ -2,7 +2,7 @@
 //! upstreams to a core of their own (`taskset -c 1 pairgate-mock ...`).
 //!
 //! ```text
-//! pairgate-mock [--threads N] NAME:REGION[@IP:PORT] ...
+//! pairgate-mock [--threads N] [--azure] NAME:REGION[@IP:PORT] ...
 //! ```
 //!
 //! Starts one `MockUpstream` per argument (port 0 or no address: an ephemeral port of
@@ -10,6 +10,13 @@
 //! reaches end of file, SIGINT or SIGTERM. Lines on stdin control the mocks:
 //! `kill NAME`, `revive NAME`, `blackhole NAME`, `reset NAME`, `normal NAME`, `status NAME CODE`,
 //! `health NAME up|down`; each is answered with `ok` or `error: ...` on stdout.
+//!
+//! With `--azure`, a `MockAzure` also starts and `azure - http://IP:PORT` is printed: Entra ID
+//! (tenant `demo-tenant`, app `pairgate-demo` with secret `demo-secret`), IMDS (system-assigned
+//! identity), and per mock a Video Indexer account `NAME` in location `REGION` with ARM id
+//! `/subscriptions/demo/resourceGroups/demo/providers/Microsoft.VideoIndexer/accounts/NAME` and
+//! classic API key `demo-key`. Its commands: `azure-fail arm|entra|imds|classic|vi STATUS`,
+//! `azure-throttle arm|entra|imds|classic|vi CALLS SECONDS`, `azure-heal`.
 
 // Printing the addresses and the answers to commands is this binary's job.
 #![allow(clippy::print_stdout)]
@@ -17,13 +24,15 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
-use pairgate_mock::{Behavior, MockConfig, MockUpstream};
+use pairgate_mock::azure::Endpoint;
+use pairgate_mock::{Behavior, MockAzure, MockConfig, MockUpstream};
 use std::io::BufRead as _;
 
-const USAGE: &str = "usage: pairgate-mock [--threads N] NAME:REGION[@IP:PORT] ...";
+const USAGE: &str = "usage: pairgate-mock [--threads N] [--azure] NAME:REGION[@IP:PORT] ...";
 
 fn main() -> ExitCode {
     let mut threads = 1usize;
+    let mut azure = false;
     let mut specs = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -32,6 +41,8 @@ fn main() -> ExitCode {
                 Some(n) if n > 0 => threads = n,
                 _ => return usage(),
             }
+        } else if a == "--azure" {
+            azure = true;
         } else if a == "-h" || a == "--help" {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -56,7 +67,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(serve(specs)) {
+    match rt.block_on(serve(specs, azure)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pairgate-mock: {e}");
@@ -80,13 +91,31 @@ fn parse_spec(s: &str) -> Option<(MockConfig, SocketAddr)> {
     (!name.is_empty() && !region.is_empty()).then(|| (MockConfig::new(name, region), addr))
 }
 
-async fn serve(specs: Vec<(MockConfig, SocketAddr)>) -> std::io::Result<()> {
+async fn serve(specs: Vec<(MockConfig, SocketAddr)>, azure: bool) -> std::io::Result<()> {
     let mut mocks = Vec::with_capacity(specs.len());
+    let mut fakes =
+        MockAzure::builder().client_secret("demo-tenant", "pairgate-demo", "demo-secret");
     for (cfg, addr) in specs {
         let m = MockUpstream::start_on(cfg, addr).await?;
         println!("{} {} {}", m.name(), m.region(), m.url());
+        let id = format!(
+            "/subscriptions/demo/resourceGroups/demo/providers/Microsoft.VideoIndexer/accounts/{}",
+            m.name()
+        );
+        fakes = fakes.account(&id, m.region(), m.name()).classic_account(
+            m.region(),
+            m.name(),
+            "demo-key",
+        );
         mocks.push(m);
     }
+    let azure = if azure {
+        let fake = fakes.start().await?;
+        println!("azure - {}", fake.url());
+        Some(fake)
+    } else {
+        None
+    };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     // Blocking stdin on a thread of its own (the workspace's tokio has no `io-std`).
     let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
@@ -102,7 +131,10 @@ async fn serve(specs: Vec<(MockConfig, SocketAddr)>) -> std::io::Result<()> {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
             line = lines.recv() => match line {
-                Some(line) => println!("{}", command(&mocks, &line).await),
+                Some(line) => match azure_command(azure.as_ref(), &line) {
+                    Some(answer) => println!("{answer}"),
+                    None => println!("{}", command(&mocks, &line).await),
+                },
                 // End of input (e.g. stdin is /dev/null): keep serving until a signal.
                 None => {
                     tokio::select! {
@@ -115,6 +147,47 @@ async fn serve(specs: Vec<(MockConfig, SocketAddr)>) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The `azure-*` commands; `None` for any other line.
+fn azure_command(azure: Option<&MockAzure>, line: &str) -> Option<String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    if !words.first()?.starts_with("azure-") {
+        return None;
+    }
+    let Some(azure) = azure else {
+        return Some("error: started without --azure".to_owned());
+    };
+    let endpoint = |w: Option<&&str>| match w.copied() {
+        Some("arm") => Some(Endpoint::Arm),
+        Some("entra") => Some(Endpoint::Entra),
+        Some("imds") => Some(Endpoint::Imds),
+        Some("classic") => Some(Endpoint::Classic),
+        Some("vi") => Some(Endpoint::VideoIndexer),
+        _ => None,
+    };
+    let number = |w: Option<&&str>| w.and_then(|n| n.parse::<u32>().ok());
+    Some(match (words[0], endpoint(words.get(1))) {
+        ("azure-heal", _) => {
+            azure.clear_faults();
+            "ok".to_owned()
+        }
+        ("azure-fail", Some(e)) => match number(words.get(2)).and_then(|n| u16::try_from(n).ok()) {
+            Some(status) => {
+                azure.fail(e, status);
+                "ok".to_owned()
+            }
+            None => "error: expected azure-fail ENDPOINT STATUS".to_owned(),
+        },
+        ("azure-throttle", Some(e)) => match (number(words.get(2)), number(words.get(3))) {
+            (Some(calls), Some(secs)) => {
+                azure.throttle(e, calls, std::time::Duration::from_secs(u64::from(secs)));
+                "ok".to_owned()
+            }
+            _ => "error: expected azure-throttle ENDPOINT CALLS SECONDS".to_owned(),
+        },
+        _ => "error: unknown azure command or endpoint".to_owned(),
+    })
 }
 
 async fn command(mocks: &[MockUpstream], line: &str) -> String {
