@@ -1,151 +1,12 @@
 //! docs/config.md against the schema: every key the parser accepts is documented, every
 //! documented key is accepted, and every documented default is the default.
 //!
-//! The accepted keys come from the `*Spec` types themselves, through a recording
-//! [`serde::Deserializer`] that walks every struct the schema can nest and writes down its field
-//! names, so a new key cannot be added without its line in the docs (and a stale line cannot
-//! stay).
+//! The accepted keys come from the `*Spec` types themselves (`keys::accepted_keys`), so a new
+//! key cannot be added without its line in the docs (and a stale line cannot stay).
 
-use std::cell::RefCell;
 use std::collections::BTreeSet;
 
-use serde::Deserialize as _;
-use serde::de::value::{Error, StrDeserializer};
-use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
-
-use crate::spec::ConfigSpec;
-
-/// A `Deserializer` that hands every type the emptiest value of its shape and records the field
-/// names of each struct it is asked for, as dotted paths (`account.health.interval`).
-struct Recorder<'a> {
-    path: String,
-    seen: &'a RefCell<BTreeSet<String>>,
-}
-
-impl Recorder<'_> {
-    fn child(&self, name: &str) -> Recorder<'_> {
-        let path = if self.path.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{}.{name}", self.path)
-        };
-        Recorder {
-            path,
-            seen: self.seen,
-        }
-    }
-}
-
-impl<'de> de::Deserializer<'de> for Recorder<'_> {
-    type Error = Error;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_unit()
-    }
-    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_bool(false)
-    }
-    fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_i64(0)
-    }
-    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_u64(0)
-    }
-    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_f64(0.0)
-    }
-    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_str("")
-    }
-    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_str("")
-    }
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_some(self)
-    }
-    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_seq(One(Some(self)))
-    }
-    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_map(Fields {
-            recorder: self,
-            fields: &[],
-            next: 0,
-        })
-    }
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, Error> {
-        for field in fields {
-            self.seen.borrow_mut().insert(self.child(field).path);
-        }
-        visitor.visit_map(Fields {
-            recorder: self,
-            fields,
-            next: 0,
-        })
-    }
-
-    serde::forward_to_deserialize_any! {
-        i8 i16 i32 i128 u8 u16 u32 u128 f32 char bytes byte_buf unit unit_struct
-        newtype_struct tuple tuple_struct enum identifier ignored_any
-    }
-}
-
-/// A sequence of one element.
-struct One<'a>(Option<Recorder<'a>>);
-
-impl<'de> SeqAccess<'de> for One<'_> {
-    type Error = Error;
-    fn next_element_seed<T: DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, Error> {
-        self.0.take().map(|r| seed.deserialize(r)).transpose()
-    }
-}
-
-/// A map holding every field of a struct (none for a plain map).
-struct Fields<'a> {
-    recorder: Recorder<'a>,
-    fields: &'static [&'static str],
-    next: usize,
-}
-
-impl<'de> MapAccess<'de> for Fields<'_> {
-    type Error = Error;
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, Error> {
-        let Some(field) = self.fields.get(self.next) else {
-            return Ok(None);
-        };
-        let key: StrDeserializer<'_, Error> = field.into_deserializer();
-        seed.deserialize(key).map(Some)
-    }
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
-        let field = self.fields[self.next];
-        self.next += 1;
-        seed.deserialize(self.recorder.child(field))
-    }
-}
-
-/// Every dotted key path the schema accepts.
-fn accepted_keys() -> BTreeSet<String> {
-    let seen = RefCell::new(BTreeSet::new());
-    let recorder = Recorder {
-        path: String::new(),
-        seen: &seen,
-    };
-    // The walk may stop at a value the emptiest input cannot fill; every struct reached before
-    // that is recorded, and the assertions below would notice a section that was not reached.
-    let _ = ConfigSpec::deserialize(recorder);
-    seen.into_inner()
-}
+use crate::keys::accepted_keys;
 
 /// A documented key: its section (`limits`, `alerts.azure_monitor`, `account`), whether the
 /// section is an array of tables, the key, the default column as written (empty when the
@@ -360,4 +221,25 @@ fn every_documented_default_is_the_default() {
     }
     assert!(checked > 30, "only {checked} defaults found");
     assert!(wrong.is_empty(), "docs/config.md defaults: {wrong:#?}");
+}
+
+#[test]
+fn duration_keys_are_the_keys_documented_as_durations() {
+    let text = include_str!("../../../docs/config.md");
+    let documented: BTreeSet<String> = text
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            (cells.len() > 3 && cells[1].starts_with('`') && cells[2] == "duration")
+                .then(|| cells[1].trim_matches('`').to_owned())
+        })
+        .collect();
+    let listed: BTreeSet<String> = crate::parse::DURATION_KEYS
+        .iter()
+        .map(|k| (*k).to_owned())
+        .collect();
+    assert_eq!(
+        listed, documented,
+        "parse::DURATION_KEYS against docs/config.md"
+    );
 }

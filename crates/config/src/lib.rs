@@ -16,6 +16,7 @@ use std::fmt;
 
 mod auth;
 mod duration;
+mod keys;
 mod model;
 mod parse;
 pub mod spec;

@@ -45,10 +45,15 @@ fn parse_unbounded(text: &str) -> Result<(ConfigSpec, Vec<Problem>), Vec<Problem
     let mut unknown = Vec::new();
     let deserializer = toml::Deserializer::from(root);
     let spec = serde_ignored::deserialize(deserializer, |path| {
+        let path = render_ignored_path(&path);
+        let message = match crate::keys::suggest(&path) {
+            Some(key) => format!("unknown key; did you mean `{key}`?"),
+            None => "unknown key".to_owned(),
+        };
         unknown.push(Problem {
             severity: Severity::Error,
-            path: render_ignored_path(&path),
-            message: "unknown key".to_owned(),
+            path,
+            message,
             location: None,
         });
     });
@@ -70,14 +75,49 @@ fn parse_unbounded(text: &str) -> Result<(ConfigSpec, Vec<Problem>), Vec<Problem
                 }
                 None => (String::new(), None),
             };
+            let mut message = plain_type_names(e.message().trim_end());
+            if is_duration_key(&path)
+                && (message.contains("invalid type: integer")
+                    || message.contains("invalid type: floating point"))
+            {
+                message.push_str("; durations are strings such as \"2s\" or \"500ms\"");
+            }
             Err(vec![Problem {
                 severity: Severity::Error,
                 path,
-                message: plain_type_names(e.message().trim_end()),
+                message,
                 location,
             }])
         }
     }
+}
+
+/// The keys whose values are durations (`"2s"`); docs/config.md types each of them `duration`,
+/// which a test holds this list to.
+pub(crate) const DURATION_KEYS: &[&str] = &[
+    "body_idle_timeout",
+    "connect_timeout",
+    "fast_interval",
+    "header_read_timeout",
+    "hold_down",
+    "http2_keepalive_interval",
+    "http2_keepalive_timeout",
+    "idle_timeout",
+    "interval",
+    "lease_ttl",
+    "passive_ejection",
+    "read_timeout",
+    "response_header_timeout",
+    "send_timeout",
+    "shutdown_grace",
+    "timeout",
+];
+
+/// Whether the last key of `path` (`health.interval`, `account[0].health.timeout`) is a
+/// duration.
+fn is_duration_key(path: &str) -> bool {
+    let leaf = path.rsplit('.').next().unwrap_or(path);
+    DURATION_KEYS.contains(&leaf)
 }
 
 /// serde names Rust types (`expected i64`, `expected struct HealthSpec`); say what to write in

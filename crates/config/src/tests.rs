@@ -541,23 +541,33 @@ fn unknown_keys_at_every_depth_are_reported_with_locations() {
                 [[account]]\nname = \"a\"\nregion = \"r\"\nurl = \"http://h:1\"\nhealth = { intervl = \"1s\", headers = { x = \"1\" } }\n\n\
                 [[tenant]]\nname = \"t\"\nhostz = [\"t.example.com\"]\nprimary = \"a\"\n  failover = { x = 1 }\n";
     let (_, unknown) = parse(text).expect("syntax is fine");
-    let got: Vec<(&str, usize, usize)> = unknown
+    let got: Vec<(&str, usize, usize, &str)> = unknown
         .iter()
         .map(|p| {
-            assert_eq!((p.severity, p.message.as_str()), (E, "unknown key"));
+            assert_eq!(p.severity, E);
             let l = p.location.expect("located");
-            (p.path.as_str(), l.line, l.column)
+            (p.path.as_str(), l.line, l.column, p.message.as_str())
         })
         .collect();
     assert_eq!(
         got,
         [
-            ("listn", 1, 2),
-            ("listen.htp", 5, 1),
-            ("region[0].nme", 9, 1),
-            ("account[0].health.intervl", 15, 12),
-            ("tenant[0].hostz", 19, 1),
-            ("tenant[0].failover.x", 21, 16),
+            ("listn", 1, 2, "unknown key; did you mean `listen`?"),
+            ("listen.htp", 5, 1, "unknown key; did you mean `http`?"),
+            ("region[0].nme", 9, 1, "unknown key; did you mean `name`?"),
+            (
+                "account[0].health.intervl",
+                15,
+                12,
+                "unknown key; did you mean `interval`?"
+            ),
+            (
+                "tenant[0].hostz",
+                19,
+                1,
+                "unknown key; did you mean `hosts`?"
+            ),
+            ("tenant[0].failover.x", 21, 16, "unknown key"),
         ]
     );
     // load reports them together with the validation problems
@@ -566,7 +576,41 @@ fn unknown_keys_at_every_depth_are_reported_with_locations() {
         all.iter()
             .any(|p| p.path == "tenant[0]" && p.message.contains("unreachable"))
     );
-    assert_eq!(all.iter().filter(|p| p.message == "unknown key").count(), 6);
+    assert_eq!(
+        all.iter()
+            .filter(|p| p.message.starts_with("unknown key"))
+            .count(),
+        6
+    );
+}
+
+#[test]
+fn a_duration_written_as_a_number_says_how_to_write_it() {
+    for (fragment, path) in [
+        ("[health]\ninterval = 2", "health.interval"),
+        (
+            "[upstream]\nconnect_timeout = 1.5",
+            "upstream.connect_timeout",
+        ),
+    ] {
+        let errors = parse(&format!("{BASE}\n{fragment}")).expect_err("a type error");
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert_eq!(errors[0].path, path);
+        assert!(
+            errors[0]
+                .message
+                .contains("durations are strings such as \"2s\""),
+            "{}",
+            errors[0].message
+        );
+    }
+    // Another number where a string belongs gets no duration hint.
+    let errors = parse(&format!("{BASE}\n[listen]\nhttp = 8080")).expect_err("a type error");
+    assert!(
+        !errors[0].message.contains("duration"),
+        "{}",
+        errors[0].message
+    );
 }
 
 #[test]
