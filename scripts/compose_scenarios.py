@@ -475,6 +475,8 @@ def s7b_after_restart():
             load.stop()
             failed, more = load_notes(load)
             NOTES.extend(more)
+            if docker("inspect", "-f", "{{.State.Running}}", container("east-b")).strip() != "true":
+                docker("start", container("east-b"))
     NOTES.append(f"east-b failed over at epoch {epoch} on every replica after {took:.2f}s")
     if not in_time:
         NOTES.append("FAIL agreement took longer than 2s")
@@ -482,23 +484,56 @@ def s7b_after_restart():
     return failed, took, []
 
 
+@scenario("7c", "a replica restarted while east-a is failed over serves the fleet's decision")
+def s7c_restart_during_failover():
+    # Restart a replica that is not the only one acting on fleet verdicts (see 7b).
+    views = {gw: health_view(gw) for gw in GWS}
+    lost = [gw for gw in GWS if "unknown" in views[gw].values()]
+    gw = lost[0] if lost else "gw3"
+    with Load(["lb", *[g for g in GWS if g != gw]]) as load:
+        time.sleep(1)
+        try:
+            epoch, took, _ = kill_and_watch_failover()
+            NOTES.append(f"east-a failed over at epoch {epoch} after {took:.2f}s; restarting {gw}")
+            start = time.monotonic()
+            docker("restart", "-t", "10", container(gw))
+            wait_for(f"{gw} ready after restart", 30, lambda: gw_ready(gw), interval=0.1)
+            restarted = time.monotonic() - start
+            try:
+                _, took = wait_for(f"{gw} on east-a's secondary at epoch {epoch}", 5, lambda: tenant_state(gw, "east-a") == ("secondary", epoch) or None, interval=0.05)
+                NOTES.append(f"{gw} ready {restarted:.1f}s after the restart, serving the fleet's decision {took:.2f}s later")
+            except Failure:
+                NOTES.append(f"FAIL {gw} restarted serves east-a at {tenant_state(gw, 'east-a')}; the fleet committed ('secondary', {epoch}) (etcd: {docker('exec', container('etcd1'), 'etcdctl', 'get', '--print-value-only', '/pairgate/decisions/east-a').strip()})")
+                took = None
+        finally:
+            time.sleep(1)
+            load.stop()
+            failed, more = load_notes(load)
+            NOTES.extend(more)
+            if docker("inspect", "-f", "{{.State.Running}}", container("east-a")).strip() != "true":
+                docker("start", container("east-a"))
+    steady()
+    return failed, took, []
+
+
 def main():
     start = time.monotonic()
-    order = [s1_up, s2_kill, s4_leader, s3_isolated, s5_partition, s7_rolling, s7b_after_restart]
+    order = [s1_up, s2_kill, s4_leader, s3_isolated, s5_partition, s7c_restart_during_failover, s7_rolling, s7b_after_restart]
     # For debugging, e.g. PAIRGATE_SCENARIOS=1,2; skipped ones count as failures.
     only = os.environ.get("PAIRGATE_SCENARIOS")
     for fn in order:
         number = fn.number
         if only and fn is not s1_up and number not in only.split(","):
             print(f"\n== scenario {number}: NOT RUN (PAIRGATE_SCENARIOS={only})")
-            RESULTS.append((number, fn.title, False, None, None))
+            RESULTS.append((number, fn.title, None, None, None))
             continue
         if not fn() and fn is s1_up:
             break  # nothing else can run
     print("\n== summary")
     for number, title, ok, failed, agreement in RESULTS:
         agree = "-" if agreement is None else f"{agreement:.2f}s"
-        print(f"   scenario {number}: {'PASS' if ok else 'FAIL'}  failed requests {failed}  agreement {agree}  {title}")
+        verdict = "NOT RUN" if ok is None else "PASS" if ok else "FAIL"
+        print(f"   scenario {number}: {verdict}  failed requests {failed}  agreement {agree}  {title}")
     missing = len(order) - len(RESULTS)
     if missing:
         print(f"   {missing} scenario(s) not run after scenario 1 failed")
