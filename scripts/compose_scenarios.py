@@ -227,7 +227,11 @@ def lb_server_up(gw):
 
 def steady(timeout=30):
     """Every replica ready with every tenant on its primary at one generation."""
-    wait_for("fleet back to its primaries", timeout, lambda: all(gw_ready(gw) for gw in GWS) and all(agreed(t, "primary") is not None for t in TENANTS))
+    try:
+        wait_for("fleet back to its primaries", timeout, lambda: all(gw_ready(gw) for gw in GWS) and all(agreed(t, "primary") is not None for t in TENANTS))
+    except Failure as e:
+        states = {gw: {t: tenant_state(gw, t) for t in TENANTS} for gw in GWS}
+        raise Failure(f"{e}; (side, generation) per replica: {states}") from None
 
 
 def kill_and_watch_failover(tenant="east-a", account="east-a", budget=2.0):
