@@ -1119,6 +1119,73 @@ async fn drains_at_sigterm(runtime: &str, file: &str) {
     assert!(get(&gw.url("/x"), "slow.example.com").await.is_err());
 }
 
+/// `runtime.shutdown_delay`: at SIGTERM `/readyz` turns 503 at once while requests are still
+/// served; when the delay ends the listeners close and the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_turns_503_at_sigterm_while_still_serving() {
+    let west = mock("west", "westus").await;
+    let toml = format!(
+        "[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [runtime]\nshutdown_delay = \"2s\"\n{}",
+        pair_config(&[("west", "westus", &west)], &[("t", "west", None)], "")
+    );
+    let mut gw = GatewayProcess::spawn(&temp_path("shutdown-delay.toml"), &toml, &[])
+        .expect("gateway process");
+    // The line naming the admin address may reach the log collector just after spawn returns.
+    let admin_in_log = |log: String| {
+        log.split_whitespace()
+            .find_map(|w| w.strip_prefix("admin="))
+            .map(|a| a.trim_matches('"').to_owned())
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let admin = loop {
+        if let Some(admin) = admin_in_log(gw.stderr()) {
+            break admin;
+        }
+        assert!(Instant::now() < deadline, "no admin address in the log");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let readyz = format!("http://{admin}/readyz");
+    let status = |url: String| async move { get(&url, "localhost").await.map(|r| r.status) };
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            status(readyz.clone()).await.is_ok_and(|s| s == 200)
+        })
+        .await,
+        "never ready; log:\n{}",
+        gw.stderr()
+    );
+    gw.signal("TERM").expect("SIGTERM");
+    let at_term = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            status(readyz.clone()).await.is_ok_and(|s| s == 503)
+        })
+        .await,
+        "/readyz did not turn 503 at SIGTERM; log:\n{}",
+        gw.stderr()
+    );
+    // Still serving, on new connections too, well inside the delay.
+    let served = get(&gw.url("/x"), "t.example.com").await.map(|r| r.status);
+    assert!(
+        at_term.elapsed() < Duration::from_millis(1500),
+        "the checks took too long to say anything about the delay"
+    );
+    assert!(
+        served.as_ref().is_ok_and(|s| *s == 200),
+        "a request during the delay: {served:?}"
+    );
+    let exit = gw
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits after the delay");
+    assert_eq!(exit, Some(0), "exit code; log:\n{}", gw.stderr());
+    assert!(
+        at_term.elapsed() >= Duration::from_secs(2),
+        "exited before shutdown_delay"
+    );
+    assert!(get(&gw.url("/x"), "t.example.com").await.is_err());
+}
+
 /// An admin listener off loopback without a token: refuse to start.
 #[test]
 fn refuses_a_public_admin_listener_without_a_token() {

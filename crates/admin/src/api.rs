@@ -4,6 +4,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -113,6 +114,8 @@ pub struct AdminState {
     pub reloader: Arc<dyn Reloader>,
     /// Fleet mode, when configured.
     pub fleet: Option<Arc<dyn FleetWrites>>,
+    /// Set at SIGTERM/SIGINT: `/readyz` answers 503 from then on (`runtime.shutdown_delay`).
+    pub draining: Arc<AtomicBool>,
 }
 
 /// Serves the admin API until `shutdown` resolves.
@@ -166,7 +169,12 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Resp {
     match (req.method().clone(), segments.as_slice()) {
         (Method::GET, ["healthz"]) => json_resp(StatusCode::OK, &json!({"status": "ok"})),
         (Method::GET, ["readyz"]) => {
-            if state.monitor.first_round_done() {
+            if state.draining.load(Ordering::Acquire) {
+                json_resp(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({"ready": false, "draining": true}),
+                )
+            } else if state.monitor.first_round_done() {
                 json_resp(StatusCode::OK, &json!({"ready": true}))
             } else {
                 json_resp(

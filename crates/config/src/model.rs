@@ -127,6 +127,9 @@ pub struct Runtime {
     pub worker_threads: Option<usize>,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT. Default 30s.
     pub shutdown_grace: Duration,
+    /// How long `/readyz` answers 503 after SIGTERM/SIGINT while the listeners still accept,
+    /// so a load balancer stops sending before they close. Default 0s.
+    pub shutdown_delay: Duration,
 }
 
 /// `[admin]`.

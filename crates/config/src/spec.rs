@@ -95,6 +95,8 @@ pub struct RuntimeSpec {
     pub worker_threads: Option<i64>,
     /// `shutdown_grace = "30s"`.
     pub shutdown_grace: Option<String>,
+    /// `shutdown_delay = "2s"`.
+    pub shutdown_delay: Option<String>,
 }
 
 /// `[admin]`.

@@ -110,6 +110,7 @@ fn each_rule_reports_its_path_and_message() {
         ("[routing]\ntenant_header = \"x tenant\"", &[(E, "routing.tenant_header", "not a valid header name")]),
         ("[routing]\ntenant_header = \"Connection\"", &[(E, "routing.tenant_header", "hop-by-hop")]),
         ("[runtime]\nworker_threads = 0", &[(E, "runtime.worker_threads", "at least 1")]),
+        ("[runtime]\nshutdown_delay = \"soon\"", &[(E, "runtime.shutdown_delay", "a number and a unit")]),
         ("[limits]\nmax_request_header_bytes = 512", &[(E, "limits.max_request_header_bytes", "at least 1024")]),
         ("[limits]\nheader_read_timeout = \"0s\"", &[(E, "limits.header_read_timeout", "greater than 0")]),
         ("[limits]\nheader_read_timeout = \"10\"", &[(E, "limits.header_read_timeout", "missing unit")]),
@@ -719,6 +720,7 @@ fn defaults_fill_an_almost_empty_config() {
     assert_eq!(c.listen.http, "127.0.0.1:8080".parse().expect("addr"));
     assert_eq!(c.routing.tenant_header, None);
     assert_eq!(c.runtime.worker_threads, None);
+    assert_eq!(c.runtime.shutdown_delay, Duration::ZERO);
     assert_eq!(c.limits.header_read_timeout, Duration::from_secs(10));
     assert_eq!(c.limits.max_request_header_bytes, 65536);
     assert_eq!(c.upstream.connect_timeout, Duration::from_secs(2));

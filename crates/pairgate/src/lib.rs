@@ -10,7 +10,7 @@ pub mod fleet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
@@ -39,6 +39,7 @@ pub struct Gateway {
     events: Arc<EventLog>,
     reloader: Arc<FileReloader>,
     shutdown: watch::Sender<bool>,
+    draining: Arc<AtomicBool>,
     server: JoinHandle<std::io::Result<()>>,
     admin: Option<JoinHandle<()>>,
 }
@@ -186,6 +187,7 @@ impl Gateway {
             (Some(_), None) => anyhow::bail!("an HTTPS listener needs [[certificate]]s"),
             (None, _) => None,
         };
+        let draining = Arc::new(AtomicBool::new(false));
         let mut admin_addr = None;
         let admin = match options.admin {
             Some(listener) => {
@@ -200,6 +202,7 @@ impl Gateway {
                     fleet: fleet
                         .as_ref()
                         .map(|f| Arc::clone(f) as Arc<dyn pairgate_admin::FleetWrites>),
+                    draining: Arc::clone(&draining),
                 });
                 Some(tokio::spawn(pairgate_admin::serve(
                     listener,
@@ -229,6 +232,7 @@ impl Gateway {
             events,
             reloader,
             shutdown,
+            draining,
             server,
             admin,
         })
@@ -315,6 +319,13 @@ impl Gateway {
     /// Re-reads the config file and applies it (what SIGHUP and `POST /v1/reload` do).
     pub async fn reload(&self) -> Result<Reloaded, Vec<String>> {
         self.reloader.reload().await
+    }
+
+    /// Turns `/readyz` to 503 while everything keeps serving: the first step of a shutdown,
+    /// `runtime.shutdown_delay` before [`Gateway::shutdown`], so a load balancer that checks
+    /// `/readyz` stops sending new requests before the listeners close.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
     }
 
     /// Stops accepting, lets in-flight requests finish within the grace period, and returns.

@@ -147,10 +147,21 @@ fn run(path: &std::path::Path) -> ExitCode {
         Err(err) => return report(Err(err)),
     };
     let path = path.to_owned();
+    let delay = config.runtime.shutdown_delay;
     report(runtime(config.runtime.worker_threads).and_then(|rt| {
         rt.block_on(async move {
             let gateway = Gateway::bind_and_start(config, tls, token, Some(path)).await?;
             serve_until_signal(&gateway).await?;
+            // A load balancer checking /readyz takes this instance out during the delay, while
+            // it still serves whatever it is sent.
+            gateway.start_draining();
+            if !delay.is_zero() {
+                tracing::info!(
+                    ?delay,
+                    "draining: /readyz answers 503; still serving until the delay ends"
+                );
+                tokio::time::sleep(delay).await;
+            }
             tracing::info!("shutting down: no new connections; in-flight requests may finish");
             gateway.shutdown().await
         })

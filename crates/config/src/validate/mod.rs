@@ -87,6 +87,17 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
             Duration::from_secs(30),
             problems,
         ),
+        // May be "0s" (the default: close the listeners at once).
+        shutdown_delay: spec
+            .runtime
+            .shutdown_delay
+            .as_ref()
+            .map_or(Duration::ZERO, |raw| {
+                crate::duration::parse_duration(raw).unwrap_or_else(|message| {
+                    problems.error("runtime.shutdown_delay", message);
+                    Duration::ZERO
+                })
+            }),
     };
     let certificates = control::certificates(&spec.certificates, listen.https.is_some(), problems);
     let admin = control::admin(&spec.admin, problems);
