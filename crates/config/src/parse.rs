@@ -109,6 +109,7 @@ pub(crate) const DURATION_KEYS: &[&str] = &[
     "read_timeout",
     "response_header_timeout",
     "send_timeout",
+    "shutdown_delay",
     "shutdown_grace",
     "timeout",
 ];
