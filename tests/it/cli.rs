@@ -109,15 +109,110 @@ fn check_reports_syntax_errors_with_line_and_column() {
     assert!(out.contains(":3:"), "expected line 3 in: {out}");
 }
 
-/// An unreadable file is a clear error, not a panic.
+/// A missing file is a clear error and its own exit code (66, `EX_NOINPUT`), not a panic.
 #[test]
 fn check_reports_a_missing_file() {
     let out = Command::new(pairgate_bin().expect("binary"))
         .args(["check", "--config", "/nonexistent/pairgate.toml"])
         .output()
         .expect("runs");
-    assert_eq!(out.status.code(), Some(64));
+    assert_eq!(out.status.code(), Some(66));
     assert!(String::from_utf8_lossy(&out.stdout).contains("cannot read"));
+    // Same for `run`, where the error goes to stderr.
+    let out = Command::new(pairgate_bin().expect("binary"))
+        .args(["run", "--config", "/nonexistent/pairgate.toml"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(66));
+}
+
+/// The documented exit codes and environment variables: `PAIRGATE_CONFIG` stands for
+/// `--config`, `PAIRGATE_LOG_FORMAT` for `--log-format`; a usage error is 2; a listener that
+/// cannot bind is 69 and is reported once; `--version` names the commit and build date.
+#[test]
+fn exit_codes_environment_and_version() {
+    let bin = pairgate_bin().expect("binary");
+    let path = temp_path("env.toml");
+    std::fs::write(&path, VALID).expect("write config");
+    let out = Command::new(&bin)
+        .arg("check")
+        .env("PAIRGATE_CONFIG", &path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+
+    let out = Command::new(&bin)
+        .arg("check")
+        .arg("--bogus")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "usage error");
+
+    let out = Command::new(&bin).arg("--version").output().expect("runs");
+    let version = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        version.contains("commit ") && version.contains("built 20"),
+        "{version}"
+    );
+
+    // Bind a port, then ask pairgate to listen on it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let busy = temp_path("busy.toml");
+    std::fs::write(
+        &busy,
+        format!("[listen]\nhttp = \"{addr}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{VALID}"),
+    )
+    .expect("write config");
+    for (format, env) in [("pretty", "pretty"), ("json", "json")] {
+        let out = Command::new(&bin)
+            .args(["run", "--config"])
+            .arg(&busy)
+            .env("PAIRGATE_LOG_FORMAT", env)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(69), "{format}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.matches("binding the HTTP listener").count(),
+            1,
+            "{format}: reported once:\n{stderr}"
+        );
+        if format == "json" {
+            let line = stderr
+                .lines()
+                .find(|l| l.contains("binding the HTTP listener"))
+                .expect("the error line");
+            serde_json::from_str::<serde_json::Value>(line).expect("a JSON log line");
+        }
+    }
+}
+
+/// Without an admin token the gateway says so at start, and every `/v1` answer says why it is
+/// refused.
+#[tokio::test]
+async fn no_admin_token_is_warned_at_start_and_named_in_the_401() {
+    let path = temp_path("no-token.toml");
+    let toml =
+        format!("[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{VALID}");
+    let gw = GatewayProcess::spawn(&path, &toml, &[]).expect("gateway process");
+    let stderr = gw.stderr();
+    assert!(stderr.contains("no admin token is configured"), "{stderr}");
+    let admin = stderr
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("admin="))
+        .map(|a| a.trim_matches('"').to_owned())
+        .expect("the admin address is logged");
+    let reply = get(&format!("http://{admin}/v1/tenants"), "localhost")
+        .await
+        .expect("reply");
+    assert_eq!(reply.status, 401);
+    assert!(
+        reply.text().contains("no admin token is configured"),
+        "{}",
+        reply.text()
+    );
 }
 
 /// `${VAR}` values never appear in `check` output, even when the value is what is wrong.

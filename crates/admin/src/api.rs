@@ -196,11 +196,12 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Resp {
             ) {
                 Verdict::Allowed => {}
                 Verdict::Missing => {
-                    let mut resp = error(
-                        StatusCode::UNAUTHORIZED,
-                        "unauthorized",
-                        "send Authorization: Bearer <token>",
-                    );
+                    let hint = if state.token.is_some() {
+                        "send Authorization: Bearer <token>"
+                    } else {
+                        "no admin token is configured, so every /v1 call is refused (set the variable named by [admin] token_env, or token_file)"
+                    };
+                    let mut resp = error(StatusCode::UNAUTHORIZED, "unauthorized", hint);
                     resp.headers_mut()
                         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                     return resp;

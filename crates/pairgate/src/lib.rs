@@ -246,9 +246,7 @@ impl Gateway {
         config_path: Option<PathBuf>,
     ) -> anyhow::Result<Gateway> {
         let addr = config.listen.http;
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding the HTTP listener on {addr}"))?;
+        let listener = bind("HTTP", addr).await?;
         let admin_addr = config.admin.listen;
         if !admin_addr.ip().is_loopback() && admin_token.is_none() {
             anyhow::bail!(
@@ -256,15 +254,9 @@ impl Gateway {
                  and no token is configured (set the variable named by admin.token_env, or admin.token_file)"
             );
         }
-        let admin = TcpListener::bind(admin_addr)
-            .await
-            .with_context(|| format!("binding the admin listener on {admin_addr}"))?;
+        let admin = bind("admin", admin_addr).await?;
         let https = match config.listen.https {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("binding the HTTPS listener on {addr}"))?,
-            ),
+            Some(addr) => Some(bind("HTTPS", addr).await?),
             None => None,
         };
         Gateway::start(
@@ -598,6 +590,44 @@ impl Reloader for FileReloader {
             self.rejected.load(Ordering::Relaxed),
         )
     }
+}
+
+/// A listener that could not be bound (the binary exits 69, `EX_UNAVAILABLE`).
+#[derive(Debug)]
+pub struct BindError {
+    /// Which listener: `HTTP`, `HTTPS` or `admin`.
+    pub listener: &'static str,
+    /// Where.
+    pub addr: std::net::SocketAddr,
+    /// Why.
+    pub source: std::io::Error,
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "binding the {} listener on {}: {}",
+            self.listener, self.addr, self.source
+        )
+    }
+}
+
+impl std::error::Error for BindError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+async fn bind(
+    listener: &'static str,
+    addr: std::net::SocketAddr,
+) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr).await.map_err(|source| BindError {
+        listener,
+        addr,
+        source,
+    })
 }
 
 /// The largest config file pairgate reads. A 100k-tenant config is about 13 MB; parsing costs

@@ -8,16 +8,31 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use pairgate::{ConfigFileError, Gateway, prepare};
 
-/// Exit code for an invalid config or command line (BSD `EX_USAGE`/`EX_DATAERR` family).
+/// Exit codes (BSD `sysexits.h`; clap itself exits 2 on a usage error):
+/// an invalid config (`EX_USAGE`/`EX_DATAERR` family).
 const EXIT_INVALID: u8 = 64;
+/// The config file does not exist (`EX_NOINPUT`).
+const EXIT_NO_INPUT: u8 = 66;
+/// A listener cannot bind (`EX_UNAVAILABLE`).
+const EXIT_UNAVAILABLE: u8 = 69;
+
+/// `--version`: the version, the commit and the build date (from build.rs).
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("PAIRGATE_COMMIT"),
+    ", built ",
+    env!("PAIRGATE_BUILD_DATE"),
+    ")"
+);
 
 /// pairgate: a multi-tenant routing gateway that moves each tenant between its primary and
 /// secondary account when a region fails.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version = LONG_VERSION, about, long_about = None)]
 struct Cli {
     /// Log format on stderr; the level comes from RUST_LOG (default "info").
-    #[arg(long, value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    #[arg(long, value_enum, default_value_t = LogFormat::Pretty, global = true, env = "PAIRGATE_LOG_FORMAT")]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -34,13 +49,14 @@ enum Command {
     /// Serve with a config file.
     Run {
         /// The TOML config file.
-        #[arg(long, short)]
+        #[arg(long, short, env = "PAIRGATE_CONFIG")]
         config: PathBuf,
     },
-    /// Validate a config file: print every problem, exit 0 when valid and 64 when not.
+    /// Validate a config file: print every problem, exit 0 when valid, 64 when not, 66 when
+    /// the file does not exist.
     Check {
         /// The TOML config file.
-        #[arg(long, short)]
+        #[arg(long, short, env = "PAIRGATE_CONFIG")]
         config: PathBuf,
     },
     /// Fleet mode: move config objects between a file and etcd.
@@ -110,8 +126,18 @@ fn check(path: &std::path::Path) -> ExitCode {
         }
         Err(err) => {
             print_config_error(&mut out, &err);
-            ExitCode::from(EXIT_INVALID)
+            config_exit(&err)
         }
+    }
+}
+
+/// 66 for a config file that does not exist, 64 for one that cannot be read or is invalid.
+fn config_exit(err: &ConfigFileError) -> ExitCode {
+    match err {
+        ConfigFileError::Read { err, .. } if err.kind() == std::io::ErrorKind::NotFound => {
+            ExitCode::from(EXIT_NO_INPUT)
+        }
+        _ => ExitCode::from(EXIT_INVALID),
     }
 }
 
@@ -134,7 +160,7 @@ fn run(path: &std::path::Path) -> ExitCode {
         Ok(prepared) => prepared,
         Err(err) => {
             print_config_error(&mut std::io::stderr().lock(), &err);
-            return ExitCode::from(EXIT_INVALID);
+            return config_exit(&err);
         }
     };
     for w in &prepared.warnings {
@@ -146,6 +172,12 @@ fn run(path: &std::path::Path) -> ExitCode {
         Ok(token) => token,
         Err(err) => return report(Err(err)),
     };
+    if token.is_none() {
+        tracing::warn!(
+            token_env = %config.admin.token_env,
+            "no admin token is configured: every /v1 call of the admin API will be refused; set the variable named by admin.token_env or admin.token_file"
+        );
+    }
     let path = path.to_owned();
     let delay = config.runtime.shutdown_delay;
     report(runtime(config.runtime.worker_threads).and_then(|rt| {
@@ -289,16 +321,26 @@ fn cluster(action: ClusterAction) -> ExitCode {
     }))
 }
 
+/// Prints a failure once (a plain line, or one JSON log event with `--log-format json`) and
+/// maps it to an exit code: 69 when a listener cannot bind, 1 otherwise.
 fn report(result: anyhow::Result<()>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!("{err:#}");
-            let _ = writeln!(std::io::stderr(), "pairgate: {err:#}");
-            ExitCode::FAILURE
-        }
+    let Err(err) = result else {
+        return ExitCode::SUCCESS;
+    };
+    if LOG_JSON.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::error!("{err:#}");
+    } else {
+        let _ = writeln!(std::io::stderr(), "pairgate: {err:#}");
+    }
+    if err.chain().any(|e| e.is::<pairgate::BindError>()) {
+        ExitCode::from(EXIT_UNAVAILABLE)
+    } else {
+        ExitCode::FAILURE
     }
 }
+
+/// Whether logs are JSON (set once, before anything is reported).
+static LOG_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// One worker thread gets Tokio's current-thread scheduler: the same single thread of work,
 /// without the work-stealing machinery (shared queues, cross-thread wake-ups) that a pool of one
@@ -326,6 +368,9 @@ fn init_tracing(format: LogFormat) {
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Pretty => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Json => {
+            LOG_JSON.store(true, std::sync::atomic::Ordering::Relaxed);
+            builder.json().flatten_event(true).init();
+        }
     }
 }
