@@ -1,0 +1,194 @@
+//! Publishing transitions (slot stores, or fleet proposals), fleet adoption, and cause labels.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use pairgate_failover::{Cause, Side, Transition};
+use pairgate_routing::Active;
+
+use super::Controller;
+use super::protocol::Proposal;
+use crate::events::{CauseInfo, EventKind};
+use crate::monitor::PASSIVE_5XX;
+
+/// Transitions in one batch above which each one is logged at debug level and only a summary
+/// at info: a region move of 100k tenants must not flood the log.
+const LOG_EACH_UP_TO: usize = 64;
+
+impl Controller {
+    /// Fleet mode: sets a tenant to the fleet's committed decision and publishes it.
+    pub(super) fn adopt(
+        &mut self,
+        tenant: &str,
+        side: Side,
+        reject: bool,
+        epoch: u64,
+        cause: &str,
+    ) {
+        let Some(&t) = self.tenant_index.get(tenant) else {
+            return;
+        };
+        let transitions = self.engine.adopt(t, side, reject, epoch, Instant::now());
+        // The slot carries the epoch even when the side did not change here (this replica's
+        // engine had already moved): every replica serves the same side at the same epoch.
+        self.table.tenants()[t].slot.store(Active {
+            side,
+            reject,
+            generation: self.engine.tenant(t).generation,
+        });
+        if transitions.is_empty() {
+            return;
+        }
+        let label = KNOWN_CAUSES
+            .iter()
+            .copied()
+            .find(|c| *c == cause)
+            .unwrap_or("fleet_decision");
+        tracing::info!(
+            tenant,
+            to = side.as_str(),
+            reject,
+            epoch,
+            cause = label,
+            "tenant moved by fleet decision"
+        );
+        *self.transitions.entry(label).or_default() += 1;
+        self.events.push(EventKind::Transition {
+            tenant: Arc::clone(&self.table.tenants()[t].name),
+            from: side.other(),
+            to: side,
+            reject,
+            cause: CauseInfo {
+                label,
+                region: None,
+            },
+            generation: self.engine.tenant(t).generation,
+        });
+    }
+
+    /// Stores each transition into its tenant's slot (one atomic store each), then logs it. In
+    /// fleet mode, transitions are proposals instead: nothing is stored until the fleet commits.
+    pub(super) fn publish(&mut self, transitions: &[Transition]) {
+        if transitions.is_empty() {
+            return;
+        }
+        if let Some(link) = &self.fleet {
+            for t in transitions {
+                let _ = link.proposals.send(Proposal {
+                    tenant: Arc::clone(&self.table.tenants()[t.tenant].name),
+                    side: t.to,
+                    reject: t.reject,
+                    cause: self.label(t.cause),
+                });
+            }
+            return;
+        }
+        for t in transitions {
+            *self.transitions.entry(self.label(t.cause)).or_default() += 1;
+            self.table.tenants()[t.tenant].slot.store(Active {
+                side: t.to,
+                reject: t.reject,
+                generation: t.generation,
+            });
+        }
+        let quiet = transitions.len() > LOG_EACH_UP_TO;
+        let events = transitions.iter().map(|t| {
+            let tenant = &self.table.tenants()[t.tenant];
+            let cause = self.cause_info(t.cause);
+            if quiet {
+                tracing::debug!(
+                    tenant = &*tenant.name,
+                    from = t.from.as_str(),
+                    to = t.to.as_str(),
+                    reject = t.reject,
+                    cause = cause.label,
+                    generation = t.generation,
+                    "tenant moved"
+                );
+            } else {
+                tracing::info!(
+                    tenant = &*tenant.name,
+                    from = t.from.as_str(),
+                    to = t.to.as_str(),
+                    reject = t.reject,
+                    cause = cause.label,
+                    region = cause.region.as_deref(),
+                    generation = t.generation,
+                    "tenant moved"
+                );
+            }
+            EventKind::Transition {
+                tenant: Arc::clone(&tenant.name),
+                from: t.from,
+                to: t.to,
+                reject: t.reject,
+                cause,
+                generation: t.generation,
+            }
+        });
+        self.events.extend(events);
+        if quiet {
+            tracing::info!(
+                tenants = transitions.len(),
+                "batch of tenant transitions published"
+            );
+        }
+    }
+
+    pub(super) fn cause_info(&self, cause: Cause) -> CauseInfo {
+        let region = match cause {
+            Cause::RegionOutage { region } | Cause::RegionMarkedDown { region } => {
+                Some(Arc::clone(&self.table.regions()[region].name))
+            }
+            _ => None,
+        };
+        CauseInfo {
+            label: self.label(cause),
+            region,
+        }
+    }
+
+    /// The cause's label; while an ejection is being published, a move away from the ejected
+    /// account is `passive_5xx`.
+    pub(super) fn label(&self, cause: Cause) -> &'static str {
+        match cause {
+            Cause::PrimaryUnhealthy | Cause::SecondaryUnhealthy if self.ejection => PASSIVE_5XX,
+            _ => cause_label(cause),
+        }
+    }
+}
+
+/// Every cause label, for adopting a label a remote replica sent.
+const KNOWN_CAUSES: [&str; 13] = [
+    "primary_unhealthy",
+    PASSIVE_5XX,
+    "region_outage",
+    "region_marked_down",
+    "secondary_unhealthy",
+    "failback",
+    "pinned",
+    "unpinned",
+    "manual_failback",
+    "both_down",
+    "recovered",
+    "reconfigured",
+    "fleet_decision",
+];
+
+/// How events, logs and metrics spell a cause.
+pub fn cause_label(cause: Cause) -> &'static str {
+    match cause {
+        Cause::PrimaryUnhealthy => "primary_unhealthy",
+        Cause::RegionOutage { .. } => "region_outage",
+        Cause::RegionMarkedDown { .. } => "region_marked_down",
+        Cause::SecondaryUnhealthy => "secondary_unhealthy",
+        Cause::Failback => "failback",
+        Cause::Pinned => "pinned",
+        Cause::Unpinned => "unpinned",
+        Cause::ManualFailback => "manual_failback",
+        Cause::BothDown => "both_down",
+        Cause::Recovered => "recovered",
+        Cause::Reconfigured => "reconfigured",
+        Cause::Fleet => "fleet_decision",
+    }
+}
