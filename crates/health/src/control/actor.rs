@@ -11,6 +11,8 @@ use pairgate_routing::RouteTable;
 use tokio::sync::mpsc;
 
 use super::defs::defs;
+use super::overrides::Waiter;
+use super::persist::{Persister, StateWriter, Written, file_writer};
 use super::protocol::{Command, ControlError, ControlHandle, FleetLink};
 use super::views::TenantView;
 use crate::events::{EventKind, EventLog};
@@ -30,6 +32,8 @@ pub struct Controller {
     pub(super) transitions: BTreeMap<&'static str, u64>,
     pub(super) account_by_name: HashMap<Arc<str>, usize>,
     pub(super) fleet: Option<FleetLink>,
+    /// Writes the state file off the runtime workers; overrides wait in it for their write.
+    pub(super) persister: Persister<Waiter>,
     /// True while the transitions of an outlier ejection are published (see `label`).
     pub(super) ejection: bool,
 }
@@ -62,6 +66,7 @@ impl Controller {
             transitions: BTreeMap::new(),
             account_by_name: HashMap::new(),
             fleet: None,
+            persister: Persister::new(file_writer()),
             ejection: false,
         };
         controller.index();
@@ -72,6 +77,13 @@ impl Controller {
     /// Fleet mode: decisions come from the fleet, not from this replica's own verdicts.
     pub fn with_fleet(mut self, link: FleetLink) -> Self {
         self.fleet = Some(link);
+        self
+    }
+
+    /// Writes the state file with `writer` instead of [`crate::state::save`] (tests stand in a
+    /// slow or failing filesystem).
+    pub fn with_state_writer(mut self, writer: StateWriter) -> Self {
+        self.persister.set_writer(writer);
         self
     }
 
@@ -111,21 +123,26 @@ impl Controller {
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
         loop {
-            let command = match self.engine.next_deadline() {
-                Some(deadline) => {
-                    tokio::select! {
-                        command = rx.recv() => command,
-                        () = tokio::time::sleep_until(deadline.into()) => {
-                            let transitions = self.engine.tick(Instant::now());
-                            self.publish(&transitions);
-                            continue;
-                        }
-                    }
-                }
-                None => rx.recv().await,
+            let deadline = self.engine.next_deadline();
+            let wake = tokio::select! {
+                command = rx.recv() => Wake::Command(command),
+                () = until(deadline) => Wake::Tick,
+                written = self.persister.finished() => Wake::Written(written),
             };
-            let Some(command) = command else { break };
-            self.handle(command);
+            match wake {
+                Wake::Command(Some(command)) => self.handle(command),
+                Wake::Command(None) => break,
+                Wake::Tick => {
+                    let transitions = self.engine.tick(Instant::now());
+                    self.publish(&transitions);
+                }
+                Wake::Written(written) => self.written(written),
+            }
+        }
+        // Every handle is gone; finish the write in flight (and a last one for a reload).
+        while self.persister.busy() {
+            let written = self.persister.finished().await;
+            self.written(written);
         }
     }
 
@@ -195,9 +212,7 @@ impl Controller {
                 mode,
                 reason,
                 reply,
-            } => {
-                let _ = reply.send(self.set_mode(&tenant, mode, reason));
-            }
+            } => self.set_mode(tenant, mode, reason, reply),
             Command::Failback {
                 tenant,
                 reason,
@@ -211,9 +226,7 @@ impl Controller {
                 reason,
                 source,
                 reply,
-            } => {
-                let _ = reply.send(self.set_region(&region, &change, reason, source));
-            }
+            } => self.set_region(region, change, reason, source, reply),
             Command::Regions { reply } => {
                 let views = (0..self.table.regions().len())
                     .map(|r| self.region_view(r))
@@ -318,5 +331,23 @@ impl Controller {
         self.ejection = verdict.reason == PASSIVE_5XX;
         self.publish(&transitions);
         self.ejection = false;
+    }
+}
+
+/// What woke the controller.
+enum Wake {
+    /// A command, or `None` when every sender is gone.
+    Command(Option<Command>),
+    /// The engine's next deadline (a failback's hold-down) passed.
+    Tick,
+    /// A state file write finished.
+    Written(Written<Waiter>),
+}
+
+/// Sleeps until `deadline`; forever without one.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
     }
 }

@@ -1,15 +1,18 @@
 //! Operator overrides: tenant pins and region holds, restored at start and persisted before they apply.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use pairgate_failover::{Mode, RegionOverride, Side};
+use tokio::sync::oneshot;
 
 use super::Controller;
+use super::persist::Written;
 use super::protocol::{ControlError, RegionChange};
 use super::views::{RegionView, TenantView};
 use crate::events::EventKind;
-use crate::state::{Override, PersistedState, now_unix_ms, save};
+use crate::state::{Override, PersistedState, now_unix_ms};
 
 impl Controller {
     /// Applies persisted pins and region states; entries naming tenants or regions that no
@@ -48,12 +51,57 @@ impl Controller {
         self.publish(&transitions);
     }
 
+    /// Pins or unpins a tenant: checked now, applied once the state file holds it.
     pub(super) fn set_mode(
         &mut self,
-        tenant: &str,
+        tenant: String,
         mode: Mode,
         reason: String,
-    ) -> Result<TenantView, ControlError> {
+        reply: oneshot::Sender<Result<TenantView, ControlError>>,
+    ) {
+        if let Err(err) = self.check_mode(&tenant, mode) {
+            let _ = reply.send(Err(err));
+            return;
+        }
+        self.request(Waiter {
+            change: OverrideChange::Mode {
+                tenant,
+                mode,
+                reason,
+            },
+            at_unix_ms: now_unix_ms(),
+            reply: Reply::Tenant(reply),
+        });
+    }
+
+    /// Takes or releases a hold (the region is down while any hold remains): checked now,
+    /// applied once the state file holds it.
+    pub(super) fn set_region(
+        &mut self,
+        region: String,
+        change: RegionChange,
+        reason: String,
+        source: &'static str,
+        reply: oneshot::Sender<Result<RegionView, ControlError>>,
+    ) {
+        if !self.region_index.contains_key(region.as_str()) {
+            let _ = reply.send(Err(ControlError::UnknownRegion));
+            return;
+        }
+        self.request(Waiter {
+            change: OverrideChange::Region {
+                region,
+                change,
+                reason,
+                source,
+            },
+            at_unix_ms: now_unix_ms(),
+            reply: Reply::Region(reply),
+        });
+    }
+
+    /// The tenant's index, if `mode` can apply to it.
+    fn check_mode(&self, tenant: &str, mode: Mode) -> Result<usize, ControlError> {
         let &t = self
             .tenant_index
             .get(tenant)
@@ -61,129 +109,303 @@ impl Controller {
         if mode == Mode::Pinned(Side::Secondary) && self.table.tenants()[t].secondary.is_none() {
             return Err(ControlError::NoSecondary);
         }
-        let value = match mode {
-            Mode::Auto => "auto",
-            Mode::Pinned(side) => side.as_str(),
-        };
-        let record = Override {
-            value: value.to_owned(),
-            reason: reason.clone(),
-            source: "operator".to_owned(),
-            at_unix_ms: now_unix_ms(),
-        };
-        let mut next = self.overrides.clone();
-        match mode {
-            Mode::Auto => next.tenants.remove(tenant),
-            Mode::Pinned(_) => next.tenants.insert(tenant.to_owned(), record),
-        };
-        self.commit(next, || format!("tenant {tenant} mode {value}"))?;
-        let transitions = self.engine.set_mode(t, mode, Instant::now());
-        self.events.push(EventKind::Pin {
-            tenant: Arc::clone(&self.table.tenants()[t].name),
-            mode: value,
-            reason,
-        });
-        self.publish(&transitions);
-        self.view(tenant).ok_or(ControlError::UnknownTenant)
+        Ok(t)
     }
 
-    /// Takes or releases a hold; the region is down while any hold remains.
-    pub(super) fn set_region(
-        &mut self,
-        region: &str,
-        change: &RegionChange,
+    /// Queues an override for the next write, and starts it unless one is in flight.
+    fn request(&mut self, waiter: Waiter) {
+        self.persister.queue(waiter);
+        self.kick();
+    }
+
+    /// The committed overrides changed without anyone waiting (a reload dropped entries of
+    /// removed tenants or regions): write them; a failure is only logged.
+    pub(super) fn persist(&mut self) {
+        self.persister.mark_dirty();
+        self.kick();
+    }
+
+    /// Starts the next write when none is in flight and something waits: the committed
+    /// overrides plus every queued change, in arrival order. Without a state file, or when the
+    /// changes leave the overrides as they are, the queued changes apply at once.
+    pub(super) fn kick(&mut self) {
+        if self.persister.busy() || !self.persister.has_work() {
+            return;
+        }
+        let mut next = self.overrides.clone();
+        for waiter in self.persister.queued() {
+            waiter.change.apply(&mut next, waiter.at_unix_ms);
+        }
+        match &self.state_path {
+            Some(path) if next != self.overrides || self.persister.dirty() => {
+                self.persister.start(path.clone(), next);
+            }
+            _ => {
+                let waiters = self.persister.take_queued();
+                self.written(Written {
+                    result: Ok(()),
+                    waiters,
+                });
+            }
+        }
+    }
+
+    /// A write finished: on success its changes apply, in order, and their callers are
+    /// answered; on failure each is refused ([`ControlError::NotPersisted`]) and recorded as an
+    /// event, so nothing acknowledged is lost at a restart. In fleet mode etcd is the durable
+    /// copy and every replica must apply what the fleet committed, so there a failed write is
+    /// recorded and the changes applied anyway. Then the next write starts, if anything waits.
+    pub(super) fn written(&mut self, written: Written<Waiter>) {
+        let Written { result, waiters } = written;
+        if let Err(error) = &result {
+            let path = self.state_path.as_deref().unwrap_or(Path::new(""));
+            if waiters.is_empty() {
+                tracing::error!(path = %path.display(), error = %error, "cannot write the state file; overrides will not survive a restart");
+            }
+            for waiter in &waiters {
+                let change = waiter.change.describe();
+                tracing::error!(path = %path.display(), error = %error, change = %change, "cannot write the state file; change refused");
+                self.events.push(EventKind::StateNotPersisted {
+                    change,
+                    error: error.clone(),
+                });
+            }
+        }
+        let apply = result.is_ok() || self.fleet.is_some();
+        for waiter in waiters {
+            if apply {
+                self.apply_change(waiter);
+            } else {
+                waiter.reply.refuse(ControlError::NotPersisted);
+            }
+        }
+        self.kick();
+    }
+
+    /// Applies a written change to the overrides and the engine, and answers its caller. A
+    /// reload may have removed its tenant or region meanwhile: then it is refused, and the
+    /// state file rewritten without it.
+    fn apply_change(&mut self, waiter: Waiter) {
+        let Waiter {
+            change,
+            at_unix_ms,
+            reply,
+        } = waiter;
+        let now = Instant::now();
+        match (&change, reply) {
+            (
+                OverrideChange::Mode {
+                    tenant,
+                    mode,
+                    reason,
+                },
+                Reply::Tenant(reply),
+            ) => {
+                let t = match self.check_mode(tenant, *mode) {
+                    Ok(t) => t,
+                    Err(err) => {
+                        self.persist();
+                        let _ = reply.send(Err(err));
+                        return;
+                    }
+                };
+                change.apply(&mut self.overrides, at_unix_ms);
+                let transitions = self.engine.set_mode(t, *mode, now);
+                self.events.push(EventKind::Pin {
+                    tenant: Arc::clone(&self.table.tenants()[t].name),
+                    mode: mode_value(*mode),
+                    reason: reason.clone(),
+                });
+                self.publish(&transitions);
+                let _ = reply.send(self.view(tenant).ok_or(ControlError::UnknownTenant));
+            }
+            (
+                OverrideChange::Region {
+                    region,
+                    change: region_change,
+                    reason,
+                    source,
+                },
+                Reply::Region(reply),
+            ) => {
+                let Some(&r) = self.region_index.get(region.as_str()) else {
+                    self.persist();
+                    let _ = reply.send(Err(ControlError::UnknownRegion));
+                    return;
+                };
+                change.apply(&mut self.overrides, at_unix_ms);
+                let (state, value) = if self.overrides.region_holds.contains_key(region.as_str()) {
+                    (RegionOverride::Down, "down")
+                } else {
+                    (RegionOverride::Auto, "auto")
+                };
+                let (action, holder) = region_change.action();
+                let transitions = self.engine.set_region(r, state, now);
+                tracing::info!(region, action, holder = %holder, state = value, reason = %reason, source, moved = transitions.len(), "region hold changed");
+                self.events.push(EventKind::RegionState {
+                    region: Arc::clone(&self.table.regions()[r].name),
+                    state: value,
+                    action,
+                    holder,
+                    reason: reason.clone(),
+                    source,
+                });
+                self.publish(&transitions);
+                let _ = reply.send(Ok(self.region_view(r)));
+            }
+            (_, reply) => {
+                // `request` pairs each change with its kind of reply.
+                reply.refuse(ControlError::Stopped);
+            }
+        }
+    }
+}
+
+/// How events and the state file spell a tenant's mode.
+fn mode_value(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Auto => "auto",
+        Mode::Pinned(side) => side.as_str(),
+    }
+}
+
+/// A change to the operator overrides, as the admin API (or the fleet) asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum OverrideChange {
+    /// Pin a tenant to a side, or unpin it (`Mode::Auto`).
+    Mode {
+        /// Tenant name.
+        tenant: String,
+        /// The new mode.
+        mode: Mode,
+        /// Why.
         reason: String,
+    },
+    /// Take or release a hold on a region.
+    Region {
+        /// Region name.
+        region: String,
+        /// Which hold.
+        change: RegionChange,
+        /// Why.
+        reason: String,
+        /// Who: `operator` or `azure-monitor`.
         source: &'static str,
-    ) -> Result<RegionView, ControlError> {
-        let &r = self
-            .region_index
-            .get(region)
-            .ok_or(ControlError::UnknownRegion)?;
-        let mut next = self.overrides.clone();
-        let holds = next.region_holds.entry(region.to_owned()).or_default();
-        let (action, holder) = match change {
-            RegionChange::Hold(holder) => {
-                let id = holder.id();
-                holds.insert(
-                    id.clone(),
-                    Override {
-                        value: "down".to_owned(),
-                        reason: reason.clone(),
-                        source: source.to_owned(),
-                        at_unix_ms: now_unix_ms(),
-                    },
-                );
-                ("hold", id)
-            }
-            RegionChange::Release(holder) => {
-                let id = holder.id();
-                holds.remove(&id);
-                ("release", id)
-            }
-            RegionChange::ReleaseAll => {
-                holds.clear();
-                ("release_all", "*".to_owned())
-            }
-        };
-        if holds.is_empty() {
-            next.region_holds.remove(region);
-        }
-        let (state, value) = if next.region_holds.contains_key(region) {
-            (RegionOverride::Down, "down")
-        } else {
-            (RegionOverride::Auto, "auto")
-        };
-        self.commit(next, || {
-            format!("region {region} {action} {holder} ({source})")
-        })?;
-        let transitions = self.engine.set_region(r, state, Instant::now());
-        tracing::info!(region, action, holder = %holder, state = value, reason = %reason, source, moved = transitions.len(), "region hold changed");
-        self.events.push(EventKind::RegionState {
-            region: Arc::clone(&self.table.regions()[r].name),
-            state: value,
-            action,
-            holder,
-            reason,
-            source,
-        });
-        self.publish(&transitions);
-        Ok(self.region_view(r))
-    }
+    },
+}
 
-    /// Makes `next` the operator overrides, writing it to the state file first. A change that
-    /// cannot be written is refused ([`ControlError::NotPersisted`]) and recorded as an event,
-    /// and the caller applies nothing: an acknowledged change must survive a restart. In fleet
-    /// mode etcd is the durable copy and every replica must apply what the fleet committed, so
-    /// there a failed write is recorded and the change applied anyway.
-    pub(super) fn commit(
-        &mut self,
-        next: PersistedState,
-        change: impl FnOnce() -> String,
-    ) -> Result<(), ControlError> {
-        if next == self.overrides {
-            return Ok(());
-        }
-        if let Some(path) = &self.state_path
-            && let Err(err) = save(path, &next)
-        {
-            let change = change();
-            tracing::error!(path = %path.display(), error = %err, change = %change, "cannot write the state file; change refused");
-            self.events.push(EventKind::StateNotPersisted {
+impl OverrideChange {
+    /// Applies the change to `state`, stamping new entries with `at_unix_ms`.
+    pub(super) fn apply(&self, state: &mut PersistedState, at_unix_ms: u64) {
+        match self {
+            OverrideChange::Mode {
+                tenant,
+                mode,
+                reason,
+            } => match mode {
+                Mode::Auto => {
+                    state.tenants.remove(tenant);
+                }
+                Mode::Pinned(side) => {
+                    state.tenants.insert(
+                        tenant.clone(),
+                        Override {
+                            value: side.as_str().to_owned(),
+                            reason: reason.clone(),
+                            source: "operator".to_owned(),
+                            at_unix_ms,
+                        },
+                    );
+                }
+            },
+            OverrideChange::Region {
+                region,
                 change,
-                error: err.to_string(),
-            });
-            if self.fleet.is_none() {
-                return Err(ControlError::NotPersisted);
+                reason,
+                source,
+            } => {
+                let holds = state.region_holds.entry(region.clone()).or_default();
+                match change {
+                    RegionChange::Hold(holder) => {
+                        holds.insert(
+                            holder.id(),
+                            Override {
+                                value: "down".to_owned(),
+                                reason: reason.clone(),
+                                source: (*source).to_owned(),
+                                at_unix_ms,
+                            },
+                        );
+                    }
+                    RegionChange::Release(holder) => {
+                        holds.remove(&holder.id());
+                    }
+                    RegionChange::ReleaseAll => holds.clear(),
+                }
+                if holds.is_empty() {
+                    state.region_holds.remove(region);
+                }
             }
         }
-        self.overrides = next;
-        Ok(())
     }
 
-    pub(super) fn persist(&self) {
-        let Some(path) = &self.state_path else { return };
-        if let Err(err) = save(path, &self.overrides) {
-            tracing::error!(path = %path.display(), error = %err, "cannot write the state file; overrides will not survive a restart");
+    /// How a refused change is named in the log and the event.
+    pub(super) fn describe(&self) -> String {
+        match self {
+            OverrideChange::Mode { tenant, mode, .. } => {
+                format!("tenant {tenant} mode {}", mode_value(*mode))
+            }
+            OverrideChange::Region {
+                region,
+                change,
+                source,
+                ..
+            } => {
+                let (action, holder) = change.action();
+                format!("region {region} {action} {holder} ({source})")
+            }
+        }
+    }
+}
+
+impl RegionChange {
+    /// The action and holder id as events and logs spell them.
+    pub(super) fn action(&self) -> (&'static str, String) {
+        match self {
+            RegionChange::Hold(holder) => ("hold", holder.id()),
+            RegionChange::Release(holder) => ("release", holder.id()),
+            RegionChange::ReleaseAll => ("release_all", "*".to_owned()),
+        }
+    }
+}
+
+/// An override waiting for its write.
+pub(super) struct Waiter {
+    /// The change.
+    change: OverrideChange,
+    /// When it was asked for.
+    at_unix_ms: u64,
+    /// Who waits for the answer.
+    reply: Reply,
+}
+
+/// Where an override's answer goes.
+pub(super) enum Reply {
+    /// A pin or unpin.
+    Tenant(oneshot::Sender<Result<TenantView, ControlError>>),
+    /// A region hold or release.
+    Region(oneshot::Sender<Result<RegionView, ControlError>>),
+}
+
+impl Reply {
+    fn refuse(self, err: ControlError) {
+        match self {
+            Reply::Tenant(reply) => {
+                let _ = reply.send(Err(err));
+            }
+            Reply::Region(reply) => {
+                let _ = reply.send(Err(err));
+            }
         }
     }
 }
