@@ -7,7 +7,7 @@
 //! - `actor`: the controller's state, its task loop and command dispatch;
 //! - `overrides`: operator pins and region holds, restored and persisted;
 //! - [`persist`]: the state file written on a blocking thread, one coalesced write at a time;
-//! - `publish`: transitions to slots (or to fleet proposals), fleet adoption, cause labels;
+//! - `publish`: transitions to slots (or to fleet proposals), fleet adoption;
 //! - [`views`]: read models for the admin API and metrics;
 //! - [`defs`]: config-to-engine translation.
 
@@ -25,7 +25,6 @@ pub use persist::{StateWriter, file_writer};
 pub use protocol::{
     Command, ControlError, ControlHandle, FleetLink, Holder, Proposal, RegionChange,
 };
-pub use publish::cause_label;
 pub use views::{ControllerStats, RegionView, TenantView};
 
 #[cfg(test)]

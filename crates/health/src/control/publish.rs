@@ -1,15 +1,14 @@
-//! Publishing transitions (slot stores, or fleet proposals), fleet adoption, and cause labels.
+//! Publishing transitions (slot stores, or fleet proposals) and adopting fleet decisions.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use pairgate_failover::{Cause, Side, Transition};
+use pairgate_failover::{Cause, CauseLabel, Side, Transition};
 use pairgate_routing::Active;
 
 use super::Controller;
 use super::protocol::Proposal;
 use crate::events::{CauseInfo, EventKind};
-use crate::monitor::PASSIVE_5XX;
 
 /// Transitions in one batch above which each one is logged at debug level and only a summary
 /// at info: a region move of 100k tenants must not flood the log.
@@ -39,11 +38,10 @@ impl Controller {
         if transitions.is_empty() {
             return;
         }
-        let label = KNOWN_CAUSES
-            .iter()
-            .copied()
-            .find(|c| *c == cause)
-            .unwrap_or("fleet_decision");
+        let label = cause
+            .parse::<CauseLabel>()
+            .unwrap_or(CauseLabel::Fleet)
+            .as_str();
         tracing::info!(
             tenant,
             to = side.as_str(),
@@ -152,43 +150,10 @@ impl Controller {
     /// account is `passive_5xx`.
     pub(super) fn label(&self, cause: Cause) -> &'static str {
         match cause {
-            Cause::PrimaryUnhealthy | Cause::SecondaryUnhealthy if self.ejection => PASSIVE_5XX,
-            _ => cause_label(cause),
+            Cause::PrimaryUnhealthy | Cause::SecondaryUnhealthy if self.ejection => {
+                CauseLabel::PassiveEjection.as_str()
+            }
+            _ => cause.label().as_str(),
         }
-    }
-}
-
-/// Every cause label, for adopting a label a remote replica sent.
-const KNOWN_CAUSES: [&str; 13] = [
-    "primary_unhealthy",
-    PASSIVE_5XX,
-    "region_outage",
-    "region_marked_down",
-    "secondary_unhealthy",
-    "failback",
-    "pinned",
-    "unpinned",
-    "manual_failback",
-    "both_down",
-    "recovered",
-    "reconfigured",
-    "fleet_decision",
-];
-
-/// How events, logs and metrics spell a cause.
-pub fn cause_label(cause: Cause) -> &'static str {
-    match cause {
-        Cause::PrimaryUnhealthy => "primary_unhealthy",
-        Cause::RegionOutage { .. } => "region_outage",
-        Cause::RegionMarkedDown { .. } => "region_marked_down",
-        Cause::SecondaryUnhealthy => "secondary_unhealthy",
-        Cause::Failback => "failback",
-        Cause::Pinned => "pinned",
-        Cause::Unpinned => "unpinned",
-        Cause::ManualFailback => "manual_failback",
-        Cause::BothDown => "both_down",
-        Cause::Recovered => "recovered",
-        Cause::Reconfigured => "reconfigured",
-        Cause::Fleet => "fleet_decision",
     }
 }
