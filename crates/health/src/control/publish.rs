@@ -35,9 +35,9 @@ impl Controller {
             reject,
             generation: self.engine.tenant(t).generation,
         });
-        if transitions.is_empty() {
+        let Some(moved) = transitions.first() else {
             return;
-        }
+        };
         let label = cause
             .parse::<CauseLabel>()
             .unwrap_or(CauseLabel::Fleet)
@@ -53,7 +53,7 @@ impl Controller {
         *self.transitions.entry(label).or_default() += 1;
         self.events.push(EventKind::Transition {
             tenant: Arc::clone(&self.table.tenants()[t].name),
-            from: side.other(),
+            from: moved.from,
             to: side,
             reject,
             cause: CauseInfo {

@@ -308,3 +308,80 @@ fn a_slow_state_file_does_not_block_the_runtime_worker() {
         "the data plane waited {worst:?} while a {WRITE:?} write ran"
     );
 }
+
+/// Fleet mode: an adopted decision's event says where the tenant came from, also when only the
+/// reject flag changed, and carries the proposer's cause label when it names one.
+#[tokio::test]
+async fn adopted_decisions_record_where_the_tenant_was() {
+    let path = temp_state("adopt");
+    let config = config(1, &path);
+    let table = Arc::new(RouteTable::compile(&config, 1, None).expect("compiles"));
+    let events = Arc::new(EventLog::new(1024));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (local_verdicts, _local_rx) = mpsc::unbounded_channel();
+    let (proposals, _proposal_rx) = mpsc::unbounded_channel();
+    let (control, _task) = Controller::new(
+        &config,
+        Arc::clone(&table),
+        Arc::clone(&events),
+        PersistedState::default(),
+    )
+    .with_fleet(super::FleetLink {
+        local_verdicts,
+        proposals,
+    })
+    .spawn(tx, rx);
+    let decisions = [
+        (Side::Secondary, false, 1, "primary_unhealthy"),
+        (Side::Secondary, true, 2, "both_down"),
+        (Side::Secondary, true, 2, "both_down"),
+        (Side::Primary, false, 3, "not-a-label"),
+    ];
+    for (side, reject, epoch, cause) in decisions {
+        control
+            .sender()
+            .send(Command::Adopt {
+                tenant: "t0".to_owned(),
+                side,
+                reject,
+                epoch,
+                cause: cause.to_owned(),
+            })
+            .expect("controller running");
+    }
+    // Commands are handled in order: once this is answered, every decision was adopted.
+    let view = tokio::time::timeout(BOUND, control.tenant("t0"))
+        .await
+        .expect("in time")
+        .expect("tenant");
+    assert_eq!((view.state.side, view.state.generation), (Side::Primary, 3));
+    let moves: Vec<_> = events
+        .after(0, 100)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Transition {
+                from,
+                to,
+                reject,
+                cause,
+                generation,
+                ..
+            } => Some((from, to, reject, cause.label, generation)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            (
+                Side::Primary,
+                Side::Secondary,
+                false,
+                "primary_unhealthy",
+                1
+            ),
+            (Side::Secondary, Side::Secondary, true, "both_down", 2),
+            (Side::Secondary, Side::Primary, false, "fleet_decision", 3),
+        ]
+    );
+}
