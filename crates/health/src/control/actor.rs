@@ -14,6 +14,7 @@ use super::defs::defs;
 use super::overrides::Waiter;
 use super::persist::{Persister, StateWriter, Written, file_writer};
 use super::protocol::{Command, ControlError, ControlHandle, FleetLink};
+use super::publish::Publishing;
 use super::views::TenantView;
 use crate::events::{EventKind, EventLog};
 use crate::monitor::{PASSIVE_5XX, Verdict};
@@ -31,7 +32,8 @@ pub struct Controller {
     pub(super) state_path: Option<PathBuf>,
     pub(super) transitions: BTreeMap<&'static str, u64>,
     pub(super) account_by_name: HashMap<Arc<str>, usize>,
-    pub(super) fleet: Option<FleetLink>,
+    /// Where decisions go: slots (standalone) or fleet proposals.
+    pub(super) publishing: Publishing,
     /// Writes the state file off the runtime workers; overrides wait in it for their write.
     pub(super) persister: Persister<Waiter>,
     /// True while the transitions of an outlier ejection are published (see `label`).
@@ -65,7 +67,7 @@ impl Controller {
             state_path: config.state.path.clone(),
             transitions: BTreeMap::new(),
             account_by_name: HashMap::new(),
-            fleet: None,
+            publishing: Publishing::Local,
             persister: Persister::new(file_writer()),
             ejection: false,
         };
@@ -76,7 +78,7 @@ impl Controller {
 
     /// Fleet mode: decisions come from the fleet, not from this replica's own verdicts.
     pub fn with_fleet(mut self, link: FleetLink) -> Self {
-        self.fleet = Some(link);
+        self.publishing = Publishing::Fleet(link);
         self
     }
 
@@ -148,22 +150,7 @@ impl Controller {
 
     pub(super) fn handle(&mut self, command: Command) {
         match command {
-            Command::Verdict(verdict) => match &self.fleet {
-                // Fleet mode: this replica's view is one vote; the fleet's verdict decides.
-                Some(link) => {
-                    if let Some(id) = self.table.account_id_by_key(&verdict.key) {
-                        let name = Arc::clone(&self.table.account(id).name);
-                        tracing::info!(
-                            account = &*name,
-                            health = verdict.health.as_str(),
-                            reason = verdict.reason,
-                            "local verdict changed"
-                        );
-                        let _ = link.local_verdicts.send((name, verdict.health));
-                    }
-                }
-                None => self.apply_verdict(&verdict),
-            },
+            Command::Verdict(verdict) => self.local_verdict(&verdict),
             Command::FleetVerdict { account, health } => {
                 if let Some(&id) = self.account_by_name.get(account.as_str()) {
                     let key = Arc::clone(

@@ -171,7 +171,7 @@ impl Controller {
                 });
             }
         }
-        let apply = result.is_ok() || self.fleet.is_some();
+        let apply = result.is_ok() || !self.publishing.refuses_unsaved();
         for waiter in waiters {
             if apply {
                 self.apply_change(waiter);

@@ -7,14 +7,52 @@ use pairgate_failover::{Cause, CauseLabel, Side, Transition};
 use pairgate_routing::Active;
 
 use super::Controller;
-use super::protocol::Proposal;
+use super::protocol::{FleetLink, Proposal};
 use crate::events::{CauseInfo, EventKind};
+use crate::monitor::Verdict;
 
 /// Transitions in one batch above which each one is logged at debug level and only a summary
 /// at info: a region move of 100k tenants must not flood the log.
 const LOG_EACH_UP_TO: usize = 64;
 
+/// Where the controller's decisions go; chosen once, at start.
+pub(super) enum Publishing {
+    /// Standalone: this replica's verdicts decide, transitions are stored into the slots, and
+    /// the state file is the durable copy of the overrides (a change it cannot hold is refused).
+    Local,
+    /// Fleet mode: this replica's verdicts are one vote (forwarded to the fleet), transitions
+    /// are proposals stored only once the fleet commits them (`adopt`), and etcd is the durable
+    /// copy of the overrides (a change the state file cannot hold is recorded and applied).
+    Fleet(FleetLink),
+}
+
+impl Publishing {
+    /// Whether a change the state file cannot hold is refused (standalone) rather than applied.
+    pub(super) fn refuses_unsaved(&self) -> bool {
+        matches!(self, Publishing::Local)
+    }
+}
+
 impl Controller {
+    /// A prober's verdict changed: standalone, it decides; in fleet mode it is this replica's
+    /// vote, forwarded, and the fleet's verdict (`FleetVerdict`) decides.
+    pub(super) fn local_verdict(&mut self, verdict: &Verdict) {
+        let Publishing::Fleet(link) = &self.publishing else {
+            self.apply_verdict(verdict);
+            return;
+        };
+        if let Some(id) = self.table.account_id_by_key(&verdict.key) {
+            let name = Arc::clone(&self.table.account(id).name);
+            tracing::info!(
+                account = &*name,
+                health = verdict.health.as_str(),
+                reason = verdict.reason,
+                "local verdict changed"
+            );
+            let _ = link.local_verdicts.send((name, verdict.health));
+        }
+    }
+
     /// Fleet mode: sets a tenant to the fleet's committed decision and publishes it.
     pub(super) fn adopt(
         &mut self,
@@ -70,7 +108,7 @@ impl Controller {
         if transitions.is_empty() {
             return;
         }
-        if let Some(link) = &self.fleet {
+        if let Publishing::Fleet(link) = &self.publishing {
             for t in transitions {
                 let _ = link.proposals.send(Proposal {
                     tenant: Arc::clone(&self.table.tenants()[t.tenant].name),
