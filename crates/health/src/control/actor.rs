@@ -18,7 +18,7 @@ use super::publish::Publishing;
 use super::views::TenantView;
 use crate::events::{EventKind, EventLog};
 use crate::monitor::{PASSIVE_5XX, Verdict};
-use crate::state::PersistedState;
+use crate::state::{Overrides, PersistedState};
 
 /// The controller task's state.
 pub struct Controller {
@@ -28,7 +28,7 @@ pub struct Controller {
     pub(super) tenant_index: HashMap<Arc<str>, usize>,
     pub(super) region_index: HashMap<Arc<str>, usize>,
     /// Operator overrides, mirrored to the state file.
-    pub(super) overrides: PersistedState,
+    pub(super) overrides: Overrides,
     pub(super) state_path: Option<PathBuf>,
     pub(super) transitions: BTreeMap<&'static str, u64>,
     pub(super) account_by_name: HashMap<Arc<str>, usize>,
@@ -63,7 +63,7 @@ impl Controller {
             events,
             tenant_index: HashMap::new(),
             region_index: HashMap::new(),
-            overrides: PersistedState::default(),
+            overrides: Overrides::default(),
             state_path: config.state.path.clone(),
             transitions: BTreeMap::new(),
             account_by_name: HashMap::new(),
@@ -272,22 +272,14 @@ impl Controller {
         self.state_path = config.state.path.clone();
         self.index();
         let (tenants, regions) = (&self.tenant_index, &self.region_index);
-        let before = (
-            self.overrides.tenants.len(),
-            self.overrides.region_holds.len(),
-        );
+        let before = (self.overrides.pins.len(), self.overrides.holds.len());
         self.overrides
-            .tenants
+            .pins
             .retain(|name, _| tenants.contains_key(name.as_str()));
         self.overrides
-            .region_holds
+            .holds
             .retain(|name, _| regions.contains_key(name.as_str()));
-        if before
-            != (
-                self.overrides.tenants.len(),
-                self.overrides.region_holds.len(),
-            )
-        {
+        if before != (self.overrides.pins.len(), self.overrides.holds.len()) {
             self.persist();
         }
         self.publish(&transitions);

@@ -12,7 +12,7 @@ use super::persist::Written;
 use super::protocol::{ControlError, RegionChange};
 use super::views::{RegionView, TenantView};
 use crate::events::EventKind;
-use crate::state::{Override, PersistedState, now_unix_ms};
+use crate::state::{Note, Overrides, PersistedState, Pin, now_unix_ms};
 
 impl Controller {
     /// Applies persisted pins and region states; entries naming tenants or regions that no
@@ -20,31 +20,29 @@ impl Controller {
     pub(super) fn restore(&mut self, restored: PersistedState) {
         let now = Instant::now();
         let mut transitions = Vec::new();
-        let restored = restored.holds();
-        for (name, holds) in restored.region_holds {
+        let (restored, unreadable) = Overrides::from_persisted(restored);
+        for entry in unreadable {
+            tracing::warn!(entry = ?entry, "dropping a persisted override pairgate cannot read");
+        }
+        for (name, holds) in restored.holds {
             match self.region_index.get(name.as_str()) {
-                Some(&r) if !holds.is_empty() => {
+                Some(&r) => {
                     transitions.extend(self.engine.set_region(r, RegionOverride::Down, now));
-                    self.overrides.region_holds.insert(name, holds);
+                    self.overrides.holds.insert(name, holds);
                 }
-                _ => {
+                None => {
                     tracing::warn!(region = %name, "dropping persisted region holds: unknown region")
                 }
             }
         }
-        for (name, o) in restored.tenants {
-            let side = match o.value.as_str() {
-                "primary" => Some(Side::Primary),
-                "secondary" => Some(Side::Secondary),
-                _ => None,
-            };
-            match (self.tenant_index.get(name.as_str()).copied(), side) {
-                (Some(t), Some(side)) => {
-                    transitions.extend(self.engine.set_mode(t, Mode::Pinned(side), now));
-                    self.overrides.tenants.insert(name, o);
+        for (name, pin) in restored.pins {
+            match self.tenant_index.get(name.as_str()) {
+                Some(&t) => {
+                    transitions.extend(self.engine.set_mode(t, Mode::Pinned(pin.side), now));
+                    self.overrides.pins.insert(name, pin);
                 }
-                _ => {
-                    tracing::warn!(tenant = %name, "dropping persisted pin: unknown tenant or side")
+                None => {
+                    tracing::warn!(tenant = %name, "dropping persisted pin: unknown tenant")
                 }
             }
         }
@@ -138,7 +136,7 @@ impl Controller {
         }
         match &self.state_path {
             Some(path) if next != self.overrides || self.persister.dirty() => {
-                self.persister.start(path.clone(), next);
+                self.persister.start(path.clone(), next.to_persisted());
             }
             _ => {
                 let waiters = self.persister.take_queued();
@@ -234,7 +232,7 @@ impl Controller {
                     return;
                 };
                 change.apply(&mut self.overrides, at_unix_ms);
-                let (state, value) = if self.overrides.region_holds.contains_key(region.as_str()) {
+                let (state, value) = if self.overrides.holds.contains_key(region.as_str()) {
                     (RegionOverride::Down, "down")
                 } else {
                     (RegionOverride::Auto, "auto")
@@ -295,8 +293,8 @@ pub(super) enum OverrideChange {
 }
 
 impl OverrideChange {
-    /// Applies the change to `state`, stamping new entries with `at_unix_ms`.
-    pub(super) fn apply(&self, state: &mut PersistedState, at_unix_ms: u64) {
+    /// Applies the change to `overrides`, stamping new entries with `at_unix_ms`.
+    pub(super) fn apply(&self, overrides: &mut Overrides, at_unix_ms: u64) {
         match self {
             OverrideChange::Mode {
                 tenant,
@@ -304,18 +302,17 @@ impl OverrideChange {
                 reason,
             } => match mode {
                 Mode::Auto => {
-                    state.tenants.remove(tenant);
+                    overrides.pins.remove(tenant);
                 }
                 Mode::Pinned(side) => {
-                    state.tenants.insert(
-                        tenant.clone(),
-                        Override {
-                            value: side.as_str().to_owned(),
-                            reason: reason.clone(),
-                            source: "operator".to_owned(),
-                            at_unix_ms,
-                        },
-                    );
+                    let note = Note {
+                        reason: reason.clone(),
+                        source: "operator".to_owned(),
+                        at_unix_ms,
+                    };
+                    overrides
+                        .pins
+                        .insert(tenant.clone(), Pin { side: *side, note });
                 }
             },
             OverrideChange::Region {
@@ -324,26 +321,23 @@ impl OverrideChange {
                 reason,
                 source,
             } => {
-                let holds = state.region_holds.entry(region.clone()).or_default();
+                let holds = overrides.holds.entry(region.clone()).or_default();
                 match change {
                     RegionChange::Hold(holder) => {
-                        holds.insert(
-                            holder.id(),
-                            Override {
-                                value: "down".to_owned(),
-                                reason: reason.clone(),
-                                source: (*source).to_owned(),
-                                at_unix_ms,
-                            },
-                        );
+                        let note = Note {
+                            reason: reason.clone(),
+                            source: (*source).to_owned(),
+                            at_unix_ms,
+                        };
+                        holds.insert(holder.clone(), note);
                     }
                     RegionChange::Release(holder) => {
-                        holds.remove(&holder.id());
+                        holds.remove(holder);
                     }
                     RegionChange::ReleaseAll => holds.clear(),
                 }
                 if holds.is_empty() {
-                    state.region_holds.remove(region);
+                    overrides.holds.remove(region);
                 }
             }
         }

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::views::{ControllerStats, RegionView, TenantView};
 use crate::monitor::Verdict;
-use crate::state::{INCIDENT_HOLDER_PREFIX, OPERATOR_HOLDER};
+pub use crate::state::Holder;
 
 /// What the controller is asked to do. Every command is answered through its `reply`.
 #[derive(Debug)]
@@ -107,26 +107,6 @@ pub enum Command {
         /// Where the answer goes.
         reply: oneshot::Sender<ControllerStats>,
     },
-}
-
-/// Who holds a region down. A region is marked down while anyone holds it; each holder
-/// releases only its own hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Holder {
-    /// The operator (admin API), one hold however often it is set.
-    Operator,
-    /// An Azure Service Health incident, by tracking id.
-    Incident(String),
-}
-
-impl Holder {
-    /// The id the hold is stored and shown under: `operator` or `incident:<tracking id>`.
-    pub fn id(&self) -> String {
-        match self {
-            Holder::Operator => OPERATOR_HOLDER.to_owned(),
-            Holder::Incident(id) => format!("{INCIDENT_HOLDER_PREFIX}{id}"),
-        }
-    }
 }
 
 /// What a [`Command::SetRegion`] does to a region's holds.

@@ -7,7 +7,7 @@ use std::time::Instant;
 use pairgate_failover::{Health, Side};
 
 use super::Controller;
-use crate::state::Override;
+use crate::state::{Holder, Note, Pin};
 
 /// One tenant as the controller sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub struct TenantView {
     /// How long until an automatic failback, if one is pending.
     pub pending_failback_in: Option<std::time::Duration>,
     /// The operator's pin, with its reason and time.
-    pub pin: Option<Override>,
+    pub pin: Option<Pin>,
 }
 
 impl TenantView {
@@ -45,7 +45,7 @@ pub struct RegionView {
     pub pair: Option<Arc<str>>,
     /// Who holds the region down, by holder id (`operator`, `incident:<tracking id>`); empty
     /// when it is in auto.
-    pub holds: Vec<(String, Override)>,
+    pub holds: Vec<(Holder, Note)>,
     /// Whether the region counts as down (marked, or by the outage ratio).
     pub down: bool,
     /// Accounts in the region.
@@ -127,7 +127,7 @@ impl Controller {
             pair: region.pair.map(|p| Arc::clone(&self.table.region(p).name)),
             holds: self
                 .overrides
-                .region_holds
+                .holds
                 .get(&*region.name)
                 .map(|h| h.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                 .unwrap_or_default(),
@@ -166,7 +166,7 @@ impl Controller {
                 .engine
                 .pending_failback(i)
                 .map(|at| at.saturating_duration_since(now)),
-            pin: self.overrides.tenants.get(name).cloned(),
+            pin: self.overrides.pins.get(name).cloned(),
         })
     }
 }
