@@ -61,14 +61,12 @@ impl Controller {
             let _ = reply.send(Err(err));
             return;
         }
-        self.request(Waiter {
-            change: OverrideChange::Mode {
-                tenant,
-                mode,
-                reason,
-            },
+        self.request(Waiter::Mode {
+            tenant,
+            mode,
+            reason,
             at_unix_ms: now_unix_ms(),
-            reply: Reply::Tenant(reply),
+            reply,
         });
     }
 
@@ -86,15 +84,13 @@ impl Controller {
             let _ = reply.send(Err(ControlError::UnknownRegion));
             return;
         }
-        self.request(Waiter {
-            change: OverrideChange::Region {
-                region,
-                change,
-                reason,
-                source,
-            },
+        self.request(Waiter::Region {
+            region,
+            change,
+            reason,
+            source,
             at_unix_ms: now_unix_ms(),
-            reply: Reply::Region(reply),
+            reply,
         });
     }
 
@@ -132,7 +128,7 @@ impl Controller {
         }
         let mut next = self.overrides.clone();
         for waiter in self.persister.queued() {
-            waiter.change.apply(&mut next, waiter.at_unix_ms);
+            waiter.apply(&mut next);
         }
         match &self.state_path {
             Some(path) if next != self.overrides || self.persister.dirty() => {
@@ -161,7 +157,7 @@ impl Controller {
                 tracing::error!(path = %path.display(), error = %error, "cannot write the state file; overrides will not survive a restart");
             }
             for waiter in &waiters {
-                let change = waiter.change.describe();
+                let change = waiter.describe();
                 tracing::error!(path = %path.display(), error = %error, change = %change, "cannot write the state file; change refused");
                 self.events.push(EventKind::StateNotPersisted {
                     change,
@@ -174,7 +170,7 @@ impl Controller {
             if apply {
                 self.apply_change(waiter);
             } else {
-                waiter.reply.refuse(ControlError::NotPersisted);
+                waiter.refuse(ControlError::NotPersisted);
             }
         }
         self.kick();
@@ -184,30 +180,23 @@ impl Controller {
     /// reload may have removed its tenant or region meanwhile: then it is refused, and the
     /// state file rewritten without it.
     fn apply_change(&mut self, waiter: Waiter) {
-        let Waiter {
-            change,
-            at_unix_ms,
-            reply,
-        } = waiter;
         let now = Instant::now();
-        match (&change, reply) {
-            (
-                OverrideChange::Mode {
-                    tenant,
-                    mode,
-                    reason,
-                },
-                Reply::Tenant(reply),
-            ) => {
+        match &waiter {
+            Waiter::Mode {
+                tenant,
+                mode,
+                reason,
+                ..
+            } => {
                 let t = match self.check_mode(tenant, *mode) {
                     Ok(t) => t,
                     Err(err) => {
                         self.persist();
-                        let _ = reply.send(Err(err));
+                        waiter.refuse(err);
                         return;
                     }
                 };
-                change.apply(&mut self.overrides, at_unix_ms);
+                waiter.apply(&mut self.overrides);
                 let transitions = self.engine.set_mode(t, *mode, now);
                 self.events.push(EventKind::Pin {
                     tenant: Arc::clone(&self.table.tenants()[t].name),
@@ -215,29 +204,30 @@ impl Controller {
                     reason: reason.clone(),
                 });
                 self.publish(&transitions);
-                let _ = reply.send(self.view(tenant).ok_or(ControlError::UnknownTenant));
+                let view = self.view(tenant).ok_or(ControlError::UnknownTenant);
+                if let Waiter::Mode { reply, .. } = waiter {
+                    let _ = reply.send(view);
+                }
             }
-            (
-                OverrideChange::Region {
-                    region,
-                    change: region_change,
-                    reason,
-                    source,
-                },
-                Reply::Region(reply),
-            ) => {
+            Waiter::Region {
+                region,
+                change,
+                reason,
+                source,
+                ..
+            } => {
                 let Some(&r) = self.region_index.get(region.as_str()) else {
                     self.persist();
-                    let _ = reply.send(Err(ControlError::UnknownRegion));
+                    waiter.refuse(ControlError::UnknownRegion);
                     return;
                 };
-                change.apply(&mut self.overrides, at_unix_ms);
+                waiter.apply(&mut self.overrides);
                 let (state, value) = if self.overrides.holds.contains_key(region.as_str()) {
                     (RegionOverride::Down, "down")
                 } else {
                     (RegionOverride::Auto, "auto")
                 };
-                let (action, holder) = region_change.action();
+                let (action, holder) = change.action();
                 let transitions = self.engine.set_region(r, state, now);
                 tracing::info!(region, action, holder = %holder, state = value, reason = %reason, source, moved = transitions.len(), "region hold changed");
                 self.events.push(EventKind::RegionState {
@@ -249,11 +239,10 @@ impl Controller {
                     source,
                 });
                 self.publish(&transitions);
-                let _ = reply.send(Ok(self.region_view(r)));
-            }
-            (_, reply) => {
-                // `request` pairs each change with its kind of reply.
-                reply.refuse(ControlError::Stopped);
+                let view = self.region_view(r);
+                if let Waiter::Region { reply, .. } = waiter {
+                    let _ = reply.send(Ok(view));
+                }
             }
         }
     }
@@ -267,9 +256,9 @@ fn mode_value(mode: Mode) -> &'static str {
     }
 }
 
-/// A change to the operator overrides, as the admin API (or the fleet) asked for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum OverrideChange {
+/// An operator override waiting for the write that carries it: the change, when it was asked
+/// for, and where its answer goes.
+pub(super) enum Waiter {
     /// Pin a tenant to a side, or unpin it (`Mode::Auto`).
     Mode {
         /// Tenant name.
@@ -278,6 +267,10 @@ pub(super) enum OverrideChange {
         mode: Mode,
         /// Why.
         reason: String,
+        /// When it was asked for.
+        at_unix_ms: u64,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<TenantView, ControlError>>,
     },
     /// Take or release a hold on a region.
     Region {
@@ -289,17 +282,23 @@ pub(super) enum OverrideChange {
         reason: String,
         /// Who: `operator` or `azure-monitor`.
         source: &'static str,
+        /// When it was asked for.
+        at_unix_ms: u64,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<RegionView, ControlError>>,
     },
 }
 
-impl OverrideChange {
-    /// Applies the change to `overrides`, stamping new entries with `at_unix_ms`.
-    pub(super) fn apply(&self, overrides: &mut Overrides, at_unix_ms: u64) {
+impl Waiter {
+    /// Applies the change to `overrides`, stamping new entries with the time it was asked for.
+    pub(super) fn apply(&self, overrides: &mut Overrides) {
         match self {
-            OverrideChange::Mode {
+            Waiter::Mode {
                 tenant,
                 mode,
                 reason,
+                at_unix_ms,
+                ..
             } => match mode {
                 Mode::Auto => {
                     overrides.pins.remove(tenant);
@@ -308,18 +307,20 @@ impl OverrideChange {
                     let note = Note {
                         reason: reason.clone(),
                         source: "operator".to_owned(),
-                        at_unix_ms,
+                        at_unix_ms: *at_unix_ms,
                     };
                     overrides
                         .pins
                         .insert(tenant.clone(), Pin { side: *side, note });
                 }
             },
-            OverrideChange::Region {
+            Waiter::Region {
                 region,
                 change,
                 reason,
                 source,
+                at_unix_ms,
+                ..
             } => {
                 let holds = overrides.holds.entry(region.clone()).or_default();
                 match change {
@@ -327,7 +328,7 @@ impl OverrideChange {
                         let note = Note {
                             reason: reason.clone(),
                             source: (*source).to_owned(),
-                            at_unix_ms,
+                            at_unix_ms: *at_unix_ms,
                         };
                         holds.insert(holder.clone(), note);
                     }
@@ -346,10 +347,10 @@ impl OverrideChange {
     /// How a refused change is named in the log and the event.
     pub(super) fn describe(&self) -> String {
         match self {
-            OverrideChange::Mode { tenant, mode, .. } => {
+            Waiter::Mode { tenant, mode, .. } => {
                 format!("tenant {tenant} mode {}", mode_value(*mode))
             }
-            OverrideChange::Region {
+            Waiter::Region {
                 region,
                 change,
                 source,
@@ -357,6 +358,18 @@ impl OverrideChange {
             } => {
                 let (action, holder) = change.action();
                 format!("region {region} {action} {holder} ({source})")
+            }
+        }
+    }
+
+    /// Answers the caller with `err`: the change was not applied.
+    pub(super) fn refuse(self, err: ControlError) {
+        match self {
+            Waiter::Mode { reply, .. } => {
+                let _ = reply.send(Err(err));
+            }
+            Waiter::Region { reply, .. } => {
+                let _ = reply.send(Err(err));
             }
         }
     }
@@ -369,37 +382,6 @@ impl RegionChange {
             RegionChange::Hold(holder) => ("hold", holder.id()),
             RegionChange::Release(holder) => ("release", holder.id()),
             RegionChange::ReleaseAll => ("release_all", "*".to_owned()),
-        }
-    }
-}
-
-/// An override waiting for its write.
-pub(super) struct Waiter {
-    /// The change.
-    change: OverrideChange,
-    /// When it was asked for.
-    at_unix_ms: u64,
-    /// Who waits for the answer.
-    reply: Reply,
-}
-
-/// Where an override's answer goes.
-pub(super) enum Reply {
-    /// A pin or unpin.
-    Tenant(oneshot::Sender<Result<TenantView, ControlError>>),
-    /// A region hold or release.
-    Region(oneshot::Sender<Result<RegionView, ControlError>>),
-}
-
-impl Reply {
-    fn refuse(self, err: ControlError) {
-        match self {
-            Reply::Tenant(reply) => {
-                let _ = reply.send(Err(err));
-            }
-            Reply::Region(reply) => {
-                let _ = reply.send(Err(err));
-            }
         }
     }
 }

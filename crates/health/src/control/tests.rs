@@ -385,3 +385,84 @@ async fn adopted_decisions_record_where_the_tenant_was() {
         ]
     );
 }
+
+/// A reload that removes a tenant while its pin is being written: the pin is refused (unknown
+/// tenant), and the state file is written again without it. The writer is gated, so each write
+/// starts and ends when the test says.
+#[tokio::test]
+async fn a_pin_whose_tenant_a_reload_removed_during_its_write_is_refused_and_unwritten() {
+    let path = temp_state("reload");
+    let config = config(3, &path);
+    let (started_tx, mut started) = mpsc::unbounded_channel::<()>();
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let gate = std::sync::Mutex::new(gate);
+    let writer: StateWriter = Arc::new(move |path: &Path, state: &PersistedState| {
+        let _ = started_tx.send(());
+        let gate = gate.lock().unwrap_or_else(|p| p.into_inner());
+        gate.recv_timeout(BOUND)
+            .map_err(|_| std::io::Error::other("the test did not release the write"))?;
+        save(path, state)
+    });
+    let table = Arc::new(RouteTable::compile(&config, 1, None).expect("compiles"));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (control, _task) = Controller::new(
+        &config,
+        Arc::clone(&table),
+        Arc::new(EventLog::new(64)),
+        PersistedState::default(),
+    )
+    .with_state_writer(writer)
+    .spawn(tx, rx);
+
+    let pin = tokio::spawn({
+        let control = control.clone();
+        async move {
+            control
+                .set_mode("t1", Mode::Pinned(Side::Secondary), "drill")
+                .await
+        }
+    });
+    started_in_time(&mut started).await;
+    // t1 goes away while its pin is being written.
+    let mut smaller = config.clone();
+    smaller.tenants.retain(|t| t.name != "t1");
+    let smaller_table = Arc::new(RouteTable::compile(&smaller, 2, Some(&table)).expect("compiles"));
+    tokio::time::timeout(BOUND, control.reload(Arc::new(smaller), smaller_table))
+        .await
+        .expect("reloaded in time")
+        .expect("controller running");
+    release.send(()).expect("writer waiting");
+    let answer = tokio::time::timeout(BOUND, pin)
+        .await
+        .expect("in time")
+        .expect("task");
+    assert_eq!(answer, Err(ControlError::UnknownTenant));
+    // The file was rewritten without it; a later pin is carried by the write after that.
+    started_in_time(&mut started).await;
+    let later = tokio::spawn({
+        let control = control.clone();
+        async move {
+            control
+                .set_mode("t2", Mode::Pinned(Side::Secondary), "later")
+                .await
+        }
+    });
+    release.send(()).expect("writer waiting");
+    started_in_time(&mut started).await;
+    release.send(()).expect("writer waiting");
+    tokio::time::timeout(BOUND, later)
+        .await
+        .expect("in time")
+        .expect("task")
+        .expect("pinned");
+    let pins: Vec<String> = saved(&path).tenants.into_keys().collect();
+    assert_eq!(pins, ["t2"]);
+}
+
+/// Waits (bounded) until the gated writer says a write started.
+async fn started_in_time(started: &mut mpsc::UnboundedReceiver<()>) {
+    tokio::time::timeout(BOUND, started.recv())
+        .await
+        .expect("a write started in time")
+        .expect("writer alive");
+}
