@@ -178,7 +178,8 @@ impl Controller {
 
     /// Applies a written change to the overrides and the engine, and answers its caller. A
     /// reload may have removed its tenant or region meanwhile: then it is refused, and the
-    /// state file rewritten without it.
+    /// state file rewritten without it once the whole batch is applied (a rewrite started
+    /// mid-batch would miss the acknowledged changes after it).
     fn apply_change(&mut self, waiter: Waiter) {
         let now = Instant::now();
         match &waiter {
@@ -191,7 +192,8 @@ impl Controller {
                 let t = match self.check_mode(tenant, *mode) {
                     Ok(t) => t,
                     Err(err) => {
-                        self.persist();
+                        // Rewritten by the write `written` starts after the batch.
+                        self.persister.mark_dirty();
                         waiter.refuse(err);
                         return;
                     }
@@ -217,7 +219,7 @@ impl Controller {
                 ..
             } => {
                 let Some(&r) = self.region_index.get(region.as_str()) else {
-                    self.persist();
+                    self.persister.mark_dirty();
                     waiter.refuse(ControlError::UnknownRegion);
                     return;
                 };

@@ -395,24 +395,7 @@ async fn a_pin_whose_tenant_a_reload_removed_during_its_write_is_refused_and_unw
     let config = config(3, &path);
     let (started_tx, mut started) = mpsc::unbounded_channel::<()>();
     let (release, gate) = std::sync::mpsc::channel::<()>();
-    let gate = std::sync::Mutex::new(gate);
-    let writer: StateWriter = Arc::new(move |path: &Path, state: &PersistedState| {
-        let _ = started_tx.send(());
-        let gate = gate.lock().unwrap_or_else(|p| p.into_inner());
-        gate.recv_timeout(BOUND)
-            .map_err(|_| std::io::Error::other("the test did not release the write"))?;
-        save(path, state)
-    });
-    let table = Arc::new(RouteTable::compile(&config, 1, None).expect("compiles"));
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (control, _task) = Controller::new(
-        &config,
-        Arc::clone(&table),
-        Arc::new(EventLog::new(64)),
-        PersistedState::default(),
-    )
-    .with_state_writer(writer)
-    .spawn(tx, rx);
+    let (control, table) = start_gated(&config, started_tx, gate);
 
     let pin = tokio::spawn({
         let control = control.clone();
@@ -457,6 +440,90 @@ async fn a_pin_whose_tenant_a_reload_removed_during_its_write_is_refused_and_unw
         .expect("pinned");
     let pins: Vec<String> = saved(&path).tenants.into_keys().collect();
     assert_eq!(pins, ["t2"]);
+}
+
+/// One write carries a pin of a tenant a reload removed and a pin of one that remains: the first
+/// is refused, the second acknowledged, and the file keeps the acknowledged pin (the rewrite the
+/// refusal asks for carries every change of the batch, not just those before it).
+#[tokio::test]
+async fn a_refusal_in_a_batch_does_not_unwrite_the_rest_of_the_batch() {
+    let path = temp_state("batch-refusal");
+    let config = config(4, &path);
+    let (started_tx, mut started) = mpsc::unbounded_channel::<()>();
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let (control, table) = start_gated(&config, started_tx, gate);
+    let sender = control.sender();
+    let set = |tenant: &str, mode: Mode| {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        sender
+            .send(Command::SetMode {
+                tenant: tenant.to_owned(),
+                mode,
+                reason: "batch".to_owned(),
+                reply,
+            })
+            .expect("controller running");
+        answer
+    };
+    let pin = |tenant: &str| set(tenant, Mode::Pinned(Side::Secondary));
+    let t0 = pin("t0");
+    started_in_time(&mut started).await;
+    // Queued behind the write in flight, in this order: t1, t2, then a reload without t1.
+    let (t1, t2) = (pin("t1"), pin("t2"));
+    let mut smaller = config.clone();
+    smaller.tenants.retain(|t| t.name != "t1");
+    let smaller_table = Arc::new(RouteTable::compile(&smaller, 2, Some(&table)).expect("compiles"));
+    tokio::time::timeout(BOUND, control.reload(Arc::new(smaller), smaller_table))
+        .await
+        .expect("reloaded in time")
+        .expect("controller running");
+    release.send(()).expect("writer waiting"); // t0
+    started_in_time(&mut started).await;
+    release.send(()).expect("writer waiting"); // t1 and t2
+    started_in_time(&mut started).await;
+    release.send(()).expect("writer waiting"); // the rewrite without t1
+    let answer = |rx: tokio::sync::oneshot::Receiver<Result<super::TenantView, ControlError>>| async {
+        tokio::time::timeout(BOUND, rx)
+            .await
+            .expect("in time")
+            .expect("answered")
+    };
+    assert!(answer(t0).await.is_ok(), "t0");
+    assert_eq!(answer(t1).await, Err(ControlError::UnknownTenant), "t1");
+    assert!(answer(t2).await.is_ok(), "t2");
+    // A change that alters nothing (t3 is not pinned) waits for the write in flight, then is
+    // answered without a write: once it is, the rewrite is done.
+    assert!(answer(set("t3", Mode::Auto)).await.is_ok(), "t3");
+    let pins: Vec<String> = saved(&path).tenants.into_keys().collect();
+    assert_eq!(pins, ["t0", "t2"]);
+}
+
+/// Starts a controller whose writer reports each write's start on `started` and waits for a
+/// token on `gate` (bounded) before writing.
+fn start_gated(
+    config: &Config,
+    started: mpsc::UnboundedSender<()>,
+    gate: std::sync::mpsc::Receiver<()>,
+) -> (ControlHandle, Arc<RouteTable>) {
+    let gate = std::sync::Mutex::new(gate);
+    let writer: StateWriter = Arc::new(move |path: &Path, state: &PersistedState| {
+        let _ = started.send(());
+        let gate = gate.lock().unwrap_or_else(|p| p.into_inner());
+        gate.recv_timeout(BOUND)
+            .map_err(|_| std::io::Error::other("the test did not release the write"))?;
+        save(path, state)
+    });
+    let table = Arc::new(RouteTable::compile(config, 1, None).expect("compiles"));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (control, _task) = Controller::new(
+        config,
+        Arc::clone(&table),
+        Arc::new(EventLog::new(64)),
+        PersistedState::default(),
+    )
+    .with_state_writer(writer)
+    .spawn(tx, rx);
+    (control, table)
 }
 
 /// Waits (bounded) until the gated writer says a write started.
