@@ -341,7 +341,9 @@ async fn v1(state: &AdminState, method: &Method, path: &[&str], query: &str, bod
             {
                 Ok(view) => {
                     let mut out = region_json(&view);
-                    if !view.holds.is_empty() && view.holds.iter().all(|(h, _)| h != "operator") {
+                    if !view.holds.is_empty()
+                        && view.holds.iter().all(|(h, _)| *h != Holder::Operator)
+                    {
                         out["warning"] = json!(
                             "the region stays down: other holders (active incidents) still hold \
                              it; PUT {\"state\": \"auto\", \"force\": true} releases every hold"
@@ -453,7 +455,6 @@ async fn azure_alert(state: &AdminState, body: &[u8]) -> Resp {
         }
     };
     let current = state.control.regions().await;
-    let holder_id = holder.id();
     let mut applied = Vec::new();
     let mut failed = false;
     for region in regions {
@@ -462,7 +463,7 @@ async fn azure_alert(state: &AdminState, body: &[u8]) -> Resp {
             // holds keep the region down.
             let ours = current
                 .iter()
-                .any(|v| *v.name == *region && v.holds.iter().any(|(h, _)| *h == holder_id));
+                .any(|v| *v.name == *region && v.holds.iter().any(|(h, _)| *h == holder));
             if !ours {
                 continue;
             }
@@ -600,7 +601,8 @@ fn tenant_detail(state: &AdminState, v: &TenantView) -> Value {
     let mut out = tenant_json(v);
     out["pin"] = v.pin.as_ref().map_or(Value::Null, |p| {
         json!({
-            "mode": p.value, "reason": p.reason, "source": p.source, "at_unix_ms": p.at_unix_ms,
+            "mode": p.side.as_str(), "reason": p.note.reason, "source": p.note.source,
+            "at_unix_ms": p.note.at_unix_ms,
         })
     });
     out["pending_failback_in_ms"] = v.pending_failback_in.map_or(Value::Null, |d| {
@@ -629,7 +631,7 @@ fn tenant_detail(state: &AdminState, v: &TenantView) -> Value {
 }
 
 fn region_json(v: &RegionView) -> Value {
-    let hold = |o: &pairgate_health::state::Override| json!({"reason": o.reason, "source": o.source, "at_unix_ms": o.at_unix_ms});
+    let hold = |o: &pairgate_health::state::Note| json!({"reason": o.reason, "source": o.source, "at_unix_ms": o.at_unix_ms});
     // The latest hold, as `marked_down` (what clients read before holds existed).
     let latest = v.holds.iter().map(|(_, o)| o).max_by_key(|o| o.at_unix_ms);
     json!({
@@ -640,7 +642,7 @@ fn region_json(v: &RegionView) -> Value {
         "marked_down": latest.map(hold),
         "holds": v.holds.iter().map(|(holder, o)| {
             let mut h = hold(o);
-            h["holder"] = json!(holder);
+            h["holder"] = json!(holder.id());
             h
         }).collect::<Vec<_>>(),
         "accounts": v.accounts,

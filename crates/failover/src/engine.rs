@@ -282,9 +282,14 @@ impl Engine {
     }
 
     /// Adopts a decision committed by the fleet (fleet mode): the tenant is on `side` with
-    /// `reject`, at generation `epoch`. Emits a transition ([`Cause::Fleet`]) when (side, reject)
-    /// changes; an `epoch` not newer than the tenant's generation is ignored, so replays of old
-    /// decisions change nothing.
+    /// `reject`, at generation `max(epoch, generation)`. Emits a transition ([`Cause::Fleet`])
+    /// when (side, reject) changes. A decision equal to the tenant's state at an `epoch` not
+    /// newer than its generation changes nothing (a replay, or this replica's own proposal
+    /// committed). A decision that differs is adopted whatever its epoch: the generation also
+    /// counts this replica's own moves (proposals the fleet may never commit), so it can run
+    /// ahead of the fleet's epochs, and refusing the decision would leave the engine on a side
+    /// the fleet did not commit. The fleet delivers a tenant's decisions in epoch order (watch
+    /// order; a resync reads the latest), so an older decision never follows a newer one.
     pub fn adopt(
         &mut self,
         tenant: usize,

@@ -69,6 +69,6 @@ mod types;
 pub use counter::HealthCounter;
 pub use engine::{Engine, MIN_OUTAGE_ACCOUNTS};
 pub use types::{
-    AccountDef, BothDown, Cause, Failback, Health, Mode, Policy, RegionDef, RegionOverride, Side,
-    TenantDef, TenantState, Transition,
+    AccountDef, BothDown, Cause, CauseLabel, Failback, Health, Mode, Policy, RegionDef,
+    RegionOverride, Side, TenantDef, TenantState, Transition, UnknownCause,
 };

@@ -192,6 +192,109 @@ pub enum Cause {
     Fleet,
 }
 
+impl Cause {
+    /// How events, logs and metrics name this cause.
+    pub fn label(&self) -> CauseLabel {
+        match self {
+            Cause::PrimaryUnhealthy => CauseLabel::PrimaryUnhealthy,
+            Cause::RegionOutage { .. } => CauseLabel::RegionOutage,
+            Cause::RegionMarkedDown { .. } => CauseLabel::RegionMarkedDown,
+            Cause::SecondaryUnhealthy => CauseLabel::SecondaryUnhealthy,
+            Cause::Failback => CauseLabel::Failback,
+            Cause::Pinned => CauseLabel::Pinned,
+            Cause::Unpinned => CauseLabel::Unpinned,
+            Cause::ManualFailback => CauseLabel::ManualFailback,
+            Cause::BothDown => CauseLabel::BothDown,
+            Cause::Recovered => CauseLabel::Recovered,
+            Cause::Reconfigured => CauseLabel::Reconfigured,
+            Cause::Fleet => CauseLabel::Fleet,
+        }
+    }
+}
+
+/// Defines [`CauseLabel`] from one list: each variant with its spelling.
+macro_rules! cause_labels {
+    ($($(#[$doc:meta])* $variant:ident => $text:literal,)+) => {
+        /// A [`Cause`] without its details, as events, logs, metrics and fleet decisions name it.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum CauseLabel {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl CauseLabel {
+            /// Every label.
+            pub const ALL: &[CauseLabel] = &[$(CauseLabel::$variant,)+];
+
+            /// The label's spelling (`primary_unhealthy`, ...).
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(CauseLabel::$variant => $text,)+
+                }
+            }
+        }
+    };
+}
+
+cause_labels! {
+    /// [`Cause::PrimaryUnhealthy`].
+    PrimaryUnhealthy => "primary_unhealthy",
+    /// [`Cause::PrimaryUnhealthy`] or [`Cause::SecondaryUnhealthy`] when the account was ejected
+    /// for consecutive live 5xx (the caller's policy; the engine never gives this label).
+    PassiveEjection => "passive_5xx",
+    /// [`Cause::RegionOutage`].
+    RegionOutage => "region_outage",
+    /// [`Cause::RegionMarkedDown`].
+    RegionMarkedDown => "region_marked_down",
+    /// [`Cause::SecondaryUnhealthy`].
+    SecondaryUnhealthy => "secondary_unhealthy",
+    /// [`Cause::Failback`].
+    Failback => "failback",
+    /// [`Cause::Pinned`].
+    Pinned => "pinned",
+    /// [`Cause::Unpinned`].
+    Unpinned => "unpinned",
+    /// [`Cause::ManualFailback`].
+    ManualFailback => "manual_failback",
+    /// [`Cause::BothDown`].
+    BothDown => "both_down",
+    /// [`Cause::Recovered`].
+    Recovered => "recovered",
+    /// [`Cause::Reconfigured`].
+    Reconfigured => "reconfigured",
+    /// [`Cause::Fleet`].
+    Fleet => "fleet_decision",
+}
+
+impl std::fmt::Display for CauseLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A label that names no [`CauseLabel`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownCause;
+
+impl std::fmt::Display for UnknownCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("unknown cause label")
+    }
+}
+
+impl std::error::Error for UnknownCause {}
+
+impl std::str::FromStr for CauseLabel {
+    type Err = UnknownCause;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        CauseLabel::ALL
+            .iter()
+            .copied()
+            .find(|label| label.as_str() == text)
+            .ok_or(UnknownCause)
+    }
+}
+
 /// One change of a tenant's (side, reject).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Transition {
@@ -209,4 +312,44 @@ pub struct Transition {
     pub generation: u64,
     /// The `now` of the input that caused it.
     pub at: Instant,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_has_its_label_and_every_label_parses_back() {
+        let cases = [
+            (Cause::PrimaryUnhealthy, "primary_unhealthy"),
+            (Cause::RegionOutage { region: 3 }, "region_outage"),
+            (Cause::RegionMarkedDown { region: 1 }, "region_marked_down"),
+            (Cause::SecondaryUnhealthy, "secondary_unhealthy"),
+            (Cause::Failback, "failback"),
+            (Cause::Pinned, "pinned"),
+            (Cause::Unpinned, "unpinned"),
+            (Cause::ManualFailback, "manual_failback"),
+            (Cause::BothDown, "both_down"),
+            (Cause::Recovered, "recovered"),
+            (Cause::Reconfigured, "reconfigured"),
+            (Cause::Fleet, "fleet_decision"),
+        ];
+        for (cause, text) in cases {
+            assert_eq!(cause.label().as_str(), text, "{cause:?}");
+            assert_eq!(text.parse::<CauseLabel>(), Ok(cause.label()), "{text}");
+        }
+        assert_eq!("passive_5xx".parse(), Ok(CauseLabel::PassiveEjection));
+        for &label in CauseLabel::ALL {
+            assert_eq!(label.as_str().parse(), Ok(label));
+            assert_eq!(label.to_string(), label.as_str());
+        }
+        assert_eq!(CauseLabel::ALL.len(), cases.len() + 1);
+        for unknown in ["", "Pinned", "pinned ", "fleet"] {
+            assert_eq!(
+                unknown.parse::<CauseLabel>(),
+                Err(UnknownCause),
+                "{unknown:?}"
+            );
+        }
+    }
 }

@@ -23,7 +23,7 @@ pub mod state;
 
 pub use control::{
     Command, ControlError, ControlHandle, Controller, ControllerStats, FleetLink, Holder, Proposal,
-    RegionChange, RegionView, TenantView, cause_label, defs as engine_defs,
+    RegionChange, RegionView, TenantView, defs as engine_defs,
 };
 pub use events::{CauseInfo, Event, EventKind, EventLog};
 pub use monitor::{Monitor, PASSIVE_5XX, PassiveHint, ProbeStats, Verdict};

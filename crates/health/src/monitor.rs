@@ -32,7 +32,7 @@ pub struct PassiveHint {
 }
 
 /// The verdict reason of an outlier ejection.
-pub const PASSIVE_5XX: &str = "passive_5xx";
+pub const PASSIVE_5XX: &str = pairgate_failover::CauseLabel::PassiveEjection.as_str();
 
 /// A verdict change reported by a prober.
 #[derive(Debug, Clone)]

@@ -15,6 +15,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use pairgate_failover::Side;
 use serde::{Deserialize, Serialize};
 
 /// Current format version.
@@ -82,6 +83,154 @@ impl PersistedState {
                 .or_insert(mark);
         }
         self
+    }
+}
+
+/// Who holds a region down. A region is marked down while anyone holds it; each holder
+/// releases only its own hold.
+///
+/// Ordered as their ids are (every incident before the operator, incidents by tracking id), so
+/// holds list in the order the state file keeps them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Holder {
+    /// An Azure Service Health incident, by tracking id.
+    Incident(String),
+    /// The operator (admin API), one hold however often it is set.
+    Operator,
+}
+
+impl Holder {
+    /// The id the hold is stored and shown under: `operator` or `incident:<tracking id>`.
+    pub fn id(&self) -> String {
+        match self {
+            Holder::Operator => OPERATOR_HOLDER.to_owned(),
+            Holder::Incident(id) => format!("{INCIDENT_HOLDER_PREFIX}{id}"),
+        }
+    }
+
+    /// The holder an id names; `None` for an id pairgate does not write.
+    pub fn parse(id: &str) -> Option<Holder> {
+        if id == OPERATOR_HOLDER {
+            return Some(Holder::Operator);
+        }
+        id.strip_prefix(INCIDENT_HOLDER_PREFIX)
+            .filter(|tracking| !tracking.is_empty())
+            .map(|tracking| Holder::Incident(tracking.to_owned()))
+    }
+}
+
+/// Why an override was set, by whom and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// Why, as the operator (or alert) said.
+    pub reason: String,
+    /// Who set it: `operator` or `azure-monitor`.
+    pub source: String,
+    /// When, milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+}
+
+/// A tenant's pin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    /// The side it is pinned to.
+    pub side: Side,
+    /// Why, by whom, when.
+    pub note: Note,
+}
+
+/// The operator overrides as the controller keeps them; [`PersistedState`] is their form in
+/// the state file ([`Overrides::to_persisted`], [`Overrides::from_persisted`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// Tenant name to its pin.
+    pub pins: BTreeMap<String, Pin>,
+    /// Region name to its holds, never empty: a region without holds has no entry (auto).
+    pub holds: BTreeMap<String, BTreeMap<Holder, Note>>,
+}
+
+/// An entry of a state file that names no override pairgate writes; dropped at restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unreadable {
+    /// A pin whose value is neither `primary` nor `secondary`.
+    Pin(String),
+    /// A hold whose holder id is neither `operator` nor `incident:<id>`.
+    Hold(String, String),
+}
+
+impl Overrides {
+    /// The state file's form (current version).
+    pub fn to_persisted(&self) -> PersistedState {
+        let record = |value: &str, note: &Note| Override {
+            value: value.to_owned(),
+            reason: note.reason.clone(),
+            source: note.source.clone(),
+            at_unix_ms: note.at_unix_ms,
+        };
+        PersistedState {
+            version: VERSION,
+            tenants: self
+                .pins
+                .iter()
+                .map(|(name, pin)| (name.clone(), record(pin.side.as_str(), &pin.note)))
+                .collect(),
+            regions: BTreeMap::new(),
+            region_holds: self
+                .holds
+                .iter()
+                .map(|(name, holds)| {
+                    let holds = holds
+                        .iter()
+                        .map(|(holder, note)| (holder.id(), record("down", note)))
+                        .collect();
+                    (name.clone(), holds)
+                })
+                .collect(),
+        }
+    }
+
+    /// The overrides a state file holds (any version), and the entries it could not read.
+    pub fn from_persisted(state: PersistedState) -> (Overrides, Vec<Unreadable>) {
+        let state = state.holds();
+        let mut out = Overrides::default();
+        let mut unreadable = Vec::new();
+        let note = |o: Override| Note {
+            reason: o.reason,
+            source: o.source,
+            at_unix_ms: o.at_unix_ms,
+        };
+        for (name, o) in state.tenants {
+            let side = match o.value.as_str() {
+                "primary" => Side::Primary,
+                "secondary" => Side::Secondary,
+                _ => {
+                    unreadable.push(Unreadable::Pin(name));
+                    continue;
+                }
+            };
+            out.pins.insert(
+                name,
+                Pin {
+                    side,
+                    note: note(o),
+                },
+            );
+        }
+        for (name, holds) in state.region_holds {
+            let mut typed = BTreeMap::new();
+            for (id, o) in holds {
+                match Holder::parse(&id) {
+                    Some(holder) => {
+                        typed.insert(holder, note(o));
+                    }
+                    None => unreadable.push(Unreadable::Hold(name.clone(), id)),
+                }
+            }
+            if !typed.is_empty() {
+                out.holds.insert(name, typed);
+            }
+        }
+        (out, unreadable)
     }
 }
 
@@ -231,6 +380,90 @@ mod tests {
             }
             other => panic!("expected Found, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn holder_ids_parse_back_and_order_as_their_ids() {
+        let cases: [(&str, Option<Holder>); 6] = [
+            ("operator", Some(Holder::Operator)),
+            (
+                "incident:4K_2-VT8",
+                Some(Holder::Incident("4K_2-VT8".into())),
+            ),
+            ("incident:", None),
+            ("Operator", None),
+            ("", None),
+            ("someone", None),
+        ];
+        for (id, want) in cases {
+            assert_eq!(Holder::parse(id), want, "{id:?}");
+            if let Some(holder) = want {
+                assert_eq!(holder.id(), id);
+            }
+        }
+        let mut holders = [
+            Holder::Operator,
+            Holder::Incident("b".into()),
+            Holder::Incident("A".into()),
+            Holder::Incident("a".into()),
+        ];
+        holders.sort();
+        let mut ids: Vec<String> = holders.iter().map(Holder::id).collect();
+        let sorted = ids.clone();
+        ids.sort();
+        assert_eq!(sorted, ids);
+    }
+
+    #[test]
+    fn typed_overrides_round_trip_and_unreadable_entries_are_reported() {
+        let note = |reason: &str| Note {
+            reason: reason.into(),
+            source: "operator".into(),
+            at_unix_ms: 9,
+        };
+        let mut typed = Overrides::default();
+        typed.pins.insert(
+            "contoso".into(),
+            Pin {
+                side: Side::Secondary,
+                note: note("drill"),
+            },
+        );
+        typed.holds.entry("eastus".into()).or_default().extend([
+            (Holder::Operator, note("maintenance")),
+            (Holder::Incident("X1".into()), note("incident")),
+        ]);
+        let persisted = typed.to_persisted();
+        assert_eq!(persisted.version, VERSION);
+        assert_eq!(persisted.tenants["contoso"].value, "secondary");
+        let ids: Vec<&String> = persisted.region_holds["eastus"].keys().collect();
+        assert_eq!(ids, ["incident:X1", "operator"]);
+        assert_eq!(persisted.region_holds["eastus"]["operator"].value, "down");
+        let (back, unreadable) = Overrides::from_persisted(persisted.clone());
+        assert_eq!(back, typed);
+        assert!(unreadable.is_empty());
+
+        let mut odd = persisted;
+        odd.tenants.insert(
+            "fabrikam".into(),
+            Override {
+                value: "sideways".into(),
+                reason: String::new(),
+                source: operator(),
+                at_unix_ms: 1,
+            },
+        );
+        let westus = odd.region_holds.entry("westus".into()).or_default();
+        westus.insert("robot".into(), odd.tenants["fabrikam"].clone());
+        let (back, unreadable) = Overrides::from_persisted(odd);
+        assert_eq!(back, typed, "unreadable entries are dropped, not guessed");
+        assert_eq!(
+            unreadable,
+            [
+                Unreadable::Pin("fabrikam".into()),
+                Unreadable::Hold("westus".into(), "robot".into())
+            ]
+        );
     }
 
     #[test]

@@ -129,7 +129,7 @@ pub async fn setup(listen: SocketAddr) -> anyhow::Result<DemoSetup> {
 pub async fn run(listen: SocketAddr, control: SocketAddr) -> anyhow::Result<()> {
     let setup = setup(listen).await?;
     let token = random_token()?;
-    let gateway = Gateway::bind_and_start(
+    let mut gateway = Gateway::bind_and_start(
         setup.config,
         crate::TlsFiles::default(),
         Some(token.clone()),
@@ -150,9 +150,10 @@ pub async fn run(listen: SocketAddr, control: SocketAddr) -> anyhow::Result<()> 
         + &admin_instructions(admin, &token);
     let _ = out.write_all(text.as_bytes());
     drop(out);
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    tokio::select! {
+        signal = tokio::signal::ctrl_c() => signal.context("waiting for Ctrl-C")?,
+        exit = gateway.task_exit() => return Err(exit.into()),
+    }
     gateway.shutdown().await
 }
 

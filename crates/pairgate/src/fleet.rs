@@ -81,7 +81,8 @@ pub struct Fleet {
 
 impl Fleet {
     /// Joins the fleet: starts the task that keeps the lease, watches the prefix, publishes
-    /// local verdicts and commits proposals.
+    /// local verdicts and commits proposals; returns the member and that task (which ends only
+    /// when the controller is gone).
     pub(crate) fn start(
         cluster: Cluster,
         tls: Option<Arc<rustls::ClientConfig>>,
@@ -89,7 +90,7 @@ impl Fleet {
         parts: Parts,
         local: mpsc::UnboundedReceiver<(Arc<str>, Health)>,
         proposals: mpsc::UnboundedReceiver<Proposal>,
-    ) -> anyhow::Result<Arc<Fleet>> {
+    ) -> anyhow::Result<(Arc<Fleet>, tokio::task::JoinHandle<()>)> {
         let Parts {
             control,
             monitor,
@@ -112,8 +113,8 @@ impl Fleet {
             event_seq: AtomicU64::new(0),
             disagreements: AtomicU64::new(0),
         });
-        tokio::spawn(Arc::clone(&fleet).run(local, proposals));
-        Ok(fleet)
+        let task = tokio::spawn(Arc::clone(&fleet).run(local, proposals));
+        Ok((fleet, task))
     }
 
     /// Whether the replica currently sees etcd.

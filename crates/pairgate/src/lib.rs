@@ -6,6 +6,7 @@
 
 pub mod demo;
 pub mod fleet;
+pub mod supervise;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,6 +43,8 @@ pub struct Gateway {
     draining: Arc<AtomicBool>,
     server: JoinHandle<std::io::Result<()>>,
     admin: Option<JoinHandle<()>>,
+    /// The controller and the fleet member: a task of these that ends while serving is a bug.
+    tasks: supervise::Supervisor,
 }
 
 /// How to start a [`Gateway`] beyond its config.
@@ -120,7 +123,9 @@ impl Gateway {
             });
             fleet_inputs = Some((local_rx, proposal_rx));
         }
-        let (control, _controller_task) = controller.spawn(commands, command_rx);
+        let (control, controller_task) = controller.spawn(commands, command_rx);
+        let mut tasks = supervise::Supervisor::default();
+        tasks.own("controller", controller_task);
         // Probers start after the controller exists, so no verdict is lost; the first probe
         // round runs at once.
         monitor.sync(&config, &table, &options.tls.upstream);
@@ -155,14 +160,16 @@ impl Gateway {
                     events: Arc::clone(&events),
                     reloader: Arc::clone(&reloader),
                 };
-                Some(fleet::Fleet::start(
+                let (fleet, fleet_task) = fleet::Fleet::start(
                     cluster.clone(),
                     options.tls.etcd.clone(),
                     name,
                     parts,
                     local_rx,
                     proposal_rx,
-                )?)
+                )?;
+                tasks.own("fleet", fleet_task);
+                Some(fleet)
             }
             _ => None,
         };
@@ -235,6 +242,7 @@ impl Gateway {
             draining,
             server,
             admin,
+            tasks,
         })
     }
 
@@ -306,6 +314,13 @@ impl Gateway {
     /// The event log (transitions, health changes).
     pub fn events(&self) -> &Arc<EventLog> {
         &self.events
+    }
+
+    /// Waits until a long-lived task (the controller, the fleet member) ends or panics, which
+    /// none does while the gateway serves: the caller should log it and exit non-zero. Pending
+    /// forever while they run.
+    pub async fn task_exit(&mut self) -> supervise::TaskExit {
+        self.tasks.next_exit().await
     }
 
     /// Re-reads the config file and applies it (what SIGHUP and `POST /v1/reload` do).

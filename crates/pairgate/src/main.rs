@@ -182,8 +182,8 @@ fn run(path: &std::path::Path) -> ExitCode {
     let delay = config.runtime.shutdown_delay;
     report(runtime(config.runtime.worker_threads).and_then(|rt| {
         rt.block_on(async move {
-            let gateway = Gateway::bind_and_start(config, tls, token, Some(path)).await?;
-            serve_until_signal(&gateway).await?;
+            let mut gateway = Gateway::bind_and_start(config, tls, token, Some(path)).await?;
+            serve_until_signal(&mut gateway).await?;
             // A load balancer checking /readyz takes this instance out during the delay, while
             // it still serves whatever it is sent.
             gateway.start_draining();
@@ -259,8 +259,9 @@ fn admin_token(config: &pairgate_config::Config) -> anyhow::Result<Option<String
     }
 }
 
-/// Reloads on SIGHUP until SIGTERM or SIGINT.
-async fn serve_until_signal(gateway: &Gateway) -> anyhow::Result<()> {
+/// Reloads on SIGHUP until SIGTERM or SIGINT. A long-lived task that ends or panics meanwhile
+/// is an error: the process exits non-zero.
+async fn serve_until_signal(gateway: &mut Gateway) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
@@ -269,6 +270,8 @@ async fn serve_until_signal(gateway: &Gateway) -> anyhow::Result<()> {
         tokio::select! {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
+            // Logged with its cause by `report`, which exits 1.
+            exit = gateway.task_exit() => return Err(exit.into()),
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the config");
                 // Outcomes are logged by the reloader.

@@ -773,3 +773,95 @@ mod rebuild {
         assert_eq!(new.tick(base + Duration::from_secs(35)).len(), 1);
     }
 }
+
+/// [`Engine::adopt`]: a decision equal to the tenant's state changes nothing but may raise the
+/// generation to its epoch; a decision that differs is adopted whatever its epoch (the local
+/// generation also counts this replica's own moves, which the fleet may not have committed),
+/// with one transition from the side the tenant was on, reject-only changes included.
+#[test]
+fn adopting_fleet_decisions() {
+    /// A local health change, or a fleet decision `(side, reject, epoch)`.
+    enum Do {
+        Health(usize, Health),
+        Adopt(Side, bool, u64),
+    }
+    use Do::{Adopt, Health as H};
+    // (name, inputs, transitions of the last input as (from, to, reject), state after it as
+    // (side, reject, generation)).
+    type Row = (
+        &'static str,
+        Vec<Do>,
+        Vec<(Side, Side, bool)>,
+        (Side, bool, u64),
+    );
+    let rows: Vec<Row> = vec![
+        (
+            "first decision",
+            vec![Adopt(S, false, 1)],
+            vec![(P, S, false)],
+            (S, false, 1),
+        ),
+        (
+            "replay of the decision followed",
+            vec![Adopt(S, false, 1), Adopt(S, false, 1)],
+            vec![],
+            (S, false, 1),
+        ),
+        (
+            "same state at a newer epoch: no transition, generation follows the epoch",
+            vec![Adopt(S, false, 1), Adopt(S, false, 4)],
+            vec![],
+            (S, false, 4),
+        ),
+        (
+            "reject-only change is a transition from the side the tenant is on",
+            vec![Adopt(S, false, 1), Adopt(S, true, 2)],
+            vec![(S, S, true)],
+            (S, true, 2),
+        ),
+        (
+            "this replica already moved (its own proposal committed): nothing to do",
+            vec![H(1, UP), H(0, DOWN), Adopt(S, false, 1)],
+            vec![],
+            (S, false, 1),
+        ),
+        (
+            "local generation ran ahead: a differing decision at an older epoch is adopted",
+            vec![
+                H(1, UP),
+                H(0, DOWN),
+                H(1, DOWN),
+                H(0, UP),
+                H(1, UP),
+                H(0, DOWN),
+                Adopt(P, false, 2),
+            ],
+            vec![(S, P, false)],
+            (P, false, 3),
+        ),
+    ];
+    for (name, inputs, transitions, (side, reject, generation)) in rows {
+        let base = Instant::now();
+        let (r, a, t) = defs(2, &[0, 1], &[(0, Some(1), hold(0))]);
+        let mut engine = Engine::new(r, a, t, 0.5, base);
+        let mut out = Vec::new();
+        for input in &inputs {
+            out = match *input {
+                H(account, health) => engine.set_health(account, health, base),
+                Adopt(side, reject, epoch) => engine.adopt(0, side, reject, epoch, base),
+            };
+        }
+        let got: Vec<_> = out.iter().map(|t| (t.from, t.to, t.reject)).collect();
+        assert_eq!(got, transitions, "{name}: transitions");
+        assert!(
+            out.iter().all(|t| t.cause == Cause::Fleet),
+            "{name}: causes"
+        );
+        let state = engine.tenant(0);
+        assert_eq!(
+            (state.side, state.reject, state.generation),
+            (side, reject, generation),
+            "{name}: state"
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! Read models: what the admin API and metrics see of tenants, regions and the controller.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use pairgate_failover::{Health, Side};
+
+use super::Controller;
+use crate::state::{Holder, Note, Pin};
+
+/// One tenant as the controller sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantView {
+    /// Tenant name.
+    pub name: Arc<str>,
+    /// The engine's state (side, reject, generation, mode).
+    pub state: pairgate_failover::TenantState,
+    /// Primary account name and health.
+    pub primary: (Arc<str>, Health),
+    /// Secondary account name and health, if any.
+    pub secondary: Option<(Arc<str>, Health)>,
+    /// How long until an automatic failback, if one is pending.
+    pub pending_failback_in: Option<std::time::Duration>,
+    /// The operator's pin, with its reason and time.
+    pub pin: Option<Pin>,
+}
+
+impl TenantView {
+    /// The active account's name and health.
+    pub fn active(&self) -> (Arc<str>, Health) {
+        match (self.state.side, &self.secondary) {
+            (Side::Secondary, Some(s)) => s.clone(),
+            _ => self.primary.clone(),
+        }
+    }
+}
+
+/// One region as the controller sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionView {
+    /// Region name.
+    pub name: Arc<str>,
+    /// Paired region.
+    pub pair: Option<Arc<str>>,
+    /// Who holds the region down, by holder id (`operator`, `incident:<tracking id>`); empty
+    /// when it is in auto.
+    pub holds: Vec<(Holder, Note)>,
+    /// Whether the region counts as down (marked, or by the outage ratio).
+    pub down: bool,
+    /// Accounts in the region.
+    pub accounts: usize,
+    /// Of those, unhealthy.
+    pub unhealthy: usize,
+}
+
+/// Counters and gauges for metrics.
+#[derive(Debug, Clone, Default)]
+pub struct ControllerStats {
+    /// Accounts: name, region, health.
+    pub accounts: Vec<(Arc<str>, Arc<str>, Health)>,
+    /// Regions: name, down.
+    pub regions: Vec<(Arc<str>, bool)>,
+    /// The first `tenant_limit` tenants: name and side.
+    pub tenants: Vec<(Arc<str>, Side)>,
+    /// Tenants beyond the limit, counted per side: (primary, secondary).
+    pub other_tenants: (u64, u64),
+    /// Transitions since start, by cause label.
+    pub transitions: BTreeMap<&'static str, u64>,
+}
+
+impl Controller {
+    pub(super) fn stats(&self, tenant_limit: usize) -> ControllerStats {
+        let accounts = self
+            .table
+            .accounts()
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                (
+                    Arc::clone(&a.name),
+                    Arc::clone(&self.table.region(a.region).name),
+                    self.engine.account_health(i),
+                )
+            })
+            .collect();
+        let regions = self
+            .table
+            .regions()
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (Arc::clone(&r.name), self.engine.region_down(i)))
+            .collect();
+        let mut other = (0, 0);
+        let mut tenants = Vec::with_capacity(tenant_limit.min(self.table.tenants().len()));
+        for (i, t) in self.table.tenants().iter().enumerate() {
+            let side = self.engine.tenant(i).side;
+            if i < tenant_limit {
+                tenants.push((Arc::clone(&t.name), side));
+            } else if side == Side::Primary {
+                other.0 += 1;
+            } else {
+                other.1 += 1;
+            }
+        }
+        ControllerStats {
+            accounts,
+            regions,
+            tenants,
+            other_tenants: other,
+            transitions: self.transitions.clone(),
+        }
+    }
+
+    pub(super) fn region_view(&self, r: usize) -> RegionView {
+        let region = &self.table.regions()[r];
+        let in_region: Vec<usize> = self
+            .table
+            .accounts()
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.region.index() == r)
+            .map(|(i, _)| i)
+            .collect();
+        RegionView {
+            name: Arc::clone(&region.name),
+            pair: region.pair.map(|p| Arc::clone(&self.table.region(p).name)),
+            holds: self
+                .overrides
+                .holds
+                .get(&*region.name)
+                .map(|h| h.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+            down: self.engine.region_down(r),
+            accounts: in_region.len(),
+            unhealthy: in_region
+                .iter()
+                .filter(|&&a| self.engine.account_health(a) == Health::Unhealthy)
+                .count(),
+        }
+    }
+
+    pub(super) fn view(&self, name: &str) -> Option<TenantView> {
+        let &i = self.tenant_index.get(name)?;
+        let tenant = &self.table.tenants()[i];
+        let account = |id: pairgate_routing::AccountId| {
+            (
+                Arc::clone(&self.table.account(id).name),
+                self.engine.account_health(id.index()),
+            )
+        };
+        let now = Instant::now();
+        // What is served is the slot: in fleet mode the engine may hold a proposal the fleet
+        // has not committed yet.
+        let served = tenant.slot.load();
+        let mut state = self.engine.tenant(i);
+        state.side = served.side;
+        state.reject = served.reject;
+        state.generation = served.generation;
+        Some(TenantView {
+            name: Arc::clone(&tenant.name),
+            state,
+            primary: account(tenant.primary),
+            secondary: tenant.secondary.map(account),
+            pending_failback_in: self
+                .engine
+                .pending_failback(i)
+                .map(|at| at.saturating_duration_since(now)),
+            pin: self.overrides.pins.get(name).cloned(),
+        })
+    }
+}
