@@ -148,46 +148,38 @@ pub struct ProbeClient(Client<HttpConnector, Empty<Bytes>>);
 impl ProbeClient {
     /// A client with connect bounded by `connect_timeout`.
     pub fn new(connect_timeout: Duration) -> ProbeClient {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(connect_timeout));
-        ProbeClient(
-            Client::builder(TokioExecutor::new())
-                .pool_timer(TokioTimer::new())
-                .pool_max_idle_per_host(0)
-                .retry_canceled_requests(false)
-                .set_host(true)
-                .build(connector),
-        )
+        ProbeClient(unpooled_client(probe_connector(connect_timeout)))
     }
 }
 
-/// A probe client for one TLS account: no pooling, the account's roots, client certificate,
-/// SNI and ALPN, so a certificate problem fails the probe exactly as it fails requests.
-fn tls_probe_client(tls: &pairgate_tls::UpstreamTls, connect_timeout: Duration) -> TlsProbeClient {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
-    http.enforce_http(false);
-    let mut config = (*tls.config).clone();
-    config.alpn_protocols.clear();
-    let builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(config)
-        .https_only()
-        .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(
-            tls.server_name.clone(),
-        ));
-    let https = if tls.allow_h2 {
-        builder.enable_all_versions().wrap_connector(http)
-    } else {
-        builder.enable_http1().wrap_connector(http)
-    };
+/// The probes' TCP connector: connect bounded by `connect_timeout`.
+fn probe_connector(connect_timeout: Duration) -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector
+}
+
+/// The one builder of probe clients: no pooling, no retry of a canceled request.
+fn unpooled_client<C>(connector: C) -> Client<C, Empty<Bytes>>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_max_idle_per_host(0)
         .retry_canceled_requests(false)
         .set_host(true)
-        .build(https)
+        .build(connector)
+}
+
+/// A probe client for one TLS account: no pooling, the account's roots, client certificate,
+/// SNI and ALPN, so a certificate problem fails the probe exactly as it fails requests.
+fn tls_probe_client(tls: &pairgate_tls::UpstreamTls, connect_timeout: Duration) -> TlsProbeClient {
+    unpooled_client(pairgate_tls::https_connector(
+        tls,
+        probe_connector(connect_timeout),
+    ))
 }
 
 /// A probe that failed for want of the gateway's own descriptors: counted and logged as such.

@@ -18,7 +18,7 @@ use pairgate_admin::{AdminState, BoxFuture, Reloaded, Reloader};
 use pairgate_config::Config;
 use pairgate_health::state::{self, PersistedState};
 use pairgate_health::{ControlHandle, Controller, EventKind, EventLog, Monitor, PassiveHint};
-use pairgate_proxy::{Observer, ProxyError, Settings, Shared, UpstreamOutcome};
+use pairgate_proxy::{ErrorKind, Observer, Settings, Shared, UpstreamOutcome};
 use pairgate_routing::{Account, RouteTable};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -76,7 +76,7 @@ impl Observer for PassiveSignals {
                 return;
             }
             // The client's body broke: says nothing about the account.
-            UpstreamOutcome::Failed(ProxyError::ClientBody) => return,
+            UpstreamOutcome::Failed(ErrorKind::ClientBody) => return,
             UpstreamOutcome::Failed(_) => true,
         };
         let consecutive_5xx = account.health.note_5xx();
