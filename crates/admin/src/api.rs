@@ -597,6 +597,11 @@ fn tenant_detail(state: &AdminState, v: &TenantView) -> Value {
     out["pending_failback_in_ms"] = v.pending_failback_in.map_or(Value::Null, |d| {
         json!(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     });
+    // Why an unhealthy account is (`tls: invalid peer certificate: Expired`), `null` otherwise.
+    out["primary"]["last_error"] = json!(v.primary_last_error.as_deref());
+    if v.secondary.is_some() {
+        out["secondary"]["last_error"] = json!(v.secondary_last_error.as_deref());
+    }
     let accounts = [Some(&v.primary.0), v.secondary.as_ref().map(|s| &s.0)];
     let mut history: Vec<Value> = state
         .events
@@ -656,8 +661,10 @@ fn event_json(e: &pairgate_health::Event) -> Value {
             account,
             health,
             reason,
+            detail,
         } => json!({
             "type": "account_health", "account": &**account, "health": health.as_str(), "reason": reason,
+            "detail": detail.as_deref(),
         }),
         EventKind::Pin {
             tenant,

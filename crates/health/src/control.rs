@@ -211,6 +211,10 @@ pub struct TenantView {
     pub pending_failback_in: Option<std::time::Duration>,
     /// The operator's pin, with its reason and time.
     pub pin: Option<Override>,
+    /// Why the primary is unhealthy (the failed probe's reason), while it is.
+    pub primary_last_error: Option<Arc<str>>,
+    /// Why the secondary is unhealthy, while it is.
+    pub secondary_last_error: Option<Arc<str>>,
 }
 
 impl TenantView {
@@ -386,6 +390,8 @@ pub struct Controller {
     fleet: Option<FleetLink>,
     /// True while the transitions of an outlier ejection are published (see `label`).
     ejection: bool,
+    /// Why each unhealthy account is (by account key): the verdict's detail, else its reason.
+    last_error: HashMap<Arc<str>, Arc<str>>,
 }
 
 impl Controller {
@@ -417,6 +423,7 @@ impl Controller {
             account_by_name: HashMap::new(),
             fleet: None,
             ejection: false,
+            last_error: HashMap::new(),
         };
         controller.index();
         controller.restore(restored);
@@ -549,6 +556,7 @@ impl Controller {
                         key,
                         health,
                         reason: "fleet",
+                        detail: None,
                     });
                 }
             }
@@ -899,13 +907,24 @@ impl Controller {
             account = &*account.name,
             health = verdict.health.as_str(),
             reason = verdict.reason,
+            detail = verdict.detail.as_deref(),
             "account health changed"
         );
         self.events.push(EventKind::AccountHealth {
             account: Arc::clone(&account.name),
             health: verdict.health,
             reason: verdict.reason,
+            detail: verdict.detail.clone(),
         });
+        if verdict.health == Health::Unhealthy {
+            let why = verdict
+                .detail
+                .clone()
+                .unwrap_or_else(|| verdict.reason.into());
+            self.last_error.insert(Arc::clone(&account.key), why);
+        } else {
+            self.last_error.remove(&account.key);
+        }
         let transitions = self
             .engine
             .set_health(id.index(), verdict.health, Instant::now());
@@ -1058,6 +1077,9 @@ impl Controller {
                 self.engine.account_health(id.index()),
             )
         };
+        let last_error = |id: pairgate_routing::AccountId| {
+            self.last_error.get(&self.table.account(id).key).cloned()
+        };
         let now = Instant::now();
         // What is served is the slot: in fleet mode the engine may hold a proposal the fleet
         // has not committed yet.
@@ -1076,6 +1098,8 @@ impl Controller {
                 .pending_failback(i)
                 .map(|at| at.saturating_duration_since(now)),
             pin: self.overrides.tenants.get(name).cloned(),
+            primary_last_error: last_error(tenant.primary),
+            secondary_last_error: tenant.secondary.and_then(last_error),
         })
     }
 }

@@ -32,22 +32,22 @@ impl fmt::Display for Describe<'_> {
     }
 }
 
-/// The rustls error in `err`'s chain, directly or inside an `io::Error` (tokio-rustls reports
-/// handshake failures as `io::Error`s wrapping it).
+/// The rustls error in `err`'s chain, directly or inside `io::Error`s (tokio-rustls reports
+/// handshake failures as an `io::Error` wrapping it, which hyper-rustls may wrap again; an
+/// `io::Error`'s `source()` skips the error it wraps, so the walk goes through `get_ref`).
 fn find_tls<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error> {
-    let mut source = Some(err);
-    while let Some(e) = source {
+    let mut next = Some(err);
+    while let Some(e) = next {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return Some(tls);
         }
-        if let Some(tls) = e
+        next = match e
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
-            return Some(tls);
-        }
-        source = e.source();
+            Some(inner) => Some(inner as &(dyn Error + 'static)),
+            None => e.source(),
+        };
     }
     None
 }
@@ -88,6 +88,8 @@ mod tests {
     fn a_tls_failure_is_named_alone() {
         let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::Expired);
         let io = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+        // hyper-rustls wraps tokio-rustls's `io::Error` in another one.
+        let io = std::io::Error::other(io);
         let err = Wrap("client error (Connect)", Some(Box::new(io)));
         assert_eq!(
             Describe(&err).to_string(),
