@@ -174,12 +174,18 @@ async fn forward(
     trace: &mut Trace,
 ) -> Result<Response<Body>, ProxyError> {
     let table = &*snapshot.table;
+    // 1.
     check_shape(&req, &shared.settings)?;
+    // 3.
     let admitted = admit(table, conn, &req, trace)?;
     let tenant = table.tenant(admitted.tenant);
+    // 4.
     let accounts = active_account(table, tenant, trace)?;
+    // 5.
     let (mut rewritten, body) = rewrite(shared, conn, tenant, admitted.strip, req);
+    // 6.
     let (body, replay_body) = read_ahead(body, &rewritten, admitted.declared, shared).await?;
+    // 7.
     let (resp, replayed) = send_with_replay(
         shared,
         snapshot,
@@ -190,6 +196,7 @@ async fn forward(
         replay_body,
     )
     .await?;
+    // 8.
     respond(
         shared,
         resp,
