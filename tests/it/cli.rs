@@ -197,13 +197,26 @@ async fn no_admin_token_is_warned_at_start_and_named_in_the_401() {
     let toml =
         format!("[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{VALID}");
     let gw = GatewayProcess::spawn(&path, &toml, &[]).expect("gateway process");
-    let stderr = gw.stderr();
-    assert!(stderr.contains("no admin token is configured"), "{stderr}");
-    let admin = stderr
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("admin="))
-        .map(|a| a.trim_matches('"').to_owned())
-        .expect("the admin address is logged");
+    // The lines after the listen address may reach the log collector just after spawn returns.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let (stderr, admin) = loop {
+        let stderr = gw.stderr();
+        let admin = stderr
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("admin="))
+            .map(|a| a.trim_matches('"').to_owned());
+        if let Some(admin) = admin
+            && stderr.contains("no admin token is configured")
+        {
+            break (stderr, admin);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no token warning or admin address in the log:\n{stderr}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(stderr.contains("every /v1 call"), "{stderr}");
     let reply = get(&format!("http://{admin}/v1/tenants"), "localhost")
         .await
         .expect("reply");

@@ -585,7 +585,7 @@ async fn consecutive_live_5xx_eject_an_account_whose_probe_passes() {
     assert!(
         gw.gateway().events().after(0, 1000).iter().any(|e| matches!(
             &e.kind,
-            EventKind::AccountHealth { account, health: Health::Unhealthy, reason: "passive_5xx" }
+            EventKind::AccountHealth { account, health: Health::Unhealthy, reason: "passive_5xx", .. }
                 if &**account == "east"
         )),
         "no passive_5xx health event"

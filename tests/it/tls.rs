@@ -7,7 +7,7 @@ use std::time::Duration;
 use pairgate_test_support::tls::{
     Sender, TestCa, client_config, connect, mock_server_config, names, peer_leaf,
 };
-use pairgate_test_support::{MockConfig, MockUpstream, TestGateway, temp_file};
+use pairgate_test_support::{MockConfig, MockUpstream, TestGateway, get, temp_file};
 
 use crate::support::{eventually, mock};
 
@@ -376,4 +376,133 @@ async fn broken_certificates_are_rejected_at_load() {
     ] {
         assert!(err.contains(expect), "missing {expect:?} in:\n{err}");
     }
+}
+
+/// An https account whose certificate has expired: the 502's access log line (the real binary's
+/// stderr) and the tenant detail's account health name the certificate problem, and a plain
+/// refused connection still says it was refused (#19: errors keep their causes).
+#[tokio::test]
+async fn an_expired_upstream_certificate_is_named_in_the_log_and_the_tenant_detail() {
+    use pairgate_test_support::{GatewayProcess, admin_call};
+    const TOKEN: &str = "it-expired-cert-token";
+    let (ca, dir) = (TestCa::new("private ca").expect("ca"), cert_dir());
+    let expired = ca
+        .issue_with(&["upstream.internal"], |p| {
+            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        })
+        .expect("issue");
+    let server = mock_server_config(&expired, None).expect("server config");
+    let up = MockUpstream::start_tls(MockConfig::new("secure", "eastus"), server)
+        .await
+        .expect("tls mock");
+    let gone = mock("gone", "eastus").await;
+    let toml = format!(
+        "[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"IT_ADMIN_TOKEN\"\n\
+         [health]\ninterval = \"300ms\"\ntimeout = \"250ms\"\nrise = 1\nfall = 1\n\
+         [[region]]\nname = \"eastus\"\n\
+         [[account]]\nname = \"secure\"\nregion = \"eastus\"\nurl = \"https://{}\"\nca = \"{}\"\nsni = \"upstream.internal\"\nhealth = {{ path = \"/healthz\" }}\n\
+         [[account]]\nname = \"gone\"\nregion = \"eastus\"\nurl = \"{}\"\n\
+         [[tenant]]\nname = \"s\"\nhosts = [\"s.example.com\"]\nprimary = \"secure\"\n\
+         [[tenant]]\nname = \"g\"\nhosts = [\"g.example.com\"]\nprimary = \"gone\"\n",
+        up.addr(),
+        ca.write(&dir, "upstream-ca.pem").expect("write").display(),
+        gone.url(),
+    );
+    gone.kill().await;
+    let gw = GatewayProcess::spawn(
+        &dir.join("expired.toml"),
+        &toml,
+        &[("IT_ADMIN_TOKEN", TOKEN)],
+    )
+    .expect("gateway process");
+    let access_line = |log: &str, code: &str, cause: &[&str]| {
+        log.lines().any(|l| {
+            l.contains("pairgate::access")
+                && l.contains(code)
+                && cause.iter().all(|c| l.contains(c))
+        })
+    };
+
+    let reply = get(&gw.url("/x"), "s.example.com").await.expect("reply");
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    assert_eq!(reply.json()["error"], "upstream_unreachable");
+    assert!(
+        !reply.text().contains("certificate"),
+        "the cause is for the log, not the client: {}",
+        reply.text()
+    );
+    let tls_cause = [
+        "error.cause",
+        "tls: invalid peer certificate: certificate expired",
+    ];
+    assert!(
+        gw.wait_stderr(Duration::from_secs(5), |log| {
+            access_line(log, "upstream_unreachable", &tls_cause)
+        })
+        .await,
+        "no access line naming the expired certificate:\n{}",
+        gw.stderr()
+    );
+    assert_eq!(
+        up.request_count(),
+        0,
+        "nothing sent over an expired certificate"
+    );
+
+    let detail_url = gw.admin_url("/v1/tenants/s").expect("admin url");
+    let last_error = || async {
+        let reply = admin_call(&detail_url, "GET", None, Some(TOKEN))
+            .await
+            .expect("detail");
+        reply.json()["primary"]["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            last_error()
+                .await
+                .starts_with("tls: invalid peer certificate: certificate expired")
+        })
+        .await,
+        "the tenant detail does not name the certificate problem: {:?}",
+        last_error().await
+    );
+    let detail = admin_call(&detail_url, "GET", None, Some(TOKEN))
+        .await
+        .expect("detail")
+        .json();
+    assert_eq!(detail["primary"]["health"], "unhealthy", "{detail}");
+    assert!(
+        detail["history"]
+            .to_string()
+            .contains("certificate expired"),
+        "the account_health event carries the reason: {detail}"
+    );
+
+    let reply = get(&gw.url("/x"), "g.example.com").await.expect("reply");
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    assert!(
+        gw.wait_stderr(Duration::from_secs(5), |log| {
+            access_line(log, "upstream_unreachable", &["error.cause", "refused"])
+        })
+        .await,
+        "no access line saying the connection was refused:\n{}",
+        gw.stderr()
+    );
+    let gone_url = gw.admin_url("/v1/tenants/g").expect("admin url");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            admin_call(&gone_url, "GET", None, Some(TOKEN))
+                .await
+                .expect("detail")
+                .json()["primary"]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("refused"))
+        })
+        .await,
+        "a refused account's last_error says refused"
+    );
 }

@@ -50,10 +50,60 @@ pub struct Reloaded {
     pub warnings: Vec<String>,
 }
 
+/// Why a reload was refused: the problems `pairgate check` would print (at most
+/// [`ReloadRejected::MAX_PROBLEMS`]) and how many more there were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadRejected {
+    /// The first problems, in the order `pairgate check` lists them.
+    pub problems: Vec<pairgate_config::FileProblem>,
+    /// Problems left out of `problems`.
+    pub more: usize,
+}
+
+impl ReloadRejected {
+    /// The most problems a rejected reload reports (the log, the event and the 422 answer all
+    /// carry them); `pairgate check` lists them all.
+    pub const MAX_PROBLEMS: usize = 100;
+
+    /// `problems`, bounded to [`Self::MAX_PROBLEMS`] and the count of the rest.
+    pub fn new(mut problems: Vec<pairgate_config::FileProblem>) -> ReloadRejected {
+        let more = problems.len().saturating_sub(Self::MAX_PROBLEMS);
+        problems.truncate(Self::MAX_PROBLEMS);
+        ReloadRejected { problems, more }
+    }
+
+    /// One line per problem, as `pairgate check` prints them, and a last line counting the
+    /// ones left out.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self.problems.iter().map(ToString::to_string).collect();
+        if self.more > 0 {
+            lines.push(format!(
+                "... and {} more; `pairgate check --config FILE` lists them all",
+                self.more
+            ));
+        }
+        lines
+    }
+}
+
+/// One problem of a rejected reload as the admin API answers it: its fields, and the line a
+/// human reads.
+fn problem_json(p: &pairgate_config::FileProblem) -> Value {
+    let location = p.problem.location;
+    json!({
+        "severity": p.problem.severity.as_str(),
+        "path": p.problem.path,
+        "message": p.problem.message,
+        "line": location.map(|l| l.line),
+        "column": location.map(|l| l.column),
+        "rendered": p.to_string(),
+    })
+}
+
 /// Re-reads and applies the config; implemented by the binary's wiring.
 pub trait Reloader: Send + Sync {
-    /// Reloads; `Err` carries every problem while the running config keeps serving.
-    fn reload(&self) -> BoxFuture<'_, Result<Reloaded, Vec<String>>>;
+    /// Reloads; `Err` carries the problems while the running config keeps serving.
+    fn reload(&self) -> BoxFuture<'_, Result<Reloaded, ReloadRejected>>;
     /// The config currently serving.
     fn config(&self) -> Arc<Config>;
     /// (accepted, rejected) reloads since start.
@@ -387,12 +437,13 @@ async fn v1(state: &AdminState, method: &Method, path: &[&str], query: &str, bod
                     "generation": r.generation, "transitions": r.transitions, "warnings": r.warnings,
                 }),
             ),
-            Err(problems) => json_resp(
+            Err(rejected) => json_resp(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &json!({
                     "error": "invalid_config",
                     "detail": "the running config keeps serving",
-                    "problems": problems,
+                    "problems": rejected.problems.iter().map(problem_json).collect::<Vec<_>>(),
+                    "more_problems": rejected.more,
                 }),
             ),
         },
@@ -608,6 +659,11 @@ fn tenant_detail(state: &AdminState, v: &TenantView) -> Value {
     out["pending_failback_in_ms"] = v.pending_failback_in.map_or(Value::Null, |d| {
         json!(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     });
+    // Why an unhealthy account is (`tls: invalid peer certificate: Expired`), `null` otherwise.
+    out["primary"]["last_error"] = json!(v.primary_last_error.as_deref());
+    if v.secondary.is_some() {
+        out["secondary"]["last_error"] = json!(v.secondary_last_error.as_deref());
+    }
     let accounts = [Some(&v.primary.0), v.secondary.as_ref().map(|s| &s.0)];
     let mut history: Vec<Value> = state
         .events
@@ -667,8 +723,10 @@ fn event_json(e: &pairgate_health::Event) -> Value {
             account,
             health,
             reason,
+            detail,
         } => json!({
             "type": "account_health", "account": &**account, "health": health.as_str(), "reason": reason,
+            "detail": detail.as_deref(),
         }),
         EventKind::Pin {
             tenant,

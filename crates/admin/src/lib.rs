@@ -14,4 +14,6 @@ mod api;
 pub mod auth;
 pub mod prometheus;
 
-pub use api::{AdminState, BoxFuture, FleetWriteError, FleetWrites, Reloaded, Reloader, serve};
+pub use api::{
+    AdminState, BoxFuture, FleetWriteError, FleetWrites, ReloadRejected, Reloaded, Reloader, serve,
+};

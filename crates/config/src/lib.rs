@@ -124,6 +124,62 @@ pub fn render(problem: &Problem, file_name: &str) -> String {
     }
 }
 
+/// A [`Problem`] in a named file: what `pairgate check` prints (its `Display` is [`render`]'s
+/// line) and what a rejected reload reports, structured, so both say the same thing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileProblem {
+    /// The file, as given; empty when the problem concerns no file.
+    pub file: String,
+    /// The problem.
+    pub problem: Problem,
+}
+
+impl FileProblem {
+    /// `problem` in `file`.
+    pub fn new(file: &str, problem: Problem) -> FileProblem {
+        FileProblem {
+            file: file.to_owned(),
+            problem,
+        }
+    }
+
+    /// An error about `file` as a whole (it cannot be read, the routes do not compile, ...):
+    /// no path, no location.
+    pub fn error(file: &str, message: impl Into<String>) -> FileProblem {
+        FileProblem::new(
+            file,
+            Problem {
+                severity: Severity::Error,
+                path: String::new(),
+                message: message.into(),
+                location: None,
+            }
+            .bounded(),
+        )
+    }
+}
+
+impl fmt::Display for FileProblem {
+    /// [`render`]'s line, or the problem alone when there is no file.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.file.is_empty() {
+            write!(f, "{}", self.problem)
+        } else {
+            f.write_str(&render(&self.problem, &self.file))
+        }
+    }
+}
+
+impl Severity {
+    /// `error` or `warning`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
 /// [`parse`] then [`validate`]: the whole way from text to [`Config`].
 ///
 /// Unknown keys and validation problems are reported together, so one run shows everything.

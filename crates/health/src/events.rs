@@ -93,6 +93,9 @@ pub enum EventKind {
         health: Health,
         /// What tipped it: a probe result label or `passive` (live traffic).
         reason: &'static str,
+        /// Why the probe failed (`tls: invalid peer certificate: Expired`), at most
+        /// [`MAX_EVENT_TEXT`] bytes (the prober keeps less already).
+        detail: Option<Arc<str>>,
     },
 }
 
@@ -128,6 +131,14 @@ impl EventKind {
                 pairgate_config::clamp_text(error, MAX_EVENT_TEXT);
             }
             EventKind::Reload { problems, .. } => bound_lines(problems),
+            EventKind::AccountHealth {
+                detail: Some(detail),
+                ..
+            } if detail.len() > MAX_EVENT_TEXT => {
+                let mut text = detail.to_string();
+                pairgate_config::clamp_text(&mut text, MAX_EVENT_TEXT);
+                *detail = text.into();
+            }
             EventKind::Transition { .. }
             | EventKind::Disagreement { .. }
             | EventKind::AccountHealth { .. } => {}
@@ -227,6 +238,7 @@ mod tests {
             account: format!("a{n}").into(),
             health: Health::Healthy,
             reason: "success",
+            detail: None,
         }
     }
 
@@ -247,6 +259,12 @@ mod tests {
             reason: format!("é{huge}"),
             source: "operator",
         });
+        log.push(EventKind::AccountHealth {
+            account: "a".into(),
+            health: Health::Unhealthy,
+            reason: "connect_failed",
+            detail: Some(huge.as_str().into()),
+        });
         log.push(EventKind::Reload {
             generation: 2,
             accepted: false,
@@ -261,6 +279,10 @@ mod tests {
                 EventKind::RegionState { reason, holder, .. } => {
                     assert!(reason.len() <= MAX_EVENT_TEXT && reason.ends_with('…'));
                     assert!(holder.len() <= MAX_EVENT_TEXT && holder.ends_with('…'));
+                }
+                EventKind::AccountHealth { detail, .. } => {
+                    let detail = detail.expect("a detail was given");
+                    assert!(detail.len() <= MAX_EVENT_TEXT && detail.ends_with('…'));
                 }
                 EventKind::Reload { problems, .. } => {
                     assert_eq!(problems.len(), MAX_EVENT_PROBLEMS);

@@ -43,6 +43,10 @@ pub struct Verdict {
     pub health: Health,
     /// What tipped it: a probe result label, `passive`, or `passive_5xx` (ejection).
     pub reason: &'static str,
+    /// Why the probe that tipped it failed (`tls: invalid peer certificate: Expired`), at most
+    /// [`MAX_PROBE_REASON`](crate::probe::MAX_PROBE_REASON) bytes; `None` for successes and
+    /// passive signals.
+    pub detail: Option<Arc<str>>,
 }
 
 /// Probe counts since start, for metrics and tests.
@@ -220,12 +224,13 @@ async fn run(
     let mut last_probe: Option<Instant> = None;
     let mut first = true;
     let mut ejected_until: Option<Instant> = None;
-    let send = |health: Option<Health>, reason: &'static str| {
+    let send = |health: Option<Health>, reason: &'static str, detail: Option<Arc<str>>| {
         if let Some(health) = health {
             let _ = commands.send(Command::Verdict(Verdict {
                 key: Arc::clone(&target.key),
                 health,
                 reason,
+                detail,
             }));
         }
     };
@@ -234,13 +239,14 @@ async fn run(
             () = tokio::time::sleep_until(next) => {
                 let started = Instant::now();
                 last_probe = Some(started);
-                let result = probe(&client, &target).await;
+                let report = probe(&client, &target).await;
+                let result = report.result;
                 // Out of descriptors here is no evidence about the account (counted apart).
                 if result != ProbeResult::LocalResource {
                     let counter_stat = if result.is_success() { &stats.success } else { &stats.failure };
                     counter_stat.fetch_add(1, Ordering::Relaxed);
                     if result != ProbeResult::Success {
-                        tracing::debug!(account = &*target.name, result = result.label(), "probe failed");
+                        tracing::debug!(account = &*target.name, result = result.label(), reason = report.reason.as_deref(), "probe failed");
                     }
                     let ejected = ejected_until.is_some_and(|until| started < until);
                     if !ejected {
@@ -248,7 +254,7 @@ async fn run(
                     }
                     // While ejected, a passing probe does not count: the ejection lasts its time.
                     if !(ejected && result.is_success()) {
-                        send(counter.record(result.is_success()), result.label());
+                        send(counter.record(result.is_success()), result.label(), report.reason);
                     }
                 }
                 if first {
@@ -266,7 +272,7 @@ async fn run(
                 let mut hint = Some(hint);
                 while let Some(h) = hint {
                     if h.fall {
-                        send(counter.record(false), "passive");
+                        send(counter.record(false), "passive", None);
                     }
                     let threshold = check.passive_consecutive_5xx;
                     let now = Instant::now();
@@ -281,7 +287,8 @@ async fn run(
                             ejection = ?check.passive_ejection,
                             "account ejected: consecutive 5xx from live traffic"
                         );
-                        send(counter.eject(), PASSIVE_5XX);
+                        let detail = format!("{} consecutive 5xx from live traffic", h.consecutive_5xx);
+                        send(counter.eject(), PASSIVE_5XX, Some(detail.into()));
                     }
                     hint = passive.try_recv().ok();
                 }

@@ -12,6 +12,46 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use pairgate_config::{HealthCheck, ProbeKind};
 use pairgate_routing::{Account, local};
 
+/// The longest failure reason a probe keeps, in bytes (it goes into verdicts, events and the
+/// tenant detail).
+pub const MAX_PROBE_REASON: usize = 256;
+
+/// What one probe found: the result (its label is the metric and verdict label) and, for a
+/// failure, why, bounded to [`MAX_PROBE_REASON`] (`tls: invalid peer certificate: Expired`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeReport {
+    /// What the probe found.
+    pub result: ProbeResult,
+    /// Why it failed; `None` on success.
+    pub reason: Option<Arc<str>>,
+}
+
+impl ProbeReport {
+    fn failed(result: ProbeResult, reason: impl Into<Arc<str>>) -> ProbeReport {
+        ProbeReport {
+            result,
+            reason: Some(reason.into()),
+        }
+    }
+
+    /// A failure caused by `err`, its cause chain described.
+    fn failed_by(result: ProbeResult, err: &(dyn std::error::Error + 'static)) -> ProbeReport {
+        ProbeReport::failed(
+            result,
+            pairgate_tls::describe_bounded(err, MAX_PROBE_REASON),
+        )
+    }
+}
+
+impl From<ProbeResult> for ProbeReport {
+    fn from(result: ProbeResult) -> ProbeReport {
+        ProbeReport {
+            result,
+            reason: None,
+        }
+    }
+}
+
 /// What one probe found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbeResult {
@@ -148,57 +188,55 @@ pub struct ProbeClient(Client<HttpConnector, Empty<Bytes>>);
 impl ProbeClient {
     /// A client with connect bounded by `connect_timeout`.
     pub fn new(connect_timeout: Duration) -> ProbeClient {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(connect_timeout));
-        ProbeClient(
-            Client::builder(TokioExecutor::new())
-                .pool_timer(TokioTimer::new())
-                .pool_max_idle_per_host(0)
-                .retry_canceled_requests(false)
-                .set_host(true)
-                .build(connector),
-        )
+        ProbeClient(unpooled_client(probe_connector(connect_timeout)))
     }
 }
 
-/// A probe client for one TLS account: no pooling, the account's roots, client certificate,
-/// SNI and ALPN, so a certificate problem fails the probe exactly as it fails requests.
-fn tls_probe_client(tls: &pairgate_tls::UpstreamTls, connect_timeout: Duration) -> TlsProbeClient {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
-    http.enforce_http(false);
-    let mut config = (*tls.config).clone();
-    config.alpn_protocols.clear();
-    let builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(config)
-        .https_only()
-        .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(
-            tls.server_name.clone(),
-        ));
-    let https = if tls.allow_h2 {
-        builder.enable_all_versions().wrap_connector(http)
-    } else {
-        builder.enable_http1().wrap_connector(http)
-    };
+/// The probes' TCP connector: connect bounded by `connect_timeout`.
+fn probe_connector(connect_timeout: Duration) -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector
+}
+
+/// The one builder of probe clients: no pooling, no retry of a canceled request.
+fn unpooled_client<C>(connector: C) -> Client<C, Empty<Bytes>>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_max_idle_per_host(0)
         .retry_canceled_requests(false)
         .set_host(true)
-        .build(https)
+        .build(connector)
+}
+
+/// A probe client for one TLS account: no pooling, the account's roots, client certificate,
+/// SNI and ALPN, so a certificate problem fails the probe exactly as it fails requests.
+fn tls_probe_client(tls: &pairgate_tls::UpstreamTls, connect_timeout: Duration) -> TlsProbeClient {
+    unpooled_client(pairgate_tls::https_connector(
+        tls,
+        probe_connector(connect_timeout),
+    ))
 }
 
 /// A probe that failed for want of the gateway's own descriptors: counted and logged as such.
-fn local_failure(kind: local::LocalKind) -> ProbeResult {
+fn local_failure(kind: local::LocalKind) -> ProbeReport {
     local::LOCAL_ERRORS.record(kind, local::LocalSite::Probe);
-    ProbeResult::LocalResource
+    ProbeResult::LocalResource.into()
 }
 
 /// Runs one probe of `target`.
-pub async fn probe(client: &ProbeClient, target: &ProbeTarget) -> ProbeResult {
+pub async fn probe(client: &ProbeClient, target: &ProbeTarget) -> ProbeReport {
     let timeout = target.check.timeout;
+    let timed_out = || {
+        ProbeReport::failed(
+            ProbeResult::Timeout,
+            format!("no answer within {timeout:?}"),
+        )
+    };
     match &target.uri {
         None => match tokio::time::timeout(
             timeout,
@@ -206,12 +244,12 @@ pub async fn probe(client: &ProbeClient, target: &ProbeTarget) -> ProbeResult {
         )
         .await
         {
-            Err(_) => ProbeResult::Timeout,
+            Err(_) => timed_out(),
             Ok(Err(err)) => match local::io_local_kind(&err) {
                 Some(kind) => local_failure(kind),
-                None => ProbeResult::ConnectFailed,
+                None => ProbeReport::failed_by(ProbeResult::ConnectFailed, &err),
             },
-            Ok(Ok(_stream)) => ProbeResult::Success,
+            Ok(Ok(_stream)) => ProbeResult::Success.into(),
         },
         Some(uri) => {
             let mut req = Request::new(Empty::new());
@@ -229,9 +267,9 @@ pub async fn probe(client: &ProbeClient, target: &ProbeTarget) -> ProbeResult {
                     if let Some(kind) = local::local_kind(&e) {
                         local_failure(kind)
                     } else if e.is_connect() {
-                        ProbeResult::ConnectFailed
+                        ProbeReport::failed_by(ProbeResult::ConnectFailed, &e)
                     } else {
-                        ProbeResult::Broken
+                        ProbeReport::failed_by(ProbeResult::Broken, &e)
                     }
                 })?;
                 let status = resp.status().as_u16();
@@ -239,21 +277,24 @@ pub async fn probe(client: &ProbeClient, target: &ProbeTarget) -> ProbeResult {
                 resp.into_body()
                     .collect()
                     .await
-                    .map_err(|_| ProbeResult::Broken)?;
-                Ok::<u16, ProbeResult>(status)
+                    .map_err(|e| ProbeReport::failed_by(ProbeResult::Broken, &e))?;
+                Ok::<u16, ProbeReport>(status)
             };
             match tokio::time::timeout(timeout, exchange).await {
-                Err(_) => ProbeResult::Timeout,
-                Ok(Err(result)) => result,
+                Err(_) => timed_out(),
+                Ok(Err(report)) => report,
                 Ok(Ok(status)) => {
                     if target
                         .expect
                         .iter()
                         .any(|&(lo, hi)| (lo..=hi).contains(&status))
                     {
-                        ProbeResult::Success
+                        ProbeResult::Success.into()
                     } else {
-                        ProbeResult::BadStatus(status)
+                        ProbeReport::failed(
+                            ProbeResult::BadStatus(status),
+                            format!("status {status} is not expected"),
+                        )
                     }
                 }
             }

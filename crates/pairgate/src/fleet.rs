@@ -542,9 +542,9 @@ impl Fleet {
     async fn reload_objects(&self) {
         let objects = self.view().objects.clone();
         self.reloader.set_fleet_objects(Some(objects));
-        if let Err(problems) = self.reloader.reload_now().await {
+        if let Err(rejected) = self.reloader.reload_now().await {
             tracing::error!(
-                problems = problems.len(),
+                problems = rejected.problems.len() + rejected.more,
                 "config from etcd rejected; keeping the last good one"
             );
         }

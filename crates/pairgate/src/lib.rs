@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use pairgate_admin::{AdminState, BoxFuture, Reloaded, Reloader};
-use pairgate_config::Config;
+use pairgate_admin::{AdminState, BoxFuture, ReloadRejected, Reloaded, Reloader};
+use pairgate_config::{Config, FileProblem};
 use pairgate_health::state::{self, PersistedState};
 use pairgate_health::{ControlHandle, Controller, EventKind, EventLog, Monitor, PassiveHint};
-use pairgate_proxy::{Observer, ProxyError, Settings, Shared, UpstreamOutcome};
+use pairgate_proxy::{ErrorKind, Observer, Settings, Shared, UpstreamOutcome};
 use pairgate_routing::{Account, RouteTable};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -80,7 +80,7 @@ impl Observer for PassiveSignals {
                 return;
             }
             // The client's body broke: says nothing about the account.
-            UpstreamOutcome::Failed(ProxyError::ClientBody) => return,
+            UpstreamOutcome::Failed(ErrorKind::ClientBody) => return,
             UpstreamOutcome::Failed(_) => true,
         };
         let consecutive_5xx = account.health.note_5xx();
@@ -324,7 +324,7 @@ impl Gateway {
     }
 
     /// Re-reads the config file and applies it (what SIGHUP and `POST /v1/reload` do).
-    pub async fn reload(&self) -> Result<Reloaded, Vec<String>> {
+    pub async fn reload(&self) -> Result<Reloaded, ReloadRejected> {
         self.reloader.reload().await
     }
 
@@ -400,10 +400,6 @@ fn restore_state(config: &Config, events: &EventLog) -> PersistedState {
     }
 }
 
-/// The most problems a rejected reload reports (log, event, `POST /v1/reload` answer); each is
-/// already bounded in length ([`pairgate_config::Problem::bounded`]).
-const MAX_REPORTED_PROBLEMS: usize = 100;
-
 /// Reloads from the config file: parse, validate and compile off the hot path, hand the new
 /// table to the controller (which sets slots), resync probers, then publish with one store.
 pub(crate) struct FileReloader {
@@ -435,7 +431,7 @@ impl FileReloader {
     }
 
     /// Reloads now (what SIGHUP does).
-    pub(crate) async fn reload_now(&self) -> Result<Reloaded, Vec<String>> {
+    pub(crate) async fn reload_now(&self) -> Result<Reloaded, ReloadRejected> {
         self.reload_file().await
     }
 
@@ -451,19 +447,11 @@ impl FileReloader {
         self.monitor.sync(&config, &self.shared.routes(), &tls);
     }
 
-    async fn reload_file(&self) -> Result<Reloaded, Vec<String>> {
+    async fn reload_file(&self) -> Result<Reloaded, ReloadRejected> {
         let _one_at_a_time = self.lock.lock().await;
-        let result = self.try_reload().await.map_err(|mut problems| {
-            // The log, the event and the 422 answer all carry this list: bound it here.
-            if problems.len() > MAX_REPORTED_PROBLEMS {
-                let more = problems.len() - MAX_REPORTED_PROBLEMS;
-                problems.truncate(MAX_REPORTED_PROBLEMS);
-                problems.push(format!(
-                    "... and {more} more; `pairgate check --config FILE` lists them all"
-                ));
-            }
-            problems
-        });
+        // The log, the event and the 422 answer all carry this list: bound it here (each
+        // problem is already bounded in length, `Problem::bounded`).
+        let result = self.try_reload().await.map_err(ReloadRejected::new);
         let generation = self.shared.routes().generation();
         match &result {
             Ok(r) => {
@@ -474,32 +462,34 @@ impl FileReloader {
                     "config reloaded"
                 );
             }
-            Err(problems) => {
+            Err(rejected) => {
                 self.rejected.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(
-                    problems = problems.len(),
+                    problems = rejected.problems.len() + rejected.more,
                     "config reload rejected; the running config keeps serving"
                 );
-                for p in problems {
+                let lines = rejected.lines();
+                for p in &lines {
                     tracing::error!("{p}");
                 }
                 self.events.push(EventKind::Reload {
                     generation,
                     accepted: false,
-                    problems: problems.clone(),
+                    problems: lines,
                 });
             }
         }
         result
     }
 
-    async fn try_reload(&self) -> Result<Reloaded, Vec<String>> {
+    async fn try_reload(&self) -> Result<Reloaded, Vec<FileProblem>> {
         let Some(path) = self.path.clone() else {
-            return Err(vec![
-                "this gateway was started from an embedded config; there is no file to reload"
-                    .to_owned(),
-            ]);
+            return Err(vec![FileProblem::error(
+                "",
+                "this gateway was started from an embedded config; there is no file to reload",
+            )]);
         };
+        let file = path.display().to_string();
         let current = self.shared.routes();
         let generation = current.generation() + 1;
         // Parsing 100k tenants takes a while: keep it off the async workers.
@@ -508,30 +498,39 @@ impl FileReloader {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let in_file = file.clone();
         let prepared = tokio::task::spawn_blocking(move || {
+            let file = in_file;
             let prepared = match objects {
                 None => prepare(&path),
                 Some(objects) => read_config_text(&path)
                     .and_then(|local| {
                         fleet::compose(&local, &objects).map_err(|e| ConfigFileError::Invalid {
-                            rendered: vec![format!(
-                                "{}: composing with the fleet's objects: {e}",
-                                path.display()
+                            problems: vec![FileProblem::error(
+                                &file,
+                                format!("composing with the fleet's objects: {e}"),
                             )],
                         })
                     })
                     .and_then(|text| prepare_text(&text, &path)),
             }
             .map_err(|e| match e {
-                ConfigFileError::Read { .. } => vec![e.to_string()],
-                ConfigFileError::Invalid { rendered } => rendered,
+                ConfigFileError::Read { err, .. } => {
+                    vec![FileProblem::error(&file, format!("cannot read: {err}"))]
+                }
+                ConfigFileError::Invalid { problems } => problems,
             })?;
             let table = RouteTable::compile(&prepared.config, generation, Some(&current))
-                .map_err(|e| vec![format!("compiling routes: {e}")])?;
-            Ok::<_, Vec<String>>((prepared, table))
+                .map_err(|e| vec![FileProblem::error(&file, format!("compiling routes: {e}"))])?;
+            Ok::<_, Vec<FileProblem>>((prepared, table))
         })
         .await
-        .map_err(|e| vec![format!("reload task failed: {e}")])??;
+        .map_err(|e| {
+            vec![FileProblem::error(
+                &file,
+                format!("reload task failed: {e}"),
+            )]
+        })??;
         let (prepared, table) = prepared;
         let Prepared {
             config,
@@ -568,7 +567,12 @@ impl FileReloader {
             .control
             .reload(Arc::clone(&config), Arc::clone(&table))
             .await
-            .ok_or_else(|| vec!["the failover controller is not running".to_owned()])?;
+            .ok_or_else(|| {
+                vec![FileProblem::error(
+                    "",
+                    "the failover controller is not running",
+                )]
+            })?;
         self.monitor.sync(&config, &table, &tls.upstream);
         self.shared.swap_routes(table, &tls.upstream);
         *self.last_tls.lock().unwrap_or_else(|p| p.into_inner()) = tls.upstream.clone();
@@ -591,7 +595,7 @@ impl FileReloader {
 }
 
 impl Reloader for FileReloader {
-    fn reload(&self) -> BoxFuture<'_, Result<Reloaded, Vec<String>>> {
+    fn reload(&self) -> BoxFuture<'_, Result<Reloaded, ReloadRejected>> {
         Box::pin(self.reload_file())
     }
 
@@ -682,10 +686,11 @@ pub fn load_config_file(
 ) -> Result<pairgate_config::Loaded, ConfigFileError> {
     let text = read_config_text(path)?;
     let env = |name: &str| std::env::var(name).ok();
+    let file = path.display().to_string();
     pairgate_config::load(&text, &env).map_err(|problems| ConfigFileError::Invalid {
-        rendered: problems
-            .iter()
-            .map(|p| pairgate_config::render(p, &path.display().to_string()))
+        problems: problems
+            .into_iter()
+            .map(|p| FileProblem::new(&file, p))
             .collect(),
     })
 }
@@ -725,9 +730,9 @@ pub fn prepare_text(text: &str, path: &std::path::Path) -> Result<Prepared, Conf
     let file = path.display().to_string();
     let loaded =
         pairgate_config::load(text, &env).map_err(|problems| ConfigFileError::Invalid {
-            rendered: problems
-                .iter()
-                .map(|p| pairgate_config::render(p, &file))
+            problems: problems
+                .into_iter()
+                .map(|p| FileProblem::new(&file, p))
                 .collect(),
         })?;
     let base = path.parent().unwrap_or(std::path::Path::new("."));
@@ -750,9 +755,9 @@ pub fn prepare_text(text: &str, path: &std::path::Path) -> Result<Prepared, Conf
             })
         }
         Err(problems) => Err(ConfigFileError::Invalid {
-            rendered: problems
-                .iter()
-                .map(|p| pairgate_config::render(p, &file))
+            problems: problems
+                .into_iter()
+                .map(|p| FileProblem::new(&file, p))
                 .collect(),
         }),
     }
@@ -839,10 +844,10 @@ pub enum ConfigFileError {
         /// The IO error.
         err: std::io::Error,
     },
-    /// The file is not a valid config; one rendered line per problem.
+    /// The file is not a valid config: every problem (`Display`: `FILE:LINE:COL: PATH: message`).
     Invalid {
-        /// `FILE:LINE:COL: PATH: message` lines.
-        rendered: Vec<String>,
+        /// The problems, errors first.
+        problems: Vec<FileProblem>,
     },
 }
 
@@ -851,7 +856,15 @@ impl std::fmt::Display for ConfigFileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ConfigFileError::Read { path, err } => write!(f, "{path}: cannot read: {err}"),
-            ConfigFileError::Invalid { rendered } => f.write_str(&rendered.join("\n")),
+            ConfigFileError::Invalid { problems } => {
+                for (i, p) in problems.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("\n")?;
+                    }
+                    write!(f, "{p}")?;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -146,11 +146,11 @@ fn print_config_error(out: &mut impl std::io::Write, err: &ConfigFileError) {
         ConfigFileError::Read { .. } => {
             let _ = writeln!(out, "{err}");
         }
-        ConfigFileError::Invalid { rendered } => {
-            for line in rendered {
-                let _ = writeln!(out, "{line}");
+        ConfigFileError::Invalid { problems } => {
+            for problem in problems {
+                let _ = writeln!(out, "{problem}");
             }
-            let _ = writeln!(out, "{} problem(s); config rejected", rendered.len());
+            let _ = writeln!(out, "{} problem(s); config rejected", problems.len());
         }
     }
 }

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::idle::IdleTimer;
-use crate::{BoxError, ProxyError};
+use crate::{BoxError, ErrorKind};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -22,10 +22,10 @@ pub(crate) struct BodyVerdict(Arc<AtomicU8>);
 
 impl BodyVerdict {
     /// The error to answer with when the upstream attempt failed because of the body.
-    pub(crate) fn error(&self) -> Option<ProxyError> {
+    pub(crate) fn error(&self) -> Option<ErrorKind> {
         match self.0.load(Ordering::Acquire) {
-            TOO_LARGE => Some(ProxyError::PayloadTooLarge),
-            IDLE => Some(ProxyError::RequestTimeout),
+            TOO_LARGE => Some(ErrorKind::PayloadTooLarge),
+            IDLE => Some(ErrorKind::RequestTimeout),
             _ => None,
         }
     }

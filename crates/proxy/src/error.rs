@@ -1,14 +1,54 @@
-//! `ProxyError` and the one function that turns each variant into a response.
+//! `ProxyError` (a kind and, when known, its cause) and the one function that turns each kind
+//! into a response.
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 
-use crate::Body;
+use crate::{Body, BoxError};
+
+/// Why a request failed, with its cause when one is known: the kind decides the status, the
+/// `error` code and the metrics; the cause is for the access log (`error.cause`) only.
+///
+/// Built without allocation from a kind alone; a cause is boxed, on the failure path only.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}")]
+pub struct ProxyError {
+    kind: ErrorKind,
+    #[source]
+    source: Option<BoxError>,
+}
+
+impl ProxyError {
+    /// A failure of `kind` caused by `source`.
+    pub fn with_source(kind: ErrorKind, source: impl Into<BoxError>) -> ProxyError {
+        ProxyError {
+            kind,
+            source: Some(source.into()),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The response sent to the client (see [`ErrorKind::into_response`]); the cause is not
+    /// sent.
+    pub fn into_response(&self) -> Response<Body> {
+        self.kind.into_response()
+    }
+}
+
+impl From<ErrorKind> for ProxyError {
+    fn from(kind: ErrorKind) -> ProxyError {
+        ProxyError { kind, source: None }
+    }
+}
 
 /// Everything that can stop a request from being forwarded or answered by its upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ProxyError {
+pub enum ErrorKind {
     /// No tenant matches the request (or the tenant header names an unknown tenant).
     #[error("unknown tenant")]
     UnknownTenant,
@@ -61,48 +101,48 @@ pub enum ProxyError {
     LocalResources,
 }
 
-impl ProxyError {
+impl ErrorKind {
     /// The status each variant is answered with.
     pub fn status(self) -> StatusCode {
         match self {
-            ProxyError::UnknownTenant => StatusCode::NOT_FOUND,
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ProxyError::BothDown => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
-            ProxyError::UpstreamConnectTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::UpstreamReset => StatusCode::BAD_GATEWAY,
-            ProxyError::UpstreamProtocol => StatusCode::BAD_GATEWAY,
-            ProxyError::UpstreamDown => StatusCode::BAD_GATEWAY,
-            ProxyError::ClientBody => StatusCode::BAD_REQUEST,
-            ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
-            ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ProxyError::TenantOverloaded => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
-            ProxyError::LocalResources => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::UnknownTenant => StatusCode::NOT_FOUND,
+            ErrorKind::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ErrorKind::BothDown => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
+            ErrorKind::UpstreamConnectTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::UpstreamReset => StatusCode::BAD_GATEWAY,
+            ErrorKind::UpstreamProtocol => StatusCode::BAD_GATEWAY,
+            ErrorKind::UpstreamDown => StatusCode::BAD_GATEWAY,
+            ErrorKind::ClientBody => StatusCode::BAD_REQUEST,
+            ErrorKind::UriTooLong => StatusCode::URI_TOO_LONG,
+            ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorKind::TenantOverloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Misdirected => StatusCode::MISDIRECTED_REQUEST,
+            ErrorKind::LocalResources => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     /// The machine-readable `error` code in the JSON body.
     pub fn code(self) -> &'static str {
         match self {
-            ProxyError::UnknownTenant => "unknown_tenant",
-            ProxyError::BadRequest(_) => "bad_request",
-            ProxyError::BothDown => "both_accounts_down",
-            ProxyError::UpstreamUnreachable => "upstream_unreachable",
-            ProxyError::UpstreamConnectTimeout => "upstream_connect_timeout",
-            ProxyError::UpstreamTimeout => "upstream_timeout",
-            ProxyError::UpstreamReset => "upstream_reset",
-            ProxyError::UpstreamProtocol => "upstream_protocol_error",
-            ProxyError::UpstreamDown => "upstream_down",
-            ProxyError::ClientBody => "bad_request_body",
-            ProxyError::UriTooLong => "uri_too_long",
-            ProxyError::PayloadTooLarge => "payload_too_large",
-            ProxyError::RequestTimeout => "request_timeout",
-            ProxyError::TenantOverloaded => "tenant_over_capacity",
-            ProxyError::Misdirected => "misdirected_request",
-            ProxyError::LocalResources => "gateway_out_of_resources",
+            ErrorKind::UnknownTenant => "unknown_tenant",
+            ErrorKind::BadRequest(_) => "bad_request",
+            ErrorKind::BothDown => "both_accounts_down",
+            ErrorKind::UpstreamUnreachable => "upstream_unreachable",
+            ErrorKind::UpstreamConnectTimeout => "upstream_connect_timeout",
+            ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::UpstreamReset => "upstream_reset",
+            ErrorKind::UpstreamProtocol => "upstream_protocol_error",
+            ErrorKind::UpstreamDown => "upstream_down",
+            ErrorKind::ClientBody => "bad_request_body",
+            ErrorKind::UriTooLong => "uri_too_long",
+            ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::RequestTimeout => "request_timeout",
+            ErrorKind::TenantOverloaded => "tenant_over_capacity",
+            ErrorKind::Misdirected => "misdirected_request",
+            ErrorKind::LocalResources => "gateway_out_of_resources",
         }
     }
 
@@ -111,38 +151,38 @@ impl ProxyError {
     pub fn before_send(self) -> bool {
         matches!(
             self,
-            ProxyError::UpstreamUnreachable | ProxyError::UpstreamConnectTimeout
+            ErrorKind::UpstreamUnreachable | ErrorKind::UpstreamConnectTimeout
         )
     }
 
     /// Whether this failure says something about the upstream's health.
     pub fn is_upstream_failure(self) -> bool {
         match self {
-            ProxyError::UpstreamUnreachable
-            | ProxyError::UpstreamConnectTimeout
-            | ProxyError::UpstreamTimeout
-            | ProxyError::UpstreamReset
-            | ProxyError::UpstreamProtocol => true,
+            ErrorKind::UpstreamUnreachable
+            | ErrorKind::UpstreamConnectTimeout
+            | ErrorKind::UpstreamTimeout
+            | ErrorKind::UpstreamReset
+            | ErrorKind::UpstreamProtocol => true,
             // The verdict that caused it is already in; counting it again would be an echo.
-            ProxyError::UpstreamDown
-            | ProxyError::UnknownTenant
-            | ProxyError::BadRequest(_)
-            | ProxyError::BothDown
-            | ProxyError::ClientBody
-            | ProxyError::UriTooLong
-            | ProxyError::PayloadTooLarge
-            | ProxyError::RequestTimeout
-            | ProxyError::TenantOverloaded
-            | ProxyError::Misdirected
+            ErrorKind::UpstreamDown
+            | ErrorKind::UnknownTenant
+            | ErrorKind::BadRequest(_)
+            | ErrorKind::BothDown
+            | ErrorKind::ClientBody
+            | ErrorKind::UriTooLong
+            | ErrorKind::PayloadTooLarge
+            | ErrorKind::RequestTimeout
+            | ErrorKind::TenantOverloaded
+            | ErrorKind::Misdirected
             // The gateway's own descriptors, not the account: no evidence against it.
-            | ProxyError::LocalResources => false,
+            | ErrorKind::LocalResources => false,
         }
     }
 
     /// The response sent to the client: the status and `{"error": code}`.
     pub fn into_response(self) -> Response<Body> {
         let body = match self {
-            ProxyError::BadRequest(why) => {
+            ErrorKind::BadRequest(why) => {
                 format!(r#"{{"error":"{}","detail":"{}"}}"#, self.code(), why)
             }
             _ => format!(r#"{{"error":"{}"}}"#, self.code()),
@@ -159,14 +199,14 @@ impl ProxyError {
             HeaderValue::from_static("application/json"),
         );
         match self {
-            ProxyError::BothDown => {
+            ErrorKind::BothDown => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
-            ProxyError::TenantOverloaded => {
+            ErrorKind::TenantOverloaded => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             // The request's framing or pace is in doubt: do not reuse the connection.
-            ProxyError::PayloadTooLarge | ProxyError::RequestTimeout | ProxyError::ClientBody => {
+            ErrorKind::PayloadTooLarge | ErrorKind::RequestTimeout | ErrorKind::ClientBody => {
                 headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
@@ -183,26 +223,26 @@ mod tests {
     #[test]
     fn every_variant_has_a_pinned_status() {
         let cases = [
-            (ProxyError::UnknownTenant, 404, "unknown_tenant"),
-            (ProxyError::BadRequest("x"), 400, "bad_request"),
-            (ProxyError::BothDown, 503, "both_accounts_down"),
-            (ProxyError::UpstreamUnreachable, 502, "upstream_unreachable"),
+            (ErrorKind::UnknownTenant, 404, "unknown_tenant"),
+            (ErrorKind::BadRequest("x"), 400, "bad_request"),
+            (ErrorKind::BothDown, 503, "both_accounts_down"),
+            (ErrorKind::UpstreamUnreachable, 502, "upstream_unreachable"),
             (
-                ProxyError::UpstreamConnectTimeout,
+                ErrorKind::UpstreamConnectTimeout,
                 504,
                 "upstream_connect_timeout",
             ),
-            (ProxyError::UpstreamTimeout, 504, "upstream_timeout"),
-            (ProxyError::UpstreamReset, 502, "upstream_reset"),
-            (ProxyError::UpstreamProtocol, 502, "upstream_protocol_error"),
-            (ProxyError::UpstreamDown, 502, "upstream_down"),
-            (ProxyError::ClientBody, 400, "bad_request_body"),
-            (ProxyError::UriTooLong, 414, "uri_too_long"),
-            (ProxyError::PayloadTooLarge, 413, "payload_too_large"),
-            (ProxyError::RequestTimeout, 408, "request_timeout"),
-            (ProxyError::TenantOverloaded, 503, "tenant_over_capacity"),
-            (ProxyError::Misdirected, 421, "misdirected_request"),
-            (ProxyError::LocalResources, 503, "gateway_out_of_resources"),
+            (ErrorKind::UpstreamTimeout, 504, "upstream_timeout"),
+            (ErrorKind::UpstreamReset, 502, "upstream_reset"),
+            (ErrorKind::UpstreamProtocol, 502, "upstream_protocol_error"),
+            (ErrorKind::UpstreamDown, 502, "upstream_down"),
+            (ErrorKind::ClientBody, 400, "bad_request_body"),
+            (ErrorKind::UriTooLong, 414, "uri_too_long"),
+            (ErrorKind::PayloadTooLarge, 413, "payload_too_large"),
+            (ErrorKind::RequestTimeout, 408, "request_timeout"),
+            (ErrorKind::TenantOverloaded, 503, "tenant_over_capacity"),
+            (ErrorKind::Misdirected, 421, "misdirected_request"),
+            (ErrorKind::LocalResources, 503, "gateway_out_of_resources"),
         ];
         for (err, status, code) in cases {
             let resp = err.into_response();
@@ -211,10 +251,29 @@ mod tests {
             assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
         }
         assert!(
-            ProxyError::BothDown
+            ErrorKind::BothDown
                 .into_response()
                 .headers()
                 .contains_key(header::RETRY_AFTER)
         );
+    }
+
+    /// The cause travels with the kind (for the log) and changes nothing in the answer.
+    #[test]
+    fn the_cause_is_kept_and_never_sent() {
+        let tls = std::io::Error::new(std::io::ErrorKind::InvalidData, "invalid peer certificate");
+        let err = ProxyError::with_source(ErrorKind::UpstreamUnreachable, tls);
+        assert_eq!(err.kind(), ErrorKind::UpstreamUnreachable);
+        let cause = std::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(cause.as_deref(), Some("invalid peer certificate"));
+        let resp = err.into_response();
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+        let body = futures_util::FutureExt::now_or_never(resp.into_body().collect())
+            .expect("a full body is ready")
+            .expect("infallible")
+            .to_bytes();
+        assert_eq!(&body[..], br#"{"error":"upstream_unreachable"}"#);
+        let bare = ProxyError::from(ErrorKind::UnknownTenant);
+        assert!(std::error::Error::source(&bare).is_none());
     }
 }

@@ -15,11 +15,12 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use pairgate_routing::{Account, AccountId, Health, RouteTable};
+use pairgate_routing::{Account, AccountId, Health, RouteTable, Tenant, TenantId};
 
+use crate::body::BodyVerdict;
 use crate::body::{HoldingBody, InFlight, LimitedBody, Prefixed};
 use crate::headers::{is_upgrade_request, rewrite_request, strip_hop_by_hop};
-use crate::{Body, ProxyError, Shared, Snapshot};
+use crate::{Body, ErrorKind, ProxyError, Shared, Snapshot};
 
 /// What happened when a request was sent to an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +28,7 @@ pub enum UpstreamOutcome {
     /// A response head arrived with this status.
     Response(StatusCode),
     /// The attempt failed before a response head.
-    Failed(ProxyError),
+    Failed(ErrorKind),
 }
 
 /// Hears every upstream outcome: the passive health signal from live traffic.
@@ -49,6 +50,7 @@ struct Trace {
     region: Option<Arc<str>>,
     side: &'static str,
     generation: u64,
+    /// Why the request failed, with its cause.
     error: Option<ProxyError>,
     /// Set when the request was replayed on the other account after this failure.
     replayed_after: Option<ProxyError>,
@@ -109,10 +111,21 @@ impl Record<'_> {
             status,
             duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             error,
+            error.cause = trace.error.as_ref().and_then(cause).map(tracing::field::display),
             replayed = trace.replayed_after.is_some(),
-            replayed_after = trace.replayed_after.map(ProxyError::code),
+            replayed_after = trace.replayed_after.as_ref().map(|e| e.kind().code()),
+            replayed_after.cause = trace
+                .replayed_after
+                .as_ref()
+                .and_then(cause)
+                .map(tracing::field::display),
         );
     }
+}
+
+/// What caused `err`, as the access log shows it.
+fn cause(err: &ProxyError) -> Option<pairgate_tls::Describe<'_>> {
+    StdError::source(err).map(pairgate_tls::Describe)
 }
 
 impl Drop for Record<'_> {
@@ -136,37 +149,74 @@ pub(crate) async fn handle(
         trace: Trace::default(),
         written: false,
     };
+    // 2. One snapshot per request: the routing table and its accounts' TLS clients.
     let snapshot = shared.routes.load_full();
     let resp = match forward(shared, &snapshot, conn, req, &mut record.trace).await {
         Ok(resp) => resp,
         Err(err) => {
+            let resp = err.into_response();
             record.trace.error = Some(err);
-            err.into_response()
+            resp
         }
     };
-    let error = record.trace.error.map(ProxyError::code);
+    let error = record.trace.error.as_ref().map(|e| e.kind().code());
     record.write(resp.status().as_u16(), error);
     resp
 }
 
+/// The request's way through, one call per step of ARCHITECTURE.md's walk (step 2, the
+/// snapshot, is loaded by [`handle`]; step 9, the record, is written by it).
 async fn forward(
     shared: &Shared,
     snapshot: &Snapshot,
     conn: &ConnInfo,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     trace: &mut Trace,
 ) -> Result<Response<Body>, ProxyError> {
     let table = &*snapshot.table;
-    // 1. Shape: only origin-form requests are forwarded.
+    // 1.
+    check_shape(&req, &shared.settings)?;
+    // 3.
+    let admitted = admit(table, conn, &req, trace)?;
+    let tenant = table.tenant(admitted.tenant);
+    // 4.
+    let accounts = active_account(table, tenant, trace)?;
+    // 5.
+    let (mut rewritten, body) = rewrite(shared, conn, tenant, admitted.strip, req);
+    // 6.
+    let (body, replay_body) = read_ahead(body, &rewritten, admitted.declared, shared).await?;
+    // 7.
+    let (resp, replayed) = send_with_replay(
+        shared,
+        snapshot,
+        trace,
+        &mut rewritten,
+        accounts,
+        body,
+        replay_body,
+    )
+    .await?;
+    // 8.
+    respond(
+        shared,
+        resp,
+        replayed,
+        rewritten.client_upgrade,
+        admitted.slot,
+    )
+}
+
+/// 1. Shape check: only origin-form requests are forwarded.
+fn check_shape(req: &Request<Incoming>, settings: &crate::Settings) -> Result<(), ProxyError> {
     if req.method() == Method::CONNECT {
-        return Err(ProxyError::BadRequest("CONNECT is not supported"));
+        return Err(ErrorKind::BadRequest("CONNECT is not supported").into());
     }
     if !req.uri().path().starts_with('/') {
-        return Err(ProxyError::BadRequest("request target must be a path"));
+        return Err(ErrorKind::BadRequest("request target must be a path").into());
     }
     let target_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
-    if target_len > shared.settings.max_uri_bytes {
-        return Err(ProxyError::UriTooLong);
+    if target_len > settings.max_uri_bytes {
+        return Err(ErrorKind::UriTooLong.into());
     }
     if req.version() == Version::HTTP_2
         && let (Some(authority), Some(host)) =
@@ -175,13 +225,33 @@ async fn forward(
             .as_bytes()
             .eq_ignore_ascii_case(authority.as_str().as_bytes())
     {
-        return Err(ProxyError::BadRequest(":authority and host disagree"));
+        return Err(ErrorKind::BadRequest(":authority and host disagree").into());
     }
+    Ok(())
+}
 
-    // 2. Tenant. A miss never falls through to a default upstream.
+/// A tenant that took the request (step 3).
+struct Admitted {
+    tenant: TenantId,
+    /// Bytes of the path that are the tenant's prefix, stripped upstream.
+    strip: usize,
+    /// The tenant's in-flight slot, held until the response body ends.
+    slot: InFlight,
+    /// The request's `Content-Length`, parsed once here.
+    declared: Option<u64>,
+}
+
+/// 3. Tenant: resolve it (a miss never falls through to a default upstream), check the
+///    connection's SNI names it, take its in-flight slot and check its body limit.
+fn admit(
+    table: &RouteTable,
+    conn: &ConnInfo,
+    req: &Request<Incoming>,
+    trace: &mut Trace,
+) -> Result<Admitted, ProxyError> {
     let resolved = table
         .resolve_tenant(req.uri(), req.headers())
-        .map_err(|_| ProxyError::UnknownTenant)?;
+        .map_err(|_| ErrorKind::UnknownTenant)?;
     let tenant = table.tenant(resolved.tenant);
     trace.tenant = Some(Arc::clone(&tenant.name));
     // A connection set up for one tenant's name must not carry another tenant's requests
@@ -191,32 +261,67 @@ async fn forward(
             .resolve_host(sni)
             .is_some_and(|t| t != resolved.tenant)
     {
-        return Err(ProxyError::Misdirected);
+        return Err(ErrorKind::Misdirected.into());
     }
     // One tenant's flood cannot take every connection's worth of upstream capacity.
     let slot = InFlight::acquire(&tenant.in_flight, tenant.limits.max_in_flight)
-        .ok_or(ProxyError::TenantOverloaded)?;
+        .ok_or(ErrorKind::TenantOverloaded)?;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > tenant.limits.max_request_body_bytes) {
-        return Err(ProxyError::PayloadTooLarge);
+        return Err(ErrorKind::PayloadTooLarge.into());
     }
+    Ok(Admitted {
+        tenant: resolved.tenant,
+        strip: resolved.strip,
+        slot,
+        declared,
+    })
+}
 
-    // 3. Active side: one atomic load.
+/// 4. Active side: one atomic load; the account it names, and the other one (a replay's
+///    target) when the tenant has two.
+fn active_account(
+    table: &RouteTable,
+    tenant: &Tenant,
+    trace: &mut Trace,
+) -> Result<(AccountId, Option<AccountId>), ProxyError> {
     let active = tenant.slot.load();
     trace.side = active.side.as_str();
     trace.generation = active.generation;
     if active.reject {
-        return Err(ProxyError::BothDown);
+        return Err(ErrorKind::BothDown.into());
     }
     let account_id = tenant.account_for(active.side);
-    let account = table.account(account_id);
-    trace.note_account(table, account);
+    trace.note_account(table, table.account(account_id));
+    let other_id = tenant
+        .secondary
+        .map(|_| tenant.account_for(active.side.other()));
+    Ok((account_id, other_id))
+}
 
-    // 4. Rewrite into a template that can be aimed at either account.
+/// The request after step 5, and what steps 6 to 8 need of the client's request.
+struct Rewritten {
+    template: Template,
+    /// Why the body failed, if it broke the tenant's limits.
+    verdict: BodyVerdict,
+    /// The client's side of an upgrade (HTTP/1.1 `Upgrade`).
+    client_upgrade: Option<OnUpgrade>,
+}
+
+/// 5. Rewrite into a template that can be aimed at either account: hop-by-hop headers
+///    stripped, the client's `Host` kept for `X-Forwarded-Host`, the body under the tenant's
+///    limits.
+fn rewrite(
+    shared: &Shared,
+    conn: &ConnInfo,
+    tenant: &Tenant,
+    strip: usize,
+    mut req: Request<Incoming>,
+) -> (Rewritten, LimitedBody) {
     let upgrade = req.version() == Version::HTTP_11 && is_upgrade_request(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
@@ -230,29 +335,52 @@ async fn forward(
         HeaderValue::from_str(authority.as_str()).ok()
     });
     strip_hop_by_hop(&mut parts.headers, upgrade);
-    let mut template = Template {
-        parts,
-        client_host,
-        client_ip: conn.client_ip.clone(),
-        https: conn.https,
-        strip: resolved.strip,
+    let rewritten = Rewritten {
+        template: Template {
+            parts,
+            client_host,
+            client_ip: conn.client_ip.clone(),
+            https: conn.https,
+            strip,
+        },
+        verdict,
+        client_upgrade,
     };
+    (rewritten, body)
+}
 
-    // 5. Read a small body ahead (clean framing upstream, and a replay copy); larger ones
-    //    stream.
-    let other_id = tenant
-        .secondary
-        .map(|_| tenant.account_for(active.side.other()));
-    let (body, replay_body) = if upgrade {
-        (body.boxed(), None)
-    } else {
-        buffer_for_replay(body, &template.parts, shared)
-            .await
-            .map_err(|err| verdict.error().unwrap_or(err))?
-    };
+/// 6. Read a small body ahead (clean framing upstream, and a replay copy); larger ones, and
+///    upgrades, stream.
+async fn read_ahead(
+    body: LimitedBody,
+    rewritten: &Rewritten,
+    declared: Option<u64>,
+    shared: &Shared,
+) -> Result<(Body, Option<Bytes>), ProxyError> {
+    if rewritten.client_upgrade.is_some() {
+        return Ok((body.boxed(), None));
+    }
+    buffer_for_replay(body, declared, shared)
+        .await
+        .map_err(|kind| rewritten.verdict.error().unwrap_or(kind).into())
+}
 
-    // 6. Send on the shared pool, bounded by the response-header timeout. The template is
-    //    kept (and its headers copied) only when a replay is possible.
+/// 7. Send on the shared pool, bounded by the response-header timeout; on a failure before the
+///    response head, replay once on the other account when the rules allow it. The template is
+///    kept (and its headers copied) only when a replay is possible. Returns the response and
+///    whether it came from a replay.
+async fn send_with_replay(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    trace: &mut Trace,
+    rewritten: &mut Rewritten,
+    (account_id, other_id): (AccountId, Option<AccountId>),
+    body: Body,
+    replay_body: Option<Bytes>,
+) -> Result<(Response<Incoming>, bool), ProxyError> {
+    let table = &*snapshot.table;
+    let account = table.account(account_id);
+    let template = &mut rewritten.template;
     let replayable = other_id.is_some() && replay_body.is_some();
     let first = if replayable {
         template.aim(account, body)?
@@ -261,48 +389,56 @@ async fn forward(
     };
     // A request that could be replayed stops waiting on an account the moment it is declared
     // unhealthy (a black hole answers nothing until the response-header timeout).
-    let give_up_if_down = replayable && may_replay(ProxyError::UpstreamDown, &template.parts);
-    let mut replayed = false;
-    let mut resp = match send(shared, snapshot, account_id, first, give_up_if_down).await {
-        Ok(resp) => resp,
-        // The client's body broke the tenant's limits: that is the answer, not a replay.
-        Err(err) if verdict.error().is_some() => return Err(verdict.error().unwrap_or(err)),
-        Err(err) => {
-            let Some(other_id) = other_id else {
-                return Err(err);
-            };
-            let other = table.account(other_id);
-            let Some(body) = replay_body.filter(|_| may_replay(err, &template.parts)) else {
-                return Err(err);
-            };
-            if other.health.load() == Health::Unhealthy {
-                tracing::debug!(
-                    account = &*other.name,
-                    "not replaying onto an unhealthy account"
-                );
-                return Err(err);
-            }
-            trace.replayed_after = Some(err);
-            trace.note_account(table, other);
-            replayed = true;
-            let retry = template.aim(
-                other,
-                Full::new(body).map_err(|never| match never {}).boxed(),
-            )?;
-            let result = send(shared, snapshot, other_id, retry, false).await;
-            let counter = if result.is_ok() {
-                &shared.stats.replays_succeeded
-            } else {
-                &shared.stats.replays_failed
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            result?
-        }
+    let give_up_if_down = replayable && may_replay(ErrorKind::UpstreamDown, &template.parts);
+    let err = match send(shared, snapshot, account_id, first, give_up_if_down).await {
+        Ok(resp) => return Ok((resp, false)),
+        Err(err) => err,
     };
+    // The client's body broke the tenant's limits: that is the answer, not a replay.
+    if let Some(kind) = rewritten.verdict.error() {
+        return Err(kind.into());
+    }
+    let Some(other_id) = other_id else {
+        return Err(err);
+    };
+    let other = table.account(other_id);
+    let Some(body) = replay_body.filter(|_| may_replay(err.kind(), &template.parts)) else {
+        return Err(err);
+    };
+    if other.health.load() == Health::Unhealthy {
+        tracing::debug!(
+            account = &*other.name,
+            "not replaying onto an unhealthy account"
+        );
+        return Err(err);
+    }
+    trace.replayed_after = Some(err);
+    trace.note_account(table, other);
+    let retry = template.aim(
+        other,
+        Full::new(body).map_err(|never| match never {}).boxed(),
+    )?;
+    let result = send(shared, snapshot, other_id, retry, false).await;
+    let counter = if result.is_ok() {
+        &shared.stats.replays_succeeded
+    } else {
+        &shared.stats.replays_failed
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    Ok((result?, true))
+}
 
-    // 7. Stream the response back; splice upgraded connections together.
+/// 8. Stream the response back (holding the tenant's in-flight slot, cut when the upstream
+///    stalls for `upstream.read_timeout`); splice upgraded connections together.
+fn respond(
+    shared: &Shared,
+    mut resp: Response<Incoming>,
+    replayed: bool,
+    client_upgrade: Option<OnUpgrade>,
+    slot: InFlight,
+) -> Result<Response<Body>, ProxyError> {
     if ambiguous_response_framing(resp.headers()) {
-        return Err(ProxyError::UpstreamProtocol);
+        return Err(ErrorKind::UpstreamProtocol.into());
     }
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         match client_upgrade {
@@ -310,7 +446,7 @@ async fn forward(
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
                 tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
             }
-            None => return Err(ProxyError::UpstreamProtocol),
+            None => return Err(ErrorKind::UpstreamProtocol.into()),
         }
     } else {
         strip_hop_by_hop(resp.headers_mut(), false);
@@ -390,19 +526,14 @@ impl Template {
 /// that turns out larger, streams (already-read frames first) and is never replayed.
 async fn buffer_for_replay(
     mut body: LimitedBody,
-    parts: &http::request::Parts,
+    declared: Option<u64>,
     shared: &Shared,
-) -> Result<(Body, Option<Bytes>), ProxyError> {
+) -> Result<(Body, Option<Bytes>), ErrorKind> {
     use http_body::Body as _;
     if body.is_end_stream() {
         return Ok((empty(), Some(Bytes::new())));
     }
     let window = shared.settings.max_replay_body;
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > window as u64) {
         return Ok((body.boxed(), None));
     }
@@ -413,7 +544,7 @@ async fn buffer_for_replay(
     loop {
         match body.frame().await {
             None => break,
-            Some(Err(_)) => return Err(ProxyError::ClientBody),
+            Some(Err(_)) => return Err(ErrorKind::ClientBody),
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     read += data.len();
@@ -441,16 +572,16 @@ fn empty() -> Body {
 
 /// Replay rules: nothing was sent (any method), or it was sent and the method is idempotent
 /// (RFC 9110 9.2.2) or the client supplied an `Idempotency-Key`.
-fn may_replay(err: ProxyError, parts: &http::request::Parts) -> bool {
+fn may_replay(err: ErrorKind, parts: &http::request::Parts) -> bool {
     if err.before_send() {
         return true;
     }
     let sent_and_lost = matches!(
         err,
-        ProxyError::UpstreamReset
-            | ProxyError::UpstreamTimeout
-            | ProxyError::UpstreamProtocol
-            | ProxyError::UpstreamDown
+        ErrorKind::UpstreamReset
+            | ErrorKind::UpstreamTimeout
+            | ErrorKind::UpstreamProtocol
+            | ErrorKind::UpstreamDown
     );
     let idempotent = matches!(
         parts.method,
@@ -496,7 +627,7 @@ async fn send(
                     account = &*account.name,
                     "account declared unhealthy while a request waited on it; giving up on it"
                 );
-                return Err(ProxyError::UpstreamDown);
+                return Err(ErrorKind::UpstreamDown.into());
             }
         },
     };
@@ -505,21 +636,21 @@ async fn send(
         Ok(Ok(outcome)) => Ok(outcome),
         Ok(Err(())) => {
             tracing::error!(account = &*account.name, "https account has no TLS client");
-            return Err(ProxyError::UpstreamUnreachable);
+            return Err(ErrorKind::UpstreamUnreachable.into());
         }
     };
     let result = match sent {
-        Err(_elapsed) => Err(ProxyError::UpstreamTimeout),
-        Ok(Err(err)) => Err(classify(&err)),
+        Err(_elapsed) => Err(ProxyError::from(ErrorKind::UpstreamTimeout)),
+        Ok(Err(err)) => Err(ProxyError::with_source(classify(&err), err)),
         Ok(Ok(resp)) => Ok(resp),
     };
     match &result {
         Ok(resp) => shared
             .observer
             .upstream_outcome(account, UpstreamOutcome::Response(resp.status())),
-        Err(err) if err.is_upstream_failure() => shared
+        Err(err) if err.kind().is_upstream_failure() => shared
             .observer
-            .upstream_outcome(account, UpstreamOutcome::Failed(*err)),
+            .upstream_outcome(account, UpstreamOutcome::Failed(err.kind())),
         Err(_) => {}
     }
     result
@@ -545,11 +676,11 @@ fn upstream_uri(account: &Account, uri: &Uri, strip: usize) -> Result<Uri, Proxy
         .authority(account.authority.clone())
         .path_and_query(path)
         .build()
-        .map_err(|_| ProxyError::BadRequest("invalid request path"))
+        .map_err(|_| ErrorKind::BadRequest("invalid request path").into())
 }
 
 /// Maps a client error to what happened, by walking its sources.
-fn classify(err: &hyper_util::client::legacy::Error) -> ProxyError {
+fn classify(err: &hyper_util::client::legacy::Error) -> ErrorKind {
     let mut source: Option<&(dyn StdError + 'static)> = err.source();
     let mut io_kind = None;
     let mut hyper_err = None;
@@ -565,19 +696,19 @@ fn classify(err: &hyper_util::client::legacy::Error) -> ProxyError {
     if let Some(kind) = pairgate_routing::local::local_kind(err) {
         pairgate_routing::local::LOCAL_ERRORS
             .record(kind, pairgate_routing::local::LocalSite::Upstream);
-        return ProxyError::LocalResources;
+        return ErrorKind::LocalResources;
     }
     if err.is_connect() {
         return match io_kind {
-            Some(io::ErrorKind::TimedOut) => ProxyError::UpstreamConnectTimeout,
-            _ => ProxyError::UpstreamUnreachable,
+            Some(io::ErrorKind::TimedOut) => ErrorKind::UpstreamConnectTimeout,
+            _ => ErrorKind::UpstreamUnreachable,
         };
     }
     match hyper_err {
-        Some(h) if h.is_user() => ProxyError::ClientBody,
-        Some(h) if h.is_parse() || h.is_parse_status() => ProxyError::UpstreamProtocol,
-        Some(h) if h.is_timeout() => ProxyError::UpstreamTimeout,
-        _ => ProxyError::UpstreamReset,
+        Some(h) if h.is_user() => ErrorKind::ClientBody,
+        Some(h) if h.is_parse() || h.is_parse_status() => ErrorKind::UpstreamProtocol,
+        Some(h) if h.is_timeout() => ErrorKind::UpstreamTimeout,
+        _ => ErrorKind::UpstreamReset,
     }
 }
 

@@ -36,7 +36,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use pairgate_config::Config;
 use pairgate_routing::RouteTable;
 
-pub use error::ProxyError;
+pub use error::{ErrorKind, ProxyError};
 pub use forward::{Observer, UpstreamOutcome};
 pub use server::{serve, serve_tls};
 
@@ -157,24 +157,14 @@ impl Shared {
         observer: Arc<dyn Observer>,
     ) -> Arc<Self> {
         let connector = plain_connector(&settings);
-        let build = |http2_only: bool| {
-            Client::builder(TokioExecutor::new())
-                .pool_timer(TokioTimer::new())
-                .timer(TokioTimer::new())
-                .pool_idle_timeout(settings.idle_timeout)
-                .pool_max_idle_per_host(settings.max_idle_per_account)
-                .http2_only(http2_only)
-                .set_host(false)
-                .build(connector.clone())
-        };
         let snapshot = Snapshot {
             tls: tls_clients(&routes, tls, &settings, &connector),
             table: routes,
         };
         Arc::new(Shared {
             routes: ArcSwap::from_pointee(snapshot),
-            http1: build(false),
-            http2: build(true),
+            http1: pooled_client(&settings, false, connector.clone()),
+            http2: pooled_client(&settings, true, connector),
             observer,
             stats: ProxyStats::default(),
             metrics: metrics::RequestMetrics::new(settings.tenant_label_limit),
@@ -214,6 +204,22 @@ impl Shared {
     }
 }
 
+/// A pooled upstream client over `connector`: the one builder of the plain HTTP/1.1 and h2 pools
+/// and of every `https://` account's pool.
+fn pooled_client<C>(settings: &Settings, http2_only: bool, connector: C) -> Client<C, Body>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .pool_idle_timeout(settings.idle_timeout)
+        .pool_max_idle_per_host(settings.max_idle_per_account)
+        .http2_only(http2_only)
+        .set_host(false)
+        .build(connector)
+}
+
 fn plain_connector(settings: &Settings) -> HttpConnector {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
@@ -235,31 +241,8 @@ fn tls_clients(
         .iter()
         .map(|account| {
             let t = tls.get(&account.key)?;
-            let mut config = (*t.config).clone();
-            // hyper-rustls sets ALPN itself from the enabled protocols.
-            config.alpn_protocols.clear();
-            let mut http = connector.clone();
-            http.enforce_http(false);
-            let builder = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(config)
-                .https_only()
-                .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(
-                    t.server_name.clone(),
-                ));
-            let https = if t.allow_h2 {
-                builder.enable_all_versions().wrap_connector(http)
-            } else {
-                builder.enable_http1().wrap_connector(http)
-            };
-            Some(
-                Client::builder(TokioExecutor::new())
-                    .pool_timer(TokioTimer::new())
-                    .timer(TokioTimer::new())
-                    .pool_idle_timeout(settings.idle_timeout)
-                    .pool_max_idle_per_host(settings.max_idle_per_account)
-                    .set_host(false)
-                    .build(https),
-            )
+            let https = pairgate_tls::https_connector(t, connector.clone());
+            Some(pooled_client(settings, false, https))
         })
         .collect()
 }

@@ -19,6 +19,7 @@ use rustls::crypto::CryptoProvider;
 
 mod client;
 mod der;
+mod describe;
 mod files;
 mod server;
 
@@ -27,6 +28,7 @@ mod tests;
 
 pub use client::client_config;
 pub use der::{format_utc, validity};
+pub use describe::{Describe, describe_bounded};
 pub use server::{CertStore, SniResolver, load_server_certs, server_config};
 
 /// TLS 1.3 and 1.2, preferred in that order; nothing older.
@@ -60,3 +62,27 @@ pub struct UpstreamTls {
 
 /// TLS settings of every `https://` account, by account key (name and endpoint).
 pub type UpstreamTlsMap = std::collections::HashMap<Arc<str>, UpstreamTls>;
+
+/// The connector of an `https://` account: `http` (its TCP settings) wrapped in TLS with the
+/// account's roots, client certificate, SNI and ALPN. The data path and the probes both build
+/// theirs here, so a certificate problem fails a probe exactly as it fails a request.
+pub fn https_connector(
+    tls: &UpstreamTls,
+    mut http: hyper_util::client::legacy::connect::HttpConnector,
+) -> hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector> {
+    http.enforce_http(false);
+    let mut config = (*tls.config).clone();
+    // hyper-rustls sets ALPN itself from the enabled protocols.
+    config.alpn_protocols.clear();
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(
+            tls.server_name.clone(),
+        ));
+    if tls.allow_h2 {
+        builder.enable_all_versions().wrap_connector(http)
+    } else {
+        builder.enable_http1().wrap_connector(http)
+    }
+}

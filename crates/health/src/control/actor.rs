@@ -38,6 +38,8 @@ pub struct Controller {
     pub(super) persister: Persister<Waiter>,
     /// True while the transitions of an outlier ejection are published (see `label`).
     pub(super) ejection: bool,
+    /// Why each unhealthy account is (by account key): the verdict's detail, else its reason.
+    pub(super) last_error: HashMap<Arc<str>, Arc<str>>,
 }
 
 impl Controller {
@@ -70,6 +72,7 @@ impl Controller {
             publishing: Publishing::Local,
             persister: Persister::new(file_writer()),
             ejection: false,
+            last_error: HashMap::new(),
         };
         controller.index();
         controller.restore(restored);
@@ -163,6 +166,7 @@ impl Controller {
                         key,
                         health,
                         reason: "fleet",
+                        detail: None,
                     });
                 }
             }
@@ -296,13 +300,24 @@ impl Controller {
             account = &*account.name,
             health = verdict.health.as_str(),
             reason = verdict.reason,
+            detail = verdict.detail.as_deref(),
             "account health changed"
         );
         self.events.push(EventKind::AccountHealth {
             account: Arc::clone(&account.name),
             health: verdict.health,
             reason: verdict.reason,
+            detail: verdict.detail.clone(),
         });
+        if verdict.health == pairgate_failover::Health::Unhealthy {
+            let why = verdict
+                .detail
+                .clone()
+                .unwrap_or_else(|| verdict.reason.into());
+            self.last_error.insert(Arc::clone(&account.key), why);
+        } else {
+            self.last_error.remove(&account.key);
+        }
         let transitions = self
             .engine
             .set_health(id.index(), verdict.health, Instant::now());

@@ -24,6 +24,10 @@ pub struct TenantView {
     pub pending_failback_in: Option<std::time::Duration>,
     /// The operator's pin, with its reason and time.
     pub pin: Option<Pin>,
+    /// Why the primary is unhealthy (the failed probe's reason), while it is.
+    pub primary_last_error: Option<Arc<str>>,
+    /// Why the secondary is unhealthy, while it is.
+    pub secondary_last_error: Option<Arc<str>>,
 }
 
 impl TenantView {
@@ -149,6 +153,9 @@ impl Controller {
                 self.engine.account_health(id.index()),
             )
         };
+        let last_error = |id: pairgate_routing::AccountId| {
+            self.last_error.get(&self.table.account(id).key).cloned()
+        };
         let now = Instant::now();
         // What is served is the slot: in fleet mode the engine may hold a proposal the fleet
         // has not committed yet.
@@ -167,6 +174,8 @@ impl Controller {
                 .pending_failback(i)
                 .map(|at| at.saturating_duration_since(now)),
             pin: self.overrides.pins.get(name).cloned(),
+            primary_last_error: last_error(tenant.primary),
+            secondary_last_error: tenant.secondary.and_then(last_error),
         })
     }
 }
