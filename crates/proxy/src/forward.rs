@@ -444,7 +444,8 @@ fn respond(
         match client_upgrade {
             Some(client_upgrade) => {
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+                let held = shared.tunnels.subscribe();
+                tokio::spawn(tunnel(client_upgrade, upstream_upgrade, held));
             }
             None => return Err(ErrorKind::UpstreamProtocol.into()),
         }
@@ -713,7 +714,8 @@ fn classify(err: &hyper_util::client::legacy::Error) -> ErrorKind {
 }
 
 /// Copies bytes both ways between an upgraded client and upstream until either side closes.
-async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
+/// `_held` tells shutdown the tunnel is still open (see `Shared::tunnels`).
+async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, _held: tokio::sync::watch::Receiver<bool>) {
     let (client, upstream) = tokio::join!(client, upstream);
     let (Ok(client), Ok(upstream)) = (client, upstream) else {
         tracing::debug!("upgrade failed on one side; closing both");

@@ -145,6 +145,10 @@ pub struct Shared {
     observer: Arc<dyn Observer>,
     stats: ProxyStats,
     metrics: metrics::RequestMetrics,
+    /// Every upgraded (WebSocket) tunnel holds a receiver of this channel until it ends, so
+    /// shutdown can wait for the tunnels (`closed()`) within the grace period: hyper hands an
+    /// upgraded connection over and no longer counts it.
+    tunnels: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -169,6 +173,7 @@ impl Shared {
             stats: ProxyStats::default(),
             metrics: metrics::RequestMetrics::new(settings.tenant_label_limit),
             settings,
+            tunnels: tokio::sync::watch::Sender::new(false),
         })
     }
 

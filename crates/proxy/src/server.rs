@@ -143,13 +143,17 @@ async fn accept_loop(
     drop(stop);
     let grace = shared.settings.shutdown_grace;
     let _ = stopping.send(true);
-    if tokio::time::timeout(grace, stopping.closed())
-        .await
-        .is_err()
-    {
+    let _ = shared.tunnels.send(true);
+    // Connections first (each finishes its request in progress), then the upgraded tunnels,
+    // which hyper no longer counts as connections: both within the one grace period.
+    let drained = tokio::time::timeout(grace, async {
+        stopping.closed().await;
+        shared.tunnels.closed().await;
+    });
+    if drained.await.is_err() {
         tracing::warn!(
             ?grace,
-            "shutdown grace period over; dropping remaining connections"
+            "shutdown grace period over; dropping remaining connections and tunnels"
         );
     }
     Ok(())
