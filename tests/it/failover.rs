@@ -246,7 +246,14 @@ async fn no_failed_gets_when_the_primary_dies_under_load() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Kill the primary once the load is flowing through it.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            ok.load(Ordering::Relaxed) >= 50
+        })
+        .await,
+        "the load never got going"
+    );
     east.kill().await;
     for w in workers {
         w.await.expect("worker");
