@@ -91,6 +91,41 @@ async fn every_routing_method_reaches_the_primary() {
     assert_eq!(west.request_count(), 2);
 }
 
+/// The trusted tenant header names the tenant to pairgate and is removed before forwarding,
+/// unless `[routing] forward_tenant_header = true` keeps it.
+#[tokio::test]
+async fn tenant_header_is_removed_before_forwarding_unless_kept() {
+    let (east, west) = regions().await;
+    for forwarded in [false, true] {
+        // `config` writes its own [routing]: add the key to it.
+        let toml = config(&east, &west, "").replace(
+            "tenant_header = \"x-tenant-id\"",
+            if forwarded {
+                "tenant_header = \"x-tenant-id\"\nforward_tenant_header = true"
+            } else {
+                "tenant_header = \"x-tenant-id\""
+            },
+        );
+        let gw = TestGateway::start_with_env(&toml, &[("IT_EAST_KEY", EAST_KEY)])
+            .await
+            .expect("gateway starts");
+        let req = Request::get(gw.url("/t"))
+            .header("host", "contoso.example.com")
+            .header("x-tenant-id", "tailspin")
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let reply = send(&client(), req).await.expect("reply");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.json()["account"], "west", "the header chose tailspin");
+        let seen = west.requests().pop().expect("west saw the request");
+        assert_eq!(
+            seen.header("x-tenant-id").is_some(),
+            forwarded,
+            "forward_tenant_header = {forwarded}"
+        );
+    }
+}
+
 /// Unknown host, unknown tenant header: 404 JSON, and no account sees anything.
 #[tokio::test]
 async fn unknown_tenant_is_404_and_reaches_nobody() {

@@ -118,6 +118,8 @@ pub struct AccountTls {
 pub struct Routing {
     /// Lower-cased header name that names the tenant, for trusted front ends.
     pub tenant_header: Option<String>,
+    /// Whether the tenant header is sent on to the account (default: removed).
+    pub forward_tenant_header: bool,
 }
 
 /// `[runtime]`.

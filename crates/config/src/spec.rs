@@ -85,6 +85,8 @@ pub struct ListenSpec {
 pub struct RoutingSpec {
     /// `tenant_header = "x-tenant-id"`.
     pub tenant_header: Option<String>,
+    /// `forward_tenant_header = true` keeps the tenant header on forwarded requests.
+    pub forward_tenant_header: Option<bool>,
 }
 
 /// `[runtime]`.

@@ -183,6 +183,9 @@ async fn forward(
     let accounts = active_account(table, tenant, trace)?;
     // 5.
     let (mut rewritten, body) = rewrite(shared, conn, tenant, admitted.strip, req);
+    if let Some(name) = table.strip_tenant_header() {
+        rewritten.template.parts.headers.remove(name);
+    }
     // 6.
     let (body, replay_body) = read_ahead(body, &rewritten, admitted.declared, shared).await?;
     // 7.

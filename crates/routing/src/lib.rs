@@ -163,6 +163,8 @@ pub struct RouteTable {
     /// Most `/`-separated segments in any tenant path prefix; bounds the prefix probe.
     max_prefix_segments: usize,
     tenant_header: Option<HeaderName>,
+    /// The tenant header again when it is removed before forwarding (the default).
+    strip_tenant_header: Option<HeaderName>,
 }
 
 impl RouteTable {
@@ -249,6 +251,9 @@ impl RouteTable {
             by_prefix,
             by_account_key,
             max_prefix_segments,
+            strip_tenant_header: tenant_header
+                .clone()
+                .filter(|_| !config.routing.forward_tenant_header),
             tenant_header,
         })
     }
@@ -311,6 +316,13 @@ impl RouteTable {
     /// The header that names the tenant, when configured.
     pub fn tenant_header(&self) -> Option<&HeaderName> {
         self.tenant_header.as_ref()
+    }
+
+    /// The header to remove before forwarding: the tenant header, unless
+    /// `routing.forward_tenant_header` keeps it (it names the tenant to a trusted front end, and
+    /// an account has no use for a client's claim about it).
+    pub fn strip_tenant_header(&self) -> Option<&HeaderName> {
+        self.strip_tenant_header.as_ref()
     }
 }
 

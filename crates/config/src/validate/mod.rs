@@ -75,6 +75,7 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
                 .map_err(|message| problems.error("routing.tenant_header", message))
                 .ok()
         }),
+        forward_tenant_header: spec.routing.forward_tenant_header.unwrap_or(false),
     };
     let runtime = Runtime {
         worker_threads: spec
