@@ -94,6 +94,11 @@ pub trait FleetWrites: Send + Sync {
     fn pin_revision(&self, tenant: &str) -> i64;
     /// Accounts on which this replica's verdict differs from the fleet's.
     fn disagreements(&self) -> u64;
+    /// Whether the replica sees etcd now (`pairgate_fleet_connected`).
+    fn connected(&self) -> bool;
+    /// Whether the replica has joined once (loaded the fleet's objects and decisions):
+    /// `/readyz` waits for it.
+    fn synced(&self) -> bool;
     /// Recent events of every replica, newest last.
     fn fleet_events(&self, limit: usize) -> BoxFuture<'_, Result<Vec<Value>, FleetWriteError>>;
 }
@@ -173,6 +178,11 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Resp {
                 json_resp(
                     StatusCode::SERVICE_UNAVAILABLE,
                     &json!({"ready": false, "draining": true}),
+                )
+            } else if state.fleet.as_ref().is_some_and(|f| !f.synced()) {
+                json_resp(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({"ready": false, "waiting_for": "joining the fleet"}),
                 )
             } else if state.monitor.first_round_done() {
                 json_resp(StatusCode::OK, &json!({"ready": true}))
@@ -512,6 +522,11 @@ async fn metrics(state: &AdminState) -> Resp {
             text,
             "# HELP pairgate_failover_disagreement Accounts on which this replica's verdict differs from the fleet's.\n# TYPE pairgate_failover_disagreement gauge\npairgate_failover_disagreement {}",
             fleet.disagreements()
+        );
+        let _ = writeln!(
+            text,
+            "# HELP pairgate_fleet_connected Whether this replica sees etcd (0: cut off, serving its last decisions).\n# TYPE pairgate_fleet_connected gauge\npairgate_fleet_connected {}",
+            u8::from(fleet.connected())
         );
     }
     let mut resp = Response::new(Full::new(Bytes::from(text)));
