@@ -282,20 +282,24 @@ impl Fleet {
             .is_some_and(|k| k.starts_with("config/"))
     }
 
-    /// Rebuilds the view from a full read and applies everything in it: the config objects
-    /// first (and the reload they cause, awaited), then votes, decisions and overrides. The
-    /// controller ignores names it does not know, so a decision or verdict applied before its
-    /// tenant or account was loaded would be lost until the next change.
+    /// Rebuilds the view from a full read and applies everything in it: the config objects and
+    /// the replica set first (and the reload they cause, awaited), then votes, decisions and
+    /// overrides. The controller ignores names it does not know, so a decision or verdict
+    /// applied before its tenant or account was loaded would be lost until the next change.
+    /// The replica set comes before the reload so the reload starts only this replica's
+    /// probers (a prober stopped before its first probe would hold `/readyz` back).
     async fn resync(&self, kvs: Vec<KeyValue>) {
         let local = std::mem::take(&mut self.view().local);
         *self.view() = View {
             local,
             ..View::default()
         };
-        let (config, rest): (Vec<KeyValue>, Vec<KeyValue>) =
-            kvs.into_iter().partition(|kv| self.is_config(&kv.key));
-        let has_config = !config.is_empty();
-        for kv in config {
+        let replicas = self.key("replicas/");
+        let (first, rest): (Vec<KeyValue>, Vec<KeyValue>) = kvs
+            .into_iter()
+            .partition(|kv| self.is_config(&kv.key) || kv.key.starts_with(&replicas));
+        let has_config = first.iter().any(|kv| self.is_config(&kv.key));
+        for kv in first {
             self.apply(&WatchEvent {
                 kind: WatchKind::Put,
                 kv,
