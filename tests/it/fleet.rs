@@ -800,3 +800,131 @@ async fn readyz_waits_for_the_fleet_and_the_connection_is_a_metric() {
     assert_eq!(served_by(&gw).await, "east");
     drop(west);
 }
+
+/// A region's state, as `GET /v1/regions` on `gw` reports it: (`auto`/`down`, the latest
+/// hold's source).
+async fn region_state(gw: &TestGateway, name: &str) -> (String, String) {
+    let regions = gw
+        .admin("GET", "/v1/regions", None)
+        .await
+        .map(|r| r.json())
+        .unwrap_or_default();
+    let region = regions["regions"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["name"] == name).cloned())
+        .unwrap_or_default();
+    (
+        region["state"].as_str().unwrap_or("?").to_owned(),
+        region["marked_down"]["source"]
+            .as_str()
+            .unwrap_or("-")
+            .to_owned(),
+    )
+}
+
+/// A region marked down (or back to auto) on one replica, by an operator or an Azure Monitor
+/// alert, applies on every replica: it goes through etcd like a pin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_marked_on_one_replica_applies_on_all() {
+    let etcd = EtcdServer::start()
+        .await
+        .expect("etcd (run scripts/etcd.sh install)");
+    let (east, west) = (mock("east", "eastus").await, mock("west", "westus").await);
+    let mut replicas = Vec::new();
+    for i in 0..2 {
+        let config = replica_config(&etcd, &east, &west, i, "/healthz")
+            + "[alerts.azure_monitor]\nservices = [\"Video Indexer\"]\n";
+        replicas.push(TestGateway::start(&config).await.expect("replica"));
+    }
+    for gw in &replicas {
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                gw.admin("GET", "/readyz", None)
+                    .await
+                    .is_ok_and(|r| r.status == 200)
+            })
+            .await,
+            "a replica never joined"
+        );
+    }
+    async fn everywhere(replicas: &[TestGateway], state: &str, source: &str) -> bool {
+        for gw in replicas {
+            let ok = eventually(Duration::from_secs(5), || async {
+                region_state(gw, "eastus").await == (state.to_owned(), source.to_owned())
+            })
+            .await;
+            if !ok {
+                return false;
+            }
+        }
+        true
+    }
+    let put = |gw: usize, body: &'static str| {
+        let gw = &replicas[gw];
+        async move {
+            let r = gw
+                .admin("PUT", "/v1/regions/eastus", Some(body))
+                .await
+                .expect("reply");
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+    };
+    put(0, r#"{"state":"down","reason":"drill"}"#).await;
+    assert!(
+        everywhere(&replicas, "down", "operator").await,
+        "an operator's region down did not reach every replica"
+    );
+    for gw in &replicas {
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                served_by(gw).await == "west"
+            })
+            .await,
+            "a replica did not move off the region marked down"
+        );
+    }
+    put(1, r#"{"state":"auto","reason":"drill over"}"#).await;
+    assert!(
+        everywhere(&replicas, "auto", "-").await,
+        "auto on another replica did not reach every replica"
+    );
+    let alert = |file: &str| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../docs/alerts")
+            .join(file);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let r = replicas[0]
+        .admin(
+            "POST",
+            "/v1/alerts/azure-monitor",
+            Some(&alert("common-schema-activated.json")),
+        )
+        .await
+        .expect("reply");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        everywhere(&replicas, "down", "azure-monitor").await,
+        "an alert on one replica did not mark the region down on every replica"
+    );
+    let r = replicas[1]
+        .admin(
+            "POST",
+            "/v1/alerts/azure-monitor",
+            Some(&alert("common-schema-resolved.json")),
+        )
+        .await
+        .expect("reply");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["regions"],
+        serde_json::json!(["eastus"]),
+        "{}",
+        r.text()
+    );
+    assert!(
+        everywhere(&replicas, "auto", "-").await,
+        "the incident resolved on another replica did not bring the region back everywhere"
+    );
+    drop((east, west, etcd));
+}

@@ -343,6 +343,9 @@ async fn v1(state: &AdminState, method: &Method, path: &[&str], query: &str, bod
                 Ok(v) => v,
                 Err(msg) => return error(StatusCode::BAD_REQUEST, "bad_request", &msg),
             };
+            if let Some(fleet) = &state.fleet {
+                return fleet_region(state, fleet.as_ref(), name, &change, &reason, body).await;
+            }
             match state
                 .control
                 .set_region(name, change, &reason, "operator")
@@ -408,6 +411,37 @@ async fn v1(state: &AdminState, method: &Method, path: &[&str], query: &str, bod
     }
 }
 
+/// Fleet mode: a region's state is one key in etcd, `down` (one hold) or `auto` (releasing
+/// every hold, `force` or not), written with a revision check; every replica applies it from
+/// its watch, this one at once.
+async fn fleet_region(
+    state: &AdminState,
+    fleet: &dyn FleetWrites,
+    name: &str,
+    change: &RegionChange,
+    reason: &str,
+    body: &[u8],
+) -> Resp {
+    let find = |regions: Vec<RegionView>| regions.into_iter().find(|v| &*v.name == name);
+    if find(state.control.regions().await).is_none() {
+        return control_error(ControlError::UnknownRegion);
+    }
+    let target = match change {
+        RegionChange::Hold(_) => RegionOverride::Down,
+        RegionChange::Release(_) | RegionChange::ReleaseAll => RegionOverride::Auto,
+    };
+    if let Err(err) = fleet
+        .set_region(name, target, reason, "operator", revision(body))
+        .await
+    {
+        return fleet_error(err);
+    }
+    match find(state.control.regions().await) {
+        Some(view) => json_resp(StatusCode::OK, &region_json(&view)),
+        None => control_error(ControlError::UnknownRegion),
+    }
+}
+
 /// Marks the impacted regions down while an incident is active and returns them to auto when
 /// the same incident resolves. Regions marked down by someone else are left alone on resolve.
 async fn azure_alert(state: &AdminState, body: &[u8]) -> Resp {
@@ -462,6 +496,17 @@ async fn azure_alert(state: &AdminState, body: &[u8]) -> Resp {
         }
     };
     let current = state.control.regions().await;
+    if let Some(fleet) = &state.fleet {
+        return fleet_alert(
+            fleet.as_ref(),
+            &current,
+            regions,
+            target,
+            &reason,
+            &alert.tracking_id,
+        )
+        .await;
+    }
     let holder_id = holder.id();
     let mut applied = Vec::new();
     let mut failed = false;
@@ -502,6 +547,52 @@ async fn azure_alert(state: &AdminState, body: &[u8]) -> Resp {
         StatusCode::OK,
         &json!({
             "status": "applied", "tracking_id": alert.tracking_id, "state": state_name, "regions": applied,
+        }),
+    )
+}
+
+/// Fleet mode: the alert writes the regions' state to etcd, so every replica applies it. A
+/// region already down (by an operator or another incident) is left as it is, and an incident
+/// that resolves returns to auto only the regions it marked down (their hold has its reason).
+async fn fleet_alert(
+    fleet: &dyn FleetWrites,
+    current: &[RegionView],
+    regions: Vec<String>,
+    target: RegionOverride,
+    reason: &str,
+    tracking_id: &str,
+) -> Resp {
+    let mut applied = Vec::new();
+    for region in regions {
+        let Some(view) = current.iter().find(|v| *v.name == *region) else {
+            continue;
+        };
+        let ours = view.holds.iter().any(|(_, o)| o.reason == reason);
+        let skip = match target {
+            RegionOverride::Down => !view.holds.is_empty() && !ours,
+            RegionOverride::Auto => !ours,
+        };
+        if skip {
+            continue;
+        }
+        if let Err(err) = fleet
+            .set_region(&region, target, reason, "azure-monitor", None)
+            .await
+        {
+            // Azure retries a webhook that fails.
+            return fleet_error(err);
+        }
+        applied.push(region);
+    }
+    let state_name = if target == RegionOverride::Down {
+        "down"
+    } else {
+        "auto"
+    };
+    json_resp(
+        StatusCode::OK,
+        &json!({
+            "status": "applied", "tracking_id": tracking_id, "state": state_name, "regions": applied,
         }),
     )
 }
