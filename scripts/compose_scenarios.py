@@ -433,6 +433,52 @@ def s5_partition():
     return failed, took, notes + more
 
 
+def region_state(gw, name):
+    """`auto`/`down` for region `name` on replica `gw`, or None when it cannot be read."""
+    try:
+        status, body = request(ADMIN_PORT[gw], "/v1/regions", token=True, timeout=2)
+    except OSError:
+        return None
+    if status != 200:
+        return None
+    return next((r["state"] for r in body["regions"] if r["name"] == name), None)
+
+
+def post_alert(gw, sample):
+    """POSTs the sample Azure Monitor payload docs/alerts/`sample` to replica `gw`."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "alerts", sample)
+    with open(path, encoding="utf-8") as f:
+        body = f.read()
+    return request(ADMIN_PORT[gw], "/v1/alerts/azure-monitor", method="POST", body=body, token=True)
+
+
+@scenario(6, "Azure alert on gw1: eastus down on all three, east tenants on the secondary; Resolved on gw2: back")
+def s6_alert():
+    notes = []
+    east = ("east-a", "east-b")
+    with Load(["lb", *GWS]) as load:
+        time.sleep(1)
+        start = time.monotonic()
+        status, body = post_alert("gw1", "common-schema-activated.json")
+        if status != 200:
+            raise Failure(f"the alert on gw1 answered {status} {body}")
+        wait_for("eastus down on every replica", 10, lambda: all(region_state(gw, "eastus") == "down" for gw in GWS), interval=0.05)
+        wait_for("east tenants on the secondary everywhere", 10, lambda: all(agreed(t, "secondary") is not None for t in east), interval=0.05)
+        took = time.monotonic() - start
+        notes.append(f"alert on gw1: eastus down and east tenants on the secondary on every replica after {took:.2f}s")
+        start = time.monotonic()
+        status, body = post_alert("gw2", "common-schema-resolved.json")
+        if status != 200 or body.get("regions") != ["eastus"]:
+            raise Failure(f"the resolved alert on gw2 answered {status} {body}")
+        _, back = wait_for("eastus auto on every replica", 10, lambda: all(region_state(gw, "eastus") == "auto" for gw in GWS), interval=0.05)
+        notes.append(f"resolved on gw2: eastus auto on every replica after {back:.2f}s")
+        steady()
+        notes.append(f"east tenants back on their primaries {time.monotonic() - start:.1f}s after the resolve (hold_down 3s)")
+        time.sleep(1)
+    failed, more = load_notes(load)
+    return failed, took, notes + more
+
+
 @scenario(7, "rolling restart of gw1..3 under load through lb: 0 failed requests")
 def s7_rolling():
     notes = []
@@ -522,7 +568,7 @@ def s7c_restart_during_failover():
 
 def main():
     start = time.monotonic()
-    order = [s1_up, s2_kill, s4_leader, s3_isolated, s5_partition, s7c_restart_during_failover, s7_rolling, s7b_after_restart]
+    order = [s1_up, s2_kill, s4_leader, s3_isolated, s5_partition, s6_alert, s7c_restart_during_failover, s7_rolling, s7b_after_restart]
     # For debugging, e.g. PAIRGATE_SCENARIOS=1,2; skipped ones count as failures.
     only = os.environ.get("PAIRGATE_SCENARIOS")
     for fn in order:

@@ -633,3 +633,298 @@ async fn a_silent_watch_is_noticed_and_replaced() {
     );
     drop((east, west));
 }
+
+/// The local part of a replica's config: its objects come from etcd only (as in the compose
+/// fleet), so the replica knows no tenant or account before it has loaded the fleet's.
+fn local_only(config: &str) -> String {
+    let objects = config.find("[[region]]").expect("the config has objects");
+    config[..objects].to_owned()
+}
+
+/// etcd holding the objects of `replica_config`, and the two accounts' mocks.
+async fn objects_in_etcd() -> (EtcdServer, MockUpstream, MockUpstream) {
+    let etcd = EtcdServer::start()
+        .await
+        .expect("etcd (run scripts/etcd.sh install)");
+    let (east, west) = (mock("east", "eastus").await, mock("west", "westus").await);
+    let client =
+        pairgate_cluster::Etcd::new(&[etcd.endpoint()], Duration::from_secs(2)).expect("client");
+    pairgate::fleet::import(
+        &client,
+        "/pairgate/",
+        &replica_config(&etcd, &east, &west, 0, "/healthz"),
+    )
+    .await
+    .expect("import");
+    (etcd, east, west)
+}
+
+/// A replica that joins (or rejoins) after the fleet voted and committed a failover adopts
+/// the fleet's verdicts and decision at once: same side, same epoch, no `unknown` accounts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_joining_after_a_failover_serves_the_committed_side_and_epoch() {
+    let (etcd, east, west) = objects_in_etcd().await;
+    let config = |i: usize| local_only(&replica_config(&etcd, &east, &west, i, "/healthz"));
+    let mut replicas = Vec::new();
+    for i in 0..2 {
+        replicas.push(TestGateway::start(&config(i)).await.expect("replica"));
+    }
+    for gw in &replicas {
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                gw.admin("GET", "/v1/tenants/a", None)
+                    .await
+                    .is_ok_and(|r| r.json()["primary"]["health"] == "healthy")
+            })
+            .await,
+            "a replica never joined"
+        );
+    }
+    east.kill().await;
+    for gw in &replicas {
+        assert!(
+            eventually(Duration::from_secs(8), || async {
+                tenant(gw).await["active_side"] == "secondary"
+            })
+            .await,
+            "the fleet did not fail over"
+        );
+    }
+    let epoch = tenant(&replicas[0]).await["generation"].clone();
+    assert_eq!(tenant(&replicas[1]).await["generation"], epoch);
+    // Converged: the committed side at the committed epoch, and the fleet's verdicts.
+    async fn converged(gw: &TestGateway, epoch: &serde_json::Value) -> bool {
+        let t = tenant(gw).await;
+        t["active_side"] == "secondary"
+            && t["generation"] == *epoch
+            && t["primary"]["health"] == "unhealthy"
+            && t["secondary"]["health"] == "healthy"
+    }
+    // A third replica joins.
+    let started = std::time::Instant::now();
+    let late = TestGateway::start(&config(2)).await.expect("replica");
+    let joined = eventually(Duration::from_secs(5), || converged(&late, &epoch)).await;
+    assert!(
+        joined,
+        "the replica that joined late did not adopt the fleet's state: {}",
+        tenant(&late).await
+    );
+    assert_eq!(served_by(&late).await, "west");
+    println!(
+        "a replica joining after a failover served the committed side at epoch {epoch} in {:?}",
+        started.elapsed()
+    );
+    // A replica restarts (same name).
+    let restarted = replicas.pop().expect("two replicas");
+    restarted.shutdown().await.expect("shutdown");
+    let started = std::time::Instant::now();
+    let back = TestGateway::start(&config(1)).await.expect("replica");
+    let rejoined = eventually(Duration::from_secs(5), || converged(&back, &epoch)).await;
+    assert!(
+        rejoined,
+        "the restarted replica did not adopt the fleet's state: {}",
+        tenant(&back).await
+    );
+    assert_eq!(served_by(&back).await, "west");
+    println!(
+        "a restarted replica served the committed side at epoch {epoch} in {:?}",
+        started.elapsed()
+    );
+    drop((west, etcd));
+}
+
+/// `/readyz` waits until the replica has loaded the fleet's objects and decisions, and
+/// `pairgate_fleet_connected` shows whether it sees etcd; cut off later, it stays ready and
+/// keeps serving its last decisions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_waits_for_the_fleet_and_the_connection_is_a_metric() {
+    let (mut etcd, east, west) = objects_in_etcd().await;
+    let config = local_only(&replica_config(&etcd, &east, &west, 0, "/healthz"));
+    etcd.kill().expect("kill etcd");
+    let gw = TestGateway::start(&config).await.expect("replica");
+    async fn metric(gw: &TestGateway) -> String {
+        gw.admin("GET", "/metrics", None)
+            .await
+            .map(|r| r.text())
+            .unwrap_or_default()
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            gw.gateway().monitor().first_round_done()
+        })
+        .await,
+        "the first probe round never ended"
+    );
+    let r = gw.admin("GET", "/readyz", None).await.expect("readyz");
+    assert_eq!(
+        r.status,
+        503,
+        "ready before joining the fleet: {}",
+        r.text()
+    );
+    assert!(r.text().contains("joining the fleet"), "{}", r.text());
+    assert!(metric(&gw).await.contains("pairgate_fleet_connected 0"));
+
+    etcd.restart().await.expect("etcd back");
+    let started = std::time::Instant::now();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            gw.admin("GET", "/readyz", None)
+                .await
+                .is_ok_and(|r| r.status == 200)
+        })
+        .await,
+        "never ready after etcd came back"
+    );
+    // Ready means the fleet's objects are loaded: the tenant routes at once.
+    assert_eq!(served_by(&gw).await, "east");
+    assert!(metric(&gw).await.contains("pairgate_fleet_connected 1"));
+    println!("ready {:?} after etcd came back", started.elapsed());
+
+    etcd.kill().expect("kill etcd");
+    // lease_ttl is 2 s: a failed heartbeat or keepalive within about a third of it.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            metric(&gw).await.contains("pairgate_fleet_connected 0")
+        })
+        .await,
+        "isolation from etcd is not shown"
+    );
+    let r = gw.admin("GET", "/readyz", None).await.expect("readyz");
+    assert_eq!(
+        r.status,
+        200,
+        "cut off, the replica still serves: {}",
+        r.text()
+    );
+    assert_eq!(served_by(&gw).await, "east");
+    drop(west);
+}
+
+/// A region's state, as `GET /v1/regions` on `gw` reports it: (`auto`/`down`, the latest
+/// hold's source).
+async fn region_state(gw: &TestGateway, name: &str) -> (String, String) {
+    let regions = gw
+        .admin("GET", "/v1/regions", None)
+        .await
+        .map(|r| r.json())
+        .unwrap_or_default();
+    let region = regions["regions"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["name"] == name).cloned())
+        .unwrap_or_default();
+    (
+        region["state"].as_str().unwrap_or("?").to_owned(),
+        region["marked_down"]["source"]
+            .as_str()
+            .unwrap_or("-")
+            .to_owned(),
+    )
+}
+
+/// A region marked down (or back to auto) on one replica, by an operator or an Azure Monitor
+/// alert, applies on every replica: it goes through etcd like a pin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_marked_on_one_replica_applies_on_all() {
+    let etcd = EtcdServer::start()
+        .await
+        .expect("etcd (run scripts/etcd.sh install)");
+    let (east, west) = (mock("east", "eastus").await, mock("west", "westus").await);
+    let mut replicas = Vec::new();
+    for i in 0..2 {
+        let config = replica_config(&etcd, &east, &west, i, "/healthz")
+            + "[alerts.azure_monitor]\nservices = [\"Video Indexer\"]\n";
+        replicas.push(TestGateway::start(&config).await.expect("replica"));
+    }
+    for gw in &replicas {
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                gw.admin("GET", "/readyz", None)
+                    .await
+                    .is_ok_and(|r| r.status == 200)
+            })
+            .await,
+            "a replica never joined"
+        );
+    }
+    async fn everywhere(replicas: &[TestGateway], state: &str, source: &str) -> bool {
+        for gw in replicas {
+            let ok = eventually(Duration::from_secs(5), || async {
+                region_state(gw, "eastus").await == (state.to_owned(), source.to_owned())
+            })
+            .await;
+            if !ok {
+                return false;
+            }
+        }
+        true
+    }
+    let put = |gw: usize, body: &'static str| {
+        let gw = &replicas[gw];
+        async move {
+            let r = gw
+                .admin("PUT", "/v1/regions/eastus", Some(body))
+                .await
+                .expect("reply");
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+    };
+    put(0, r#"{"state":"down","reason":"drill"}"#).await;
+    assert!(
+        everywhere(&replicas, "down", "operator").await,
+        "an operator's region down did not reach every replica"
+    );
+    for gw in &replicas {
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                served_by(gw).await == "west"
+            })
+            .await,
+            "a replica did not move off the region marked down"
+        );
+    }
+    put(1, r#"{"state":"auto","reason":"drill over"}"#).await;
+    assert!(
+        everywhere(&replicas, "auto", "-").await,
+        "auto on another replica did not reach every replica"
+    );
+    let alert = |file: &str| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../docs/alerts")
+            .join(file);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let r = replicas[0]
+        .admin(
+            "POST",
+            "/v1/alerts/azure-monitor",
+            Some(&alert("common-schema-activated.json")),
+        )
+        .await
+        .expect("reply");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        everywhere(&replicas, "down", "azure-monitor").await,
+        "an alert on one replica did not mark the region down on every replica"
+    );
+    let r = replicas[1]
+        .admin(
+            "POST",
+            "/v1/alerts/azure-monitor",
+            Some(&alert("common-schema-resolved.json")),
+        )
+        .await
+        .expect("reply");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["regions"],
+        serde_json::json!(["eastus"]),
+        "{}",
+        r.text()
+    );
+    assert!(
+        everywhere(&replicas, "auto", "-").await,
+        "the incident resolved on another replica did not bring the region back everywhere"
+    );
+    drop((east, west, etcd));
+}

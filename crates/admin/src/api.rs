@@ -144,6 +144,11 @@ pub trait FleetWrites: Send + Sync {
     fn pin_revision(&self, tenant: &str) -> i64;
     /// Accounts on which this replica's verdict differs from the fleet's.
     fn disagreements(&self) -> u64;
+    /// Whether the replica sees etcd now (`pairgate_fleet_connected`).
+    fn connected(&self) -> bool;
+    /// Whether the replica has joined once (loaded the fleet's objects and decisions):
+    /// `/readyz` waits for it.
+    fn synced(&self) -> bool;
     /// Recent events of every replica, newest last.
     fn fleet_events(&self, limit: usize) -> BoxFuture<'_, Result<Vec<Value>, FleetWriteError>>;
 }
@@ -223,6 +228,11 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Resp {
                 json_resp(
                     StatusCode::SERVICE_UNAVAILABLE,
                     &json!({"ready": false, "draining": true}),
+                )
+            } else if state.fleet.as_ref().is_some_and(|f| !f.synced()) {
+                json_resp(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({"ready": false, "waiting_for": "joining the fleet"}),
                 )
             } else if state.monitor.first_round_done() {
                 json_resp(StatusCode::OK, &json!({"ready": true}))
@@ -384,6 +394,9 @@ async fn v1(state: &AdminState, method: &Method, path: &[&str], query: &str, bod
                 Ok(v) => v,
                 Err(msg) => return error(StatusCode::BAD_REQUEST, "bad_request", &msg),
             };
+            if let Some(fleet) = &state.fleet {
+                return fleet_region(state, fleet.as_ref(), name, &change, &reason, body).await;
+            }
             match state
                 .control
                 .set_region(name, change, &reason, "operator")
@@ -452,6 +465,37 @@ async fn v1(state: &AdminState, method: &Method, path: &[&str], query: &str, bod
     }
 }
 
+/// Fleet mode: a region's state is one key in etcd, `down` (one hold) or `auto` (releasing
+/// every hold, `force` or not), written with a revision check; every replica applies it from
+/// its watch, this one at once.
+async fn fleet_region(
+    state: &AdminState,
+    fleet: &dyn FleetWrites,
+    name: &str,
+    change: &RegionChange,
+    reason: &str,
+    body: &[u8],
+) -> Resp {
+    let find = |regions: Vec<RegionView>| regions.into_iter().find(|v| &*v.name == name);
+    if find(state.control.regions().await).is_none() {
+        return control_error(ControlError::UnknownRegion);
+    }
+    let target = match change {
+        RegionChange::Hold(_) => RegionOverride::Down,
+        RegionChange::Release(_) | RegionChange::ReleaseAll => RegionOverride::Auto,
+    };
+    if let Err(err) = fleet
+        .set_region(name, target, reason, "operator", revision(body))
+        .await
+    {
+        return fleet_error(err);
+    }
+    match find(state.control.regions().await) {
+        Some(view) => json_resp(StatusCode::OK, &region_json(&view)),
+        None => control_error(ControlError::UnknownRegion),
+    }
+}
+
 /// Marks the impacted regions down while an incident is active and returns them to auto when
 /// the same incident resolves. Regions marked down by someone else are left alone on resolve.
 async fn azure_alert(state: &AdminState, body: &[u8]) -> Resp {
@@ -506,6 +550,17 @@ async fn azure_alert(state: &AdminState, body: &[u8]) -> Resp {
         }
     };
     let current = state.control.regions().await;
+    if let Some(fleet) = &state.fleet {
+        return fleet_alert(
+            fleet.as_ref(),
+            &current,
+            regions,
+            target,
+            &reason,
+            &alert.tracking_id,
+        )
+        .await;
+    }
     let mut applied = Vec::new();
     let mut failed = false;
     for region in regions {
@@ -549,6 +604,52 @@ async fn azure_alert(state: &AdminState, body: &[u8]) -> Resp {
     )
 }
 
+/// Fleet mode: the alert writes the regions' state to etcd, so every replica applies it. A
+/// region already down (by an operator or another incident) is left as it is, and an incident
+/// that resolves returns to auto only the regions it marked down (their hold has its reason).
+async fn fleet_alert(
+    fleet: &dyn FleetWrites,
+    current: &[RegionView],
+    regions: Vec<String>,
+    target: RegionOverride,
+    reason: &str,
+    tracking_id: &str,
+) -> Resp {
+    let mut applied = Vec::new();
+    for region in regions {
+        let Some(view) = current.iter().find(|v| *v.name == *region) else {
+            continue;
+        };
+        let ours = view.holds.iter().any(|(_, o)| o.reason == reason);
+        let skip = match target {
+            RegionOverride::Down => !view.holds.is_empty() && !ours,
+            RegionOverride::Auto => !ours,
+        };
+        if skip {
+            continue;
+        }
+        if let Err(err) = fleet
+            .set_region(&region, target, reason, "azure-monitor", None)
+            .await
+        {
+            // Azure retries a webhook that fails.
+            return fleet_error(err);
+        }
+        applied.push(region);
+    }
+    let state_name = if target == RegionOverride::Down {
+        "down"
+    } else {
+        "auto"
+    };
+    json_resp(
+        StatusCode::OK,
+        &json!({
+            "status": "applied", "tracking_id": tracking_id, "state": state_name, "regions": applied,
+        }),
+    )
+}
+
 async fn metrics(state: &AdminState) -> Resp {
     let config = state.reloader.config();
     let stats = state.control.stats(config.metrics.tenant_label_limit).await;
@@ -565,6 +666,11 @@ async fn metrics(state: &AdminState) -> Resp {
             text,
             "# HELP pairgate_failover_disagreement Accounts on which this replica's verdict differs from the fleet's.\n# TYPE pairgate_failover_disagreement gauge\npairgate_failover_disagreement {}",
             fleet.disagreements()
+        );
+        let _ = writeln!(
+            text,
+            "# HELP pairgate_fleet_connected Whether this replica sees etcd (0: cut off, serving its last decisions).\n# TYPE pairgate_fleet_connected gauge\npairgate_fleet_connected {}",
+            u8::from(fleet.connected())
         );
     }
     let mut resp = Response::new(Full::new(Bytes::from(text)));

@@ -47,6 +47,8 @@ struct View {
     local: HashMap<String, Health>,
     /// tenant -> (mod_revision, side, reject, epoch).
     decisions: HashMap<String, (i64, Side, bool, u64)>,
+    /// tenant -> the cause of its committed decision (for the controller's transition label).
+    causes: HashMap<String, String>,
     pin_revisions: HashMap<String, i64>,
     region_revisions: HashMap<String, i64>,
     /// `region/NAME` etc. -> TOML object.
@@ -74,6 +76,13 @@ pub struct Fleet {
     reloader: Arc<crate::FileReloader>,
     view: Mutex<View>,
     connected: AtomicBool,
+    /// Set once the first full read was applied: the fleet's objects loaded, then its
+    /// decisions and verdicts adopted (`/readyz` waits for it). Stays set while cut off: the
+    /// replica keeps serving its last decisions.
+    synced: AtomicBool,
+    /// The fleet objects of the last accepted reload, so a resync with the same objects does
+    /// not reload again.
+    loaded: Mutex<Option<BTreeMap<String, String>>>,
     lease: AtomicI64,
     event_seq: AtomicU64,
     disagreements: AtomicU64,
@@ -109,6 +118,8 @@ impl Fleet {
             reloader,
             view: Mutex::new(View::default()),
             connected: AtomicBool::new(false),
+            synced: AtomicBool::new(false),
+            loaded: Mutex::new(None),
             lease: AtomicI64::new(0),
             event_seq: AtomicU64::new(0),
             disagreements: AtomicU64::new(0),
@@ -120,6 +131,12 @@ impl Fleet {
     /// Whether the replica currently sees etcd.
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
+    }
+
+    /// Whether the replica has joined once: loaded the fleet's objects, then adopted its
+    /// decisions and verdicts.
+    pub fn synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
     }
 
     fn key(&self, rest: &str) -> String {
@@ -184,7 +201,9 @@ impl Fleet {
             self.publish_vote(&account, health, lease).await?;
         }
         let (kvs, revision) = self.etcd.get_prefix(&self.prefix).await?;
-        self.resync(kvs);
+        self.resync(kvs).await;
+        // A large reload may have taken a while: renew the lease before watching.
+        self.etcd.keep_alive(lease).await?;
         let mut watch = self.etcd.watch_prefix(&self.prefix, revision + 1).await?;
         self.connected.store(true, Ordering::Release);
         tracing::info!(replica = %self.name, revision, "joined the fleet");
@@ -264,16 +283,42 @@ impl Fleet {
             .is_some_and(|k| k.starts_with("config/"))
     }
 
-    /// Rebuilds the view from a full read and applies everything in it.
-    fn resync(&self, kvs: Vec<KeyValue>) {
+    /// Rebuilds the view from a full read and applies everything in it: the config objects and
+    /// the replica set first (and the reload they cause, awaited), then votes, decisions and
+    /// overrides. The controller ignores names it does not know, so a decision or verdict
+    /// applied before its tenant or account was loaded would be lost until the next change.
+    /// The replica set comes before the reload so the reload starts only this replica's
+    /// probers (a prober stopped before its first probe would hold `/readyz` back).
+    async fn resync(&self, kvs: Vec<KeyValue>) {
         let local = std::mem::take(&mut self.view().local);
         *self.view() = View {
             local,
             ..View::default()
         };
-        let mut config = false;
-        for kv in kvs {
-            config |= self.is_config(&kv.key);
+        let replicas = self.key("replicas/");
+        let (first, rest): (Vec<KeyValue>, Vec<KeyValue>) = kvs
+            .into_iter()
+            .partition(|kv| self.is_config(&kv.key) || kv.key.starts_with(&replicas));
+        let has_config = first.iter().any(|kv| self.is_config(&kv.key));
+        for kv in first {
+            self.apply(&WatchEvent {
+                kind: WatchKind::Put,
+                kv,
+            });
+        }
+        if has_config {
+            let objects = self.view().objects.clone();
+            let same = self
+                .loaded
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                == Some(&objects);
+            if !same {
+                self.reload_objects().await;
+            }
+        }
+        for kv in rest {
             self.apply(&WatchEvent {
                 kind: WatchKind::Put,
                 kv,
@@ -285,13 +330,38 @@ impl Fleet {
             self.recompute(&account);
         }
         self.update_probe_filter();
-        if config {
-            let reloader = Arc::clone(&self.reloader);
-            let objects = self.view().objects.clone();
-            tokio::spawn(async move {
-                reloader.set_fleet_objects(Some(objects));
-                let _ = reloader.reload_now().await;
+        self.synced.store(true, Ordering::Release);
+    }
+
+    /// Sends the controller every committed decision and fleet verdict again: after a reload
+    /// that added tenants or accounts, whose decisions and verdicts it had ignored.
+    fn resend(&self) {
+        let (decisions, verdicts) = {
+            let view = self.view();
+            let decisions: Vec<_> = view
+                .decisions
+                .iter()
+                .map(|(t, &(_, side, reject, epoch))| {
+                    let cause = view.causes.get(t).cloned();
+                    (t.clone(), side, reject, epoch, cause)
+                })
+                .collect();
+            let verdicts: Vec<(String, Health)> =
+                view.fleet.iter().map(|(a, &h)| (a.clone(), h)).collect();
+            (decisions, verdicts)
+        };
+        let sender = self.control.sender();
+        for (tenant, side, reject, epoch, cause) in decisions {
+            let _ = sender.send(Command::Adopt {
+                tenant,
+                side,
+                reject,
+                epoch,
+                cause: cause.unwrap_or_else(|| "fleet_decision".to_owned()),
             });
+        }
+        for (account, health) in verdicts {
+            let _ = sender.send(Command::FleetVerdict { account, health });
         }
     }
 
@@ -336,10 +406,14 @@ impl Fleet {
                     tracing::warn!(tenant, "ignoring an unreadable decision in etcd");
                     return;
                 };
-                self.view().decisions.insert(
-                    tenant.to_owned(),
-                    (event.kv.mod_revision, side, reject, epoch),
-                );
+                {
+                    let mut view = self.view();
+                    view.decisions.insert(
+                        tenant.to_owned(),
+                        (event.kv.mod_revision, side, reject, epoch),
+                    );
+                    view.causes.insert(tenant.to_owned(), cause.clone());
+                }
                 let _ = self.control.sender().send(Command::Adopt {
                     tenant: tenant.to_owned(),
                     side,
@@ -504,10 +578,14 @@ impl Fleet {
                     epoch = epoch + 1,
                     "committed a fleet decision"
                 );
-                self.view().decisions.insert(
-                    p.tenant.to_string(),
-                    (revision, p.side, p.reject, epoch + 1),
-                );
+                {
+                    let mut view = self.view();
+                    view.decisions.insert(
+                        p.tenant.to_string(),
+                        (revision, p.side, p.reject, epoch + 1),
+                    );
+                    view.causes.insert(p.tenant.to_string(), p.cause.to_owned());
+                }
                 let _ = self.control.sender().send(Command::Adopt {
                     tenant: p.tenant.to_string(),
                     side: p.side,
@@ -539,15 +617,19 @@ impl Fleet {
         }
     }
 
+    /// Reloads with the fleet's objects, then re-sends decisions and verdicts for the names
+    /// the reload added.
     async fn reload_objects(&self) {
         let objects = self.view().objects.clone();
-        self.reloader.set_fleet_objects(Some(objects));
-        if let Err(rejected) = self.reloader.reload_now().await {
-            tracing::error!(
+        self.reloader.set_fleet_objects(Some(objects.clone()));
+        match self.reloader.reload_now().await {
+            Ok(_) => *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) = Some(objects),
+            Err(rejected) => tracing::error!(
                 problems = rejected.problems.len() + rejected.more,
                 "config from etcd rejected; keeping the last good one"
-            );
+            ),
         }
+        self.resend();
     }
 
     fn isolated_verdict(&self, account: &str, health: Health) {
@@ -678,6 +760,14 @@ impl FleetWrites for Fleet {
 
     fn disagreements(&self) -> u64 {
         self.disagreements.load(Ordering::Relaxed)
+    }
+
+    fn connected(&self) -> bool {
+        Fleet::connected(self)
+    }
+
+    fn synced(&self) -> bool {
+        Fleet::synced(self)
     }
 
     fn fleet_events(&self, limit: usize) -> BoxFuture<'_, Result<Vec<Value>, FleetWriteError>> {
