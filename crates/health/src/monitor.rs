@@ -142,13 +142,12 @@ impl Monitor {
                 continue;
             }
             let (tx, rx) = mpsc::channel(PASSIVE_QUEUE);
-            self.awaiting_first_probe.fetch_add(1, Ordering::AcqRel);
             let task = tokio::spawn(run(
                 target.clone(),
                 self.client.clone(),
                 rx,
                 self.commands.clone(),
-                Arc::clone(&self.awaiting_first_probe),
+                FirstProbe::new(&self.awaiting_first_probe),
                 Arc::clone(&self.stats),
             ));
             probers.insert(
@@ -202,6 +201,30 @@ impl Monitor {
     }
 }
 
+/// Counts one prober in `awaiting_first_probe` (readiness) until its first probe has ended, or
+/// until the prober is stopped before that (its task dropped: a reload or a fleet reassignment
+/// that removes it), so a stopped prober cannot hold readiness at 503 for good.
+struct FirstProbe(Option<Arc<AtomicUsize>>);
+
+impl FirstProbe {
+    fn new(awaiting: &Arc<AtomicUsize>) -> FirstProbe {
+        awaiting.fetch_add(1, Ordering::AcqRel);
+        FirstProbe(Some(Arc::clone(awaiting)))
+    }
+
+    fn done(&mut self) {
+        if let Some(awaiting) = self.0.take() {
+            awaiting.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for FirstProbe {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
 /// A prober: probe at once, then every `interval` (`fast_interval` while the verdict is in
 /// transition), each jittered by about ±10%; passive failures count at once and pull the next
 /// probe forward, but never closer than `fast_interval` to the previous one.
@@ -214,7 +237,7 @@ async fn run(
     client: ProbeClient,
     mut passive: mpsc::Receiver<PassiveHint>,
     commands: mpsc::UnboundedSender<Command>,
-    awaiting_first_probe: Arc<AtomicUsize>,
+    mut first: FirstProbe,
     stats: Arc<ProbeStats>,
 ) {
     let check = &target.check;
@@ -222,7 +245,6 @@ async fn run(
     let mut jitter = Jitter::new(&target.key);
     let mut next = Instant::now();
     let mut last_probe: Option<Instant> = None;
-    let mut first = true;
     let mut ejected_until: Option<Instant> = None;
     let send = |health: Option<Health>, reason: &'static str, detail: Option<Arc<str>>| {
         if let Some(health) = health {
@@ -257,10 +279,7 @@ async fn run(
                         send(counter.record(result.is_success()), result.label(), report.reason);
                     }
                 }
-                if first {
-                    first = false;
-                    awaiting_first_probe.fetch_sub(1, Ordering::AcqRel);
-                }
+                first.done();
                 let base = if counter.in_transition() { check.fast_interval } else { check.interval };
                 next = started + jitter.apply(base);
                 if let Some(until) = ejected_until {
@@ -323,6 +342,48 @@ impl Jitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A prober stopped before its first probe ended (here: a reassignment away from this
+    /// replica while the probe waits on an account that never answers) no longer counts toward
+    /// readiness.
+    #[tokio::test]
+    async fn a_prober_stopped_before_its_first_probe_does_not_hold_readiness() {
+        // Accepts and never answers: the first probe waits for its 20 s timeout.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = silent.local_addr().expect("addr");
+        let text = format!(
+            "[health]\ninterval = \"30s\"\ntimeout = \"20s\"\n\
+             [[region]]\nname = \"r\"\n\
+             [[account]]\nname = \"a\"\nregion = \"r\"\nurl = \"http://{addr}\"\n\
+             [[tenant]]\nname = \"t\"\nhosts = [\"t.example.com\"]\nprimary = \"a\"\n"
+        );
+        let config = pairgate_config::load(&text, &|_| None)
+            .expect("valid config")
+            .config;
+        let table = RouteTable::compile(&config, 1, None).expect("compiles");
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let monitor = Monitor::new(Duration::from_secs(1), tx);
+        let tls = pairgate_tls::UpstreamTlsMap::default();
+        monitor.sync(&config, &table, &tls);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !monitor.first_round_done(),
+            "the first probe is still waiting"
+        );
+        monitor.set_filter(Some(Arc::new(|_: &str| false)));
+        monitor.sync(&config, &table, &tls);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !monitor.first_round_done() {
+            assert!(
+                Instant::now() < deadline,
+                "readiness held by a stopped prober"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(silent);
+    }
 
     #[test]
     fn jitter_stays_within_ten_percent_and_varies() {
