@@ -375,7 +375,15 @@ async fn probes_per_account_are_bounded_by_the_prober_count() {
     };
     let window = Duration::from_secs(2);
     let one = TestGateway::start(&config(0)).await.expect("replica");
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Alone, the replica probes both accounts once it has joined.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            one.gateway().monitor().prober_count() == 2
+                && one.gateway().monitor().first_round_done()
+        })
+        .await,
+        "the first replica never probed both accounts"
+    );
     east.reset_stats();
     tokio::time::sleep(window).await;
     let single = east.probe_count();
@@ -383,8 +391,22 @@ async fn probes_per_account_are_bounded_by_the_prober_count() {
     for i in 1..3 {
         more.push(TestGateway::start(&config(i)).await.expect("replica"));
     }
-    // Let the replicas see each other and reassign probers.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The replicas see each other and reassign probers: two per account, four in all (a
+    // replica may hold a prober it is about to hand over for a moment, so let the assignment
+    // settle before the window opens).
+    assert!(
+        eventually(Duration::from_secs(8), || async {
+            one.gateway().monitor().prober_count()
+                + more
+                    .iter()
+                    .map(|gw| gw.gateway().monitor().prober_count())
+                    .sum::<usize>()
+                == 4
+        })
+        .await,
+        "probers were never reassigned"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
     east.reset_stats();
     tokio::time::sleep(window).await;
     let three = east.probe_count();
