@@ -722,36 +722,29 @@ async fn a_replica_joining_after_a_failover_serves_the_committed_side_and_epoch(
             && t["primary"]["health"] == "unhealthy"
             && t["secondary"]["health"] == "healthy"
     }
+    // Starts replica `i` and checks it serves the fleet's decision within 5 s.
+    let adopts = async |i: usize, who: &str| {
+        let started = std::time::Instant::now();
+        let gw = TestGateway::start(&config(i)).await.expect("replica");
+        let adopted = eventually(Duration::from_secs(5), || converged(&gw, &epoch)).await;
+        assert!(
+            adopted,
+            "{who} did not adopt the fleet's state: {}",
+            tenant(&gw).await
+        );
+        assert_eq!(served_by(&gw).await, "west");
+        println!(
+            "{who} served the committed side at epoch {epoch} in {:?}",
+            started.elapsed()
+        );
+        gw
+    };
     // A third replica joins.
-    let started = std::time::Instant::now();
-    let late = TestGateway::start(&config(2)).await.expect("replica");
-    let joined = eventually(Duration::from_secs(5), || converged(&late, &epoch)).await;
-    assert!(
-        joined,
-        "the replica that joined late did not adopt the fleet's state: {}",
-        tenant(&late).await
-    );
-    assert_eq!(served_by(&late).await, "west");
-    println!(
-        "a replica joining after a failover served the committed side at epoch {epoch} in {:?}",
-        started.elapsed()
-    );
+    let late = adopts(2, "a replica joining after a failover").await;
     // A replica restarts (same name).
     let restarted = replicas.pop().expect("two replicas");
     restarted.shutdown().await.expect("shutdown");
-    let started = std::time::Instant::now();
-    let back = TestGateway::start(&config(1)).await.expect("replica");
-    let rejoined = eventually(Duration::from_secs(5), || converged(&back, &epoch)).await;
-    assert!(
-        rejoined,
-        "the restarted replica did not adopt the fleet's state: {}",
-        tenant(&back).await
-    );
-    assert_eq!(served_by(&back).await, "west");
-    println!(
-        "a restarted replica served the committed side at epoch {epoch} in {:?}",
-        started.elapsed()
-    );
+    let back = adopts(1, "a restarted replica").await;
     drop((west, etcd));
 }
 
