@@ -740,11 +740,11 @@ async fn a_replica_joining_after_a_failover_serves_the_committed_side_and_epoch(
         gw
     };
     // A third replica joins.
-    let late = adopts(2, "a replica joining after a failover").await;
+    let _late = adopts(2, "a replica joining after a failover").await;
     // A replica restarts (same name).
     let restarted = replicas.pop().expect("two replicas");
     restarted.shutdown().await.expect("shutdown");
-    let back = adopts(1, "a restarted replica").await;
+    let _back = adopts(1, "a restarted replica").await;
     drop((west, etcd));
 }
 
