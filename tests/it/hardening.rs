@@ -633,8 +633,11 @@ async fn noisy_neighbour_cannot_starve_another_tenant() {
         "the noisy tenant was not limited: {rejected}/{}",
         codes.len()
     );
-    // 1.5x the quiet median p99, with a 1 ms floor for timer granularity.
-    let bound = (quiet * 3 / 2).max(quiet + Duration::from_millis(1));
+    // 1.5x the quiet median p99, with a 2 ms floor: the suite runs the unoptimized build, where
+    // the flood's ~1,000 refusals share the gateway's CPU at several times a release build's
+    // cost, and medians of ~1.7-2.0 ms against ~0.9 ms quiet were seen with nothing starved
+    // (release builds: within 1.5x). Starvation, what this guards, costs tens of milliseconds.
+    let bound = (quiet * 3 / 2).max(quiet + Duration::from_millis(2));
     assert!(
         loaded <= bound,
         "quiet tenant p99 {loaded:?} under flood vs {quiet:?} quiet"
