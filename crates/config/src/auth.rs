@@ -45,6 +45,18 @@ pub enum AccountAuth {
     OAuth2ClientCredentials(OAuth2Auth),
 }
 
+impl AccountAuth {
+    /// Where this credential's token goes; `None` for `static` (nothing minted).
+    pub fn send_as(&self) -> Option<SendAs> {
+        match self {
+            AccountAuth::Static => None,
+            AccountAuth::AzureVideoIndexer(a) => Some(a.send_as),
+            AccountAuth::VideoIndexerClassic(c) => Some(c.send_as),
+            AccountAuth::OAuth2ClientCredentials(o) => Some(o.send_as),
+        }
+    }
+}
+
 /// Where the token goes on each request to the account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendAs {

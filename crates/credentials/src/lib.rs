@@ -33,13 +33,17 @@ mod provider;
 mod registry;
 mod source;
 mod token;
+mod wire;
 
 #[cfg(test)]
 mod tests;
 
 pub use error::{BoxError, CredentialError};
 pub use http::HttpClient;
-pub use provider::{CredentialState, RefreshPolicy, RefreshResult, Refresher, TokenProvider};
+pub use provider::{
+    CredentialState, RefreshPolicy, RefreshResult, Refresher, Rejection, TokenProvider,
+};
 pub use registry::{ARM_API_VERSION, IMDS_API_VERSION, Registry};
 pub use source::{ARM_RESOURCE, ARM_SCOPE, FEDERATED_TOKEN_FILE_ENV};
-pub use token::{Token, jwt_claims};
+pub use token::{QUERY_PARAM, Token, jwt_claims};
+pub use wire::{AccountCredential, CredentialMap, query_with_token, set_authorization};

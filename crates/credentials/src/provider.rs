@@ -69,6 +69,17 @@ impl CredentialState {
     }
 }
 
+/// What a 401 to a token means ([`TokenProvider::rejected`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// The cached token was rejected: one refresh now.
+    Refreshing,
+    /// A token minted after a rejection was rejected too: the account refuses the credential.
+    Refused,
+    /// An older token, or a refresh already asked for: nothing to do.
+    Outdated,
+}
+
 /// Outcome label of one fetch, for `pairgate_token_refreshes_total{result}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefreshResult {
@@ -125,6 +136,8 @@ struct Inner {
     current: ArcSwapOption<Token>,
     /// Set when a user of the token learned it is no longer accepted.
     stale: AtomicBool,
+    /// Wakes the [`Refresher`] early (a token was rejected).
+    wake: tokio::sync::Notify,
     /// Held for the duration of one fetch.
     flight: tokio::sync::Mutex<()>,
     /// Finished fetches, so waiters can tell one happened while they waited.
@@ -186,6 +199,7 @@ impl TokenProvider {
                 policy,
                 current: ArcSwapOption::empty(),
                 stale: AtomicBool::new(false),
+                wake: tokio::sync::Notify::new(),
                 flight: tokio::sync::Mutex::new(()),
                 attempts: AtomicU64::new(0),
                 info: Mutex::new(Info::default()),
@@ -240,12 +254,34 @@ impl TokenProvider {
     }
 
     /// Marks `token` as no longer accepted, so the next [`get`](Self::get) refreshes (if it is
-    /// still the cached one).
+    /// still the cached one) and a running [`Refresher`] refreshes at once.
     pub fn invalidate(&self, token: &Arc<Token>) {
-        let current = self.inner.current.load();
-        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, token)) {
-            self.inner.stale.store(true, Ordering::Release);
+        self.rejected(token);
+    }
+
+    /// An account answered 401 to a request that carried `token`. The first 401 to the cached
+    /// token triggers one immediate refresh ([`Rejection::Refreshing`]); a 401 to a token that
+    /// was itself minted after a rejection says the account refuses the credential
+    /// ([`Rejection::Refused`]: a passive failure signal, and no further refresh beyond the
+    /// usual schedule, so a refusing account cannot drive a refresh loop); anything else (an
+    /// older token, a refresh already asked for) changes nothing.
+    pub fn rejected(&self, token: &Arc<Token>) -> Rejection {
+        if token.after_rejection() {
+            return Rejection::Refused;
         }
+        let current = self.inner.current.load();
+        if !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, token)) {
+            return Rejection::Outdated;
+        }
+        if self.inner.stale.swap(true, Ordering::AcqRel) {
+            return Rejection::Outdated;
+        }
+        tracing::info!(
+            credential = %self.inner.label,
+            "an account rejected the current token (401); refreshing it now"
+        );
+        self.inner.wake.notify_one();
+        Rejection::Refreshing
     }
 
     /// The cached token if valid, else the last error.
@@ -267,15 +303,18 @@ impl TokenProvider {
     async fn attempt(&self) -> Result<Arc<Token>, Arc<CredentialError>> {
         let inner = &self.inner;
         lock(&inner.info).last_attempt = Some(Instant::now());
+        let after_rejection = inner.stale.load(Ordering::Acquire);
         let fetched = inner.source.fetch(&inner.http, &inner.label).await;
         let token = fetched.and_then(|f| {
-            Token::new(f.value, f.hints, inner.policy.default_lifetime).ok_or(
+            let mut token = Token::new(f.value, f.hints, inner.policy.default_lifetime).ok_or(
                 CredentialError::Malformed {
                     credential: Arc::clone(&inner.label),
                     endpoint: "token",
                     what: "the token is not a valid header value",
                 },
-            )
+            )?;
+            token.set_after_rejection(after_rejection);
+            Ok(token)
         });
         let result = match token {
             Ok(token) => {
@@ -452,7 +491,16 @@ impl TokenProvider {
                 tokio::time::sleep_until(expiry).await;
                 self.publish_state();
             }
-            tokio::time::sleep_until(wake).await;
+            tokio::select! {
+                () = tokio::time::sleep_until(wake) => {}
+                // A rejected token: refresh now (still no sooner than `min_backoff` after the
+                // last fetch, which `get` and the next round enforce).
+                () = self.inner.wake.notified() => {
+                    if let Some(last) = last_attempt {
+                        tokio::time::sleep_until(last + self.inner.policy.min_backoff).await;
+                    }
+                }
+            }
         }
     }
 }

@@ -19,7 +19,7 @@ pub const ARM_API_VERSION: &str = "2024-01-01";
 pub const IMDS_API_VERSION: &str = "2018-02-01";
 
 /// What makes two credentials the same (`send_as` does not: it is about where the token goes).
-#[derive(PartialEq)]
+#[derive(PartialEq, Clone)]
 enum Key {
     Arm(String, Permission, TokenScope, EntraCredential),
     Classic(Secret, String, String, bool),
@@ -34,6 +34,9 @@ pub struct Registry {
     policy: RefreshPolicy,
     entra: Vec<(EntraCredential, TokenProvider)>,
     providers: Vec<(KeyBox, TokenProvider)>,
+    /// A previous registry's providers, taken over when asked for again (a reload).
+    spare: Vec<(KeyBox, TokenProvider)>,
+    spare_entra: Vec<(EntraCredential, TokenProvider)>,
 }
 
 /// `Key` without a `Debug` that could print a secret.
@@ -54,7 +57,41 @@ impl Registry {
             policy,
             entra: Vec::new(),
             providers: Vec::new(),
+            spare: Vec::new(),
+            spare_entra: Vec::new(),
         }
+    }
+
+    /// [`for_config`](Self::for_config) for a reload: a credential that did not change keeps
+    /// `previous`'s provider, with its cached token and its refresh schedule (the same
+    /// provider, so its [`Refresher`](crate::Refresher) can keep running). Nothing is carried
+    /// over when the `[azure]` endpoints changed.
+    pub fn for_config_after(
+        config: &Config,
+        previous: &Registry,
+    ) -> (Registry, Vec<Option<TokenProvider>>) {
+        let mut registry =
+            Registry::new(config.azure.clone(), previous.http.clone(), previous.policy);
+        if previous.azure == config.azure {
+            registry.spare = previous
+                .providers
+                .iter()
+                .map(|(k, p)| (KeyBox(k.0.clone()), p.clone()))
+                .collect();
+            registry.spare_entra = previous.entra.clone();
+        }
+        let providers = registry.providers_for(config);
+        registry.spare.clear();
+        registry.spare_entra.clear();
+        (registry, providers)
+    }
+
+    fn providers_for(&mut self, config: &Config) -> Vec<Option<TokenProvider>> {
+        config
+            .accounts
+            .iter()
+            .map(|account| account.auth.as_ref().and_then(|a| self.provider(a)))
+            .collect()
     }
 
     /// A registry for `config` (its `[azure]` endpoints) and the provider of each of its
@@ -65,11 +102,7 @@ impl Registry {
         policy: RefreshPolicy,
     ) -> (Registry, Vec<Option<TokenProvider>>) {
         let mut registry = Registry::new(config.azure.clone(), http, policy);
-        let providers = config
-            .accounts
-            .iter()
-            .map(|account| account.auth.as_ref().and_then(|a| registry.provider(a)))
-            .collect();
+        let providers = registry.providers_for(config);
         (registry, providers)
     }
 
@@ -101,6 +134,23 @@ impl Registry {
         if let Some((_, p)) = self.providers.iter().find(|(k, _)| k.0 == key) {
             return Some(p.clone());
         }
+        if let Some(i) = self.spare.iter().position(|(k, _)| k.0 == key) {
+            let (key, provider) = self.spare.swap_remove(i);
+            // Its Entra provider comes along (it is the one the ARM provider holds).
+            if let AccountAuth::AzureVideoIndexer(a) = auth
+                && let Some(j) = self
+                    .spare_entra
+                    .iter()
+                    .position(|(c, _)| *c == a.credential)
+            {
+                let entra = self.spare_entra.swap_remove(j);
+                if !self.entra.iter().any(|(c, _)| *c == entra.0) {
+                    self.entra.push(entra);
+                }
+            }
+            self.providers.push((key, provider.clone()));
+            return Some(provider);
+        }
         let provider = match auth {
             AccountAuth::Static => return None,
             AccountAuth::AzureVideoIndexer(a) => self.arm(a),
@@ -122,6 +172,11 @@ impl Registry {
     fn entra(&mut self, credential: &EntraCredential) -> TokenProvider {
         if let Some((_, p)) = self.entra.iter().find(|(c, _)| c == credential) {
             return p.clone();
+        }
+        if let Some(i) = self.spare_entra.iter().position(|(c, _)| c == credential) {
+            let (c, p) = self.spare_entra.swap_remove(i);
+            self.entra.push((c, p.clone()));
+            return p;
         }
         let login = &self.azure.login_endpoint;
         let token_url = |tenant: &str| {

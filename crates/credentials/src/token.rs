@@ -19,6 +19,11 @@ use tokio::time::Instant;
 pub struct Token {
     value: Box<str>,
     bearer: HeaderValue,
+    /// `accessToken=<value, percent-encoded>`, built once.
+    query: Box<str>,
+    /// Obtained because an account answered 401 to the token before it (see
+    /// [`TokenProvider::rejected`](crate::TokenProvider::rejected)).
+    after_rejection: bool,
     obtained_at: Instant,
     refresh_at: Instant,
     expires_at: Instant,
@@ -50,9 +55,15 @@ impl Token {
         bearer.set_sensitive(true);
         let (total, remaining) = lifetime(&value, hints, SystemTime::now(), default_lifetime);
         let now = Instant::now();
+        let mut query = String::with_capacity(QUERY_PARAM.len() + 1 + value.len());
+        query.push_str(QUERY_PARAM);
+        query.push('=');
+        crate::http::encode_into(&mut query, &value);
         Some(Token {
             value: value.into_boxed_str(),
             bearer,
+            query: query.into_boxed_str(),
+            after_rejection: false,
             obtained_at: now,
             refresh_at: now + refresh_after(total, remaining),
             expires_at: now + remaining,
@@ -67,6 +78,22 @@ impl Token {
     /// `Bearer <token>`, built once and marked sensitive (HTTP/2 never indexes it).
     pub fn bearer(&self) -> &HeaderValue {
         &self.bearer
+    }
+
+    /// `accessToken=<token>` (percent-encoded), built once: the query parameter Video Indexer
+    /// reads.
+    pub fn query_pair(&self) -> &str {
+        &self.query
+    }
+
+    /// Whether this token was minted because an account rejected (401) the one before it: a
+    /// 401 to this one says the credential itself is refused, not that a token went stale.
+    pub fn after_rejection(&self) -> bool {
+        self.after_rejection
+    }
+
+    pub(crate) fn set_after_rejection(&mut self, yes: bool) {
+        self.after_rejection = yes;
     }
 
     /// When it was obtained.
@@ -89,6 +116,9 @@ impl Token {
         now < self.expires_at
     }
 }
+
+/// The query parameter Video Indexer takes the token in.
+pub const QUERY_PARAM: &str = "accessToken";
 
 /// Lifetime fields of a token endpoint's reply (`expires_in`: seconds from now; `expires_on`:
 /// Unix seconds). Either may come as a number or a numeric string (IMDS sends strings).

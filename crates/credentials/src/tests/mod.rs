@@ -21,7 +21,7 @@ use tokio::time::{Instant, timeout};
 
 use crate::{
     CredentialError, CredentialState, HttpClient, RefreshPolicy, RefreshResult, Registry,
-    TokenProvider, jwt_claims,
+    Rejection, TokenProvider, jwt_claims,
 };
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -530,5 +530,78 @@ url = "http://127.0.0.1:9003"
     let token = within("token", a.get()).await?.map_err(|e| e.to_string())?;
     assert_eq!(account_of(token.expose()), "acc-east");
     assert_eq!(registry.providers().count(), 2);
+
+    // A reload that changes nothing of a credential keeps its provider (and cached token);
+    // one that changes it gets a new provider.
+    let reloaded_text = text.replace(
+        "send_as = \"header\" }",
+        "send_as = \"header\", permission = \"Reader\" }",
+    );
+    assert_ne!(reloaded_text, text);
+    let reloaded = pairgate_config::load(&reloaded_text, &env).map_err(|p| format!("{p:?}"))?;
+    let (after, providers) = Registry::for_config_after(&reloaded.config, &registry);
+    let [Some(a2), Some(b2), None] = providers.as_slice() else {
+        return Err(format!("{providers:?}").into());
+    };
+    assert!(a2.same_as(a), "an unchanged credential keeps its provider");
+    assert!(!b2.same_as(b), "a changed credential gets a new one");
+    assert!(
+        a2.current().is_some_and(|t| Arc::ptr_eq(&t, &token)),
+        "and its cached token"
+    );
+    assert_eq!(after.providers().count(), 3, "two ARM providers, one Entra");
+    let reader = within("reader token", b2.get())
+        .await?
+        .map_err(|e| e.to_string())?;
+    assert_eq!(account_of(reader.expose()), "acc-east");
+    assert_eq!(
+        az.calls(Endpoint::Entra),
+        1,
+        "the Entra provider was carried over with its token"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rejected_token_is_refreshed_once_and_a_second_rejection_is_a_refusal() -> TestResult {
+    let az = fake(Duration::from_secs(600)).await?;
+    let mut reg = registry(&az);
+    let p = provider(&mut reg, &arm(RID_A, client_secret(SECRET))?)?;
+    let _refresher = p.start();
+    let mut refreshed = p.refreshed();
+    within("first token", refreshed.wait_for(|n| *n >= 1)).await??;
+    let first = p.current().ok_or("a token")?;
+    assert!(!first.after_rejection());
+    // Fifty requests saw a 401 with it: one refresh, at once (not at half of ten minutes).
+    let outcomes: Vec<_> = (0..50).map(|_| p.rejected(&first)).collect();
+    assert_eq!(outcomes[0], Rejection::Refreshing);
+    assert!(
+        outcomes[1..].iter().all(|o| *o == Rejection::Outdated),
+        "{outcomes:?}"
+    );
+    within(
+        "the refresh a 401 asked for",
+        refreshed.wait_for(|n| *n >= 2),
+    )
+    .await??;
+    let second = p.current().ok_or("a token")?;
+    assert!(!Arc::ptr_eq(&first, &second));
+    assert!(second.after_rejection());
+    assert_eq!(
+        p.rejected(&first),
+        Rejection::Outdated,
+        "an old token's 401"
+    );
+    assert_eq!(
+        p.rejected(&second),
+        Rejection::Refused,
+        "the new one refused too"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        az.calls(Endpoint::Arm),
+        2,
+        "no refresh loop on a refusing account"
+    );
     Ok(())
 }
