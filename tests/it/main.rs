@@ -3,6 +3,7 @@
 
 mod cli;
 mod control;
+mod credentials;
 mod data_plane;
 mod failover;
 mod failures;

@@ -214,6 +214,42 @@ pub fn render(
             "pairgate_local_resource_errors_total{{kind=\"{kind}\",at=\"{at}\"}} {n}"
         );
     }
+    let credentials = proxy.account_credentials();
+    header(
+        &mut out,
+        "pairgate_account_token_expiry_seconds",
+        "gauge",
+        "Seconds until the account's minted access token expires (0: no valid token), for accounts with auth.",
+    );
+    for (account, credential) in &credentials {
+        let _ = writeln!(
+            out,
+            "pairgate_account_token_expiry_seconds{{account=\"{}\"}} {:.3}",
+            esc(account),
+            credential.provider.seconds_left()
+        );
+    }
+    header(
+        &mut out,
+        "pairgate_token_refreshes_total",
+        "counter",
+        "Token fetches of each account's credential by result (success, failure, throttled); accounts sharing a credential show the same counts.",
+    );
+    for (account, credential) in &credentials {
+        for result in [
+            pairgate_credentials::RefreshResult::Success,
+            pairgate_credentials::RefreshResult::Failure,
+            pairgate_credentials::RefreshResult::Throttled,
+        ] {
+            let _ = writeln!(
+                out,
+                "pairgate_token_refreshes_total{{account=\"{}\",result=\"{}\"}} {}",
+                esc(account),
+                result.label(),
+                credential.provider.refreshes(result)
+            );
+        }
+    }
     header(
         &mut out,
         "pairgate_config_reloads_total",

@@ -19,8 +19,12 @@ use crate::token::Token;
 pub struct RefreshPolicy {
     /// First retry delay after a failed fetch (doubled per failure, jittered). Default 1s.
     pub min_backoff: Duration,
-    /// Largest retry delay. Default 60s.
+    /// Largest retry delay while a valid token is still cached. Default 60s.
     pub max_backoff: Duration,
+    /// Largest retry delay once no valid token is cached (the accounts using it are down, so
+    /// recovering soon matters more than sparing the endpoint; a `Retry-After` still wins).
+    /// Default 8s.
+    pub max_backoff_without_token: Duration,
     /// Lifetime assumed for a token that says nothing of its expiry (no JWT `exp`, no
     /// `expires_in`/`expires_on`). Default 30 minutes.
     pub default_lifetime: Duration,
@@ -31,6 +35,7 @@ impl Default for RefreshPolicy {
         Self {
             min_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
+            max_backoff_without_token: Duration::from_secs(8),
             default_lifetime: Duration::from_secs(30 * 60),
         }
     }
@@ -339,7 +344,10 @@ impl TokenProvider {
                 let delay = {
                     let mut info = lock(&inner.info);
                     info.failures = info.failures.saturating_add(1);
-                    let backoff = self.backoff(info.failures);
+                    let mut backoff = self.backoff(info.failures);
+                    if self.current().is_none() {
+                        backoff = backoff.min(inner.policy.max_backoff_without_token);
+                    }
                     let delay = match error.retry_after() {
                         Some(wait) if !wait.is_zero() => wait,
                         _ => backoff,
@@ -514,6 +522,7 @@ mod tests {
         let policy = RefreshPolicy {
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(1000),
+            max_backoff_without_token: Duration::from_millis(1000),
             default_lifetime: Duration::from_secs(60),
         };
         let provider = TokenProvider::new(

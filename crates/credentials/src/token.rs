@@ -66,7 +66,7 @@ impl Token {
             after_rejection: false,
             obtained_at: now,
             refresh_at: now + refresh_after(total, remaining),
-            expires_at: now + remaining,
+            expires_at: now + remaining.saturating_sub(expiry_margin(total)),
         })
     }
 
@@ -106,7 +106,8 @@ impl Token {
         self.refresh_at
     }
 
-    /// When it stops being valid.
+    /// When it stops being sent: its expiry less a safety margin (a tenth of its lifetime, at
+    /// most 30 s), so no request carries a token that expires on the way.
     pub fn expires_at(&self) -> Instant {
         self.expires_at
     }
@@ -173,6 +174,13 @@ fn lifetime(value: &str, hints: Hints, now: SystemTime, default: Duration) -> (D
 
 fn secs(s: f64) -> Duration {
     Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
+}
+
+/// How long before its `exp` a token stops being sent: a tenth of its lifetime, at most 30 s.
+/// A request (or probe) sent just before `exp` would reach the account after it, and clocks
+/// differ: the account answers 401 to a token that was valid when it left.
+pub(crate) fn expiry_margin(total: Duration) -> Duration {
+    (total / 10).min(Duration::from_secs(30))
 }
 
 /// How long after it is obtained a token with `total` lifetime, `remaining` of it left, is

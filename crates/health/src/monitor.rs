@@ -113,7 +113,13 @@ impl Monitor {
     /// Starts probers for new accounts (their first probe runs at once), stops those of
     /// accounts that are gone, and restarts those whose check changed. Must be called from
     /// within a tokio runtime.
-    pub fn sync(&self, config: &Config, table: &RouteTable, tls: &pairgate_tls::UpstreamTlsMap) {
+    pub fn sync(
+        &self,
+        config: &Config,
+        table: &RouteTable,
+        tls: &pairgate_tls::UpstreamTlsMap,
+        credentials: &pairgate_credentials::CredentialMap,
+    ) {
         let mut probers = self.probers.lock().unwrap_or_else(|p| p.into_inner());
         let mut wanted: HashMap<Arc<str>, ProbeTarget> = HashMap::new();
         let filter = self
@@ -127,15 +133,23 @@ impl Monitor {
             }
             wanted.entry(Arc::clone(&account.key)).or_insert_with(|| {
                 let tls = tls.get(&account.key);
-                ProbeTarget::new(account, &spec.health, tls, config.upstream.connect_timeout)
+                ProbeTarget::new(
+                    account,
+                    &spec.health,
+                    tls,
+                    credentials.get(&account.key),
+                    config.upstream.connect_timeout,
+                )
             });
         }
         // TLS accounts are re-probed with fresh settings on every sync (their files may have
-        // changed); plain ones keep their prober while the check is unchanged.
+        // changed); plain ones keep their prober while the check and credential are unchanged.
         probers.retain(|key, prober| {
-            wanted
-                .get(key)
-                .is_some_and(|target| target.check == prober.target.check && !tls.contains_key(key))
+            wanted.get(key).is_some_and(|target| {
+                target.check == prober.target.check
+                    && prober.target.same_credential(target.credential.as_ref())
+                    && !tls.contains_key(key)
+            })
         });
         for (key, target) in wanted {
             if probers.contains_key(&key) {
@@ -246,6 +260,19 @@ async fn run(
     let mut next = Instant::now();
     let mut last_probe: Option<Instant> = None;
     let mut ejected_until: Option<Instant> = None;
+    // An account with a minted credential: the first probe waits (within the probe timeout)
+    // for its first token, so a gateway starting up is not ready before it has one and does
+    // not count a `credential` failure for a fetch still in flight. Later, each change of the
+    // credential's state (a token obtained, failing, expired) probes at once.
+    let mut credential_changes = match &target.credential {
+        Some(credential) => {
+            let _ = tokio::time::timeout(check.timeout, credential.provider.get()).await;
+            let mut rx = credential.provider.subscribe();
+            rx.mark_unchanged();
+            Some(rx)
+        }
+        None => None,
+    };
     let send = |health: Option<Health>, reason: &'static str, detail: Option<Arc<str>>| {
         if let Some(health) = health {
             let _ = commands.send(Command::Verdict(Verdict {
@@ -285,6 +312,18 @@ async fn run(
                 if let Some(until) = ejected_until {
                     // Probe as the ejection ends, so the first probe that counts is not late.
                     next = next.min(until.max(started + check.fast_interval));
+                }
+            }
+            changed = async {
+                match credential_changes.as_mut() {
+                    Some(rx) => rx.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            } => {
+                if changed {
+                    next = Instant::now();
+                } else {
+                    credential_changes = None;
                 }
             }
             Some(hint) = passive.recv() => {
@@ -366,14 +405,14 @@ mod tests {
         let (tx, _rx) = mpsc::unbounded_channel();
         let monitor = Monitor::new(Duration::from_secs(1), tx);
         let tls = pairgate_tls::UpstreamTlsMap::default();
-        monitor.sync(&config, &table, &tls);
+        monitor.sync(&config, &table, &tls, &Default::default());
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(
             !monitor.first_round_done(),
             "the first probe is still waiting"
         );
         monitor.set_filter(Some(Arc::new(|_: &str| false)));
-        monitor.sync(&config, &table, &tls);
+        monitor.sync(&config, &table, &tls, &Default::default());
         let deadline = Instant::now() + Duration::from_secs(5);
         while !monitor.first_round_done() {
             assert!(

@@ -10,6 +10,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use pairgate_config::{HealthCheck, ProbeKind};
+use pairgate_credentials::AccountCredential;
 use pairgate_routing::{Account, local};
 
 /// The longest failure reason a probe keeps, in bytes (it goes into verdicts, events and the
@@ -68,6 +69,9 @@ pub enum ProbeResult {
     /// The gateway itself is out of file descriptors: the probe says nothing about the account
     /// and counts neither way.
     LocalResource,
+    /// The account's minted credential has no valid token (its fetch fails, or it expired):
+    /// requests cannot be sent there, so the account is as good as down.
+    Credential,
 }
 
 impl ProbeResult {
@@ -85,6 +89,7 @@ impl ProbeResult {
             ProbeResult::BadStatus(_) => "bad_status",
             ProbeResult::Broken => "broken",
             ProbeResult::LocalResource => "local_resource",
+            ProbeResult::Credential => "credential",
         }
     }
 }
@@ -110,6 +115,9 @@ pub struct ProbeTarget {
     /// The account's health cell, shared with the data plane: its count of consecutive live
     /// 5xx is restarted when the prober ejects the account.
     pub cell: Arc<pairgate_routing::HealthCell>,
+    /// The account's minted credential: a probe without a valid token fails with
+    /// [`ProbeResult::Credential`]; HTTP probes carry the token as requests do.
+    pub credential: Option<AccountCredential>,
 }
 
 type TlsProbeClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
@@ -121,6 +129,7 @@ impl ProbeTarget {
         account: &Account,
         check: &HealthCheck,
         tls: Option<&pairgate_tls::UpstreamTls>,
+        credential: Option<&AccountCredential>,
         connect_timeout: Duration,
     ) -> ProbeTarget {
         let (uri, method, headers, expect) = match &check.kind {
@@ -176,6 +185,16 @@ impl ProbeTarget {
             expect,
             check: check.clone(),
             cell: Arc::clone(&account.health),
+            credential: credential.cloned(),
+        }
+    }
+
+    /// Whether `other` probes with the same credential (the same provider, sent the same way).
+    pub(crate) fn same_credential(&self, other: Option<&AccountCredential>) -> bool {
+        match (&self.credential, other) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.provider.same_as(&b.provider) && a.send_as == b.send_as,
+            _ => false,
         }
     }
 }
@@ -228,9 +247,43 @@ fn local_failure(kind: local::LocalKind) -> ProbeReport {
     ProbeResult::LocalResource.into()
 }
 
+/// Why a credential has no valid token, as a probe failure reason (no secret in it: the
+/// provider's errors are scrubbed).
+#[derive(Debug)]
+struct CredentialProblem(pairgate_credentials::CredentialState);
+
+impl std::fmt::Display for CredentialProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use pairgate_credentials::CredentialState;
+        match &self.0 {
+            CredentialState::Pending => f.write_str("credential: no token obtained yet"),
+            CredentialState::Valid => f.write_str("credential: valid"),
+            CredentialState::Expired => f.write_str("credential: the token expired"),
+            CredentialState::Failing { cause } => write!(f, "{cause}"),
+        }
+    }
+}
+
+impl std::error::Error for CredentialProblem {}
+
 /// Runs one probe of `target`.
 pub async fn probe(client: &ProbeClient, target: &ProbeTarget) -> ProbeReport {
     let timeout = target.check.timeout;
+    let token = match &target.credential {
+        None => None,
+        Some(credential) => match credential.provider.current() {
+            Some(token) => Some((token, credential.send_as)),
+            None => {
+                return ProbeReport::failed(
+                    ProbeResult::Credential,
+                    pairgate_tls::describe_bounded(
+                        &CredentialProblem(credential.provider.state()),
+                        MAX_PROBE_REASON,
+                    ),
+                );
+            }
+        },
+    };
     let timed_out = || {
         ProbeReport::failed(
             ProbeResult::Timeout,
@@ -257,6 +310,20 @@ pub async fn probe(client: &ProbeClient, target: &ProbeTarget) -> ProbeReport {
             *req.uri_mut() = uri.clone();
             for (name, value) in &target.headers {
                 req.headers_mut().insert(name, value.clone());
+            }
+            if let Some((token, send_as)) = &token {
+                pairgate_credentials::set_authorization(req.headers_mut(), token, *send_as);
+                let query = pairgate_credentials::query_with_token(uri.query(), token, *send_as);
+                let mut pq = uri.path().to_owned();
+                if let Some(q) = query {
+                    pq.push('?');
+                    pq.push_str(&q);
+                }
+                let mut parts = uri.clone().into_parts();
+                parts.path_and_query = pq.parse().ok();
+                if let Ok(with_token) = Uri::from_parts(parts) {
+                    *req.uri_mut() = with_token;
+                }
             }
             let exchange = async {
                 let sent = match &target.tls_client {

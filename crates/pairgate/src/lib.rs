@@ -4,6 +4,7 @@
 //! The binary (`main.rs`), the demo and the integration tests all start a gateway through
 //! [`Gateway::start`], so tests exercise the same wiring as production.
 
+mod credentials;
 pub mod demo;
 pub mod fleet;
 pub mod supervise;
@@ -82,6 +83,8 @@ impl Observer for PassiveSignals {
             // The client's body broke: says nothing about the account.
             UpstreamOutcome::Failed(ErrorKind::ClientBody) => return,
             UpstreamOutcome::Failed(_) => true,
+            // The account refuses the gateway's freshly minted token.
+            UpstreamOutcome::CredentialRefused => true,
         };
         let consecutive_5xx = account.health.note_5xx();
         self.0.passive_failure(
@@ -126,12 +129,15 @@ impl Gateway {
         let (control, controller_task) = controller.spawn(commands, command_rx);
         let mut tasks = supervise::Supervisor::default();
         tasks.own("controller", controller_task);
+        // Tokens are fetched from now on; each prober's first probe waits for its account's.
+        let credentials = credentials::Credentials::start(&config);
         // Probers start after the controller exists, so no verdict is lost; the first probe
         // round runs at once.
-        monitor.sync(&config, &table, &options.tls.upstream);
+        monitor.sync(&config, &table, &options.tls.upstream, credentials.map());
         let shared = Shared::new(
             table,
             &options.tls.upstream,
+            credentials.map(),
             Settings::from_config(&config),
             Arc::new(PassiveSignals(Arc::clone(&monitor))),
         );
@@ -147,6 +153,7 @@ impl Gateway {
             resolver: resolver.clone(),
             fleet_objects: std::sync::Mutex::new(None),
             last_tls: std::sync::Mutex::new(options.tls.upstream.clone()),
+            credentials: std::sync::Mutex::new(Some(credentials)),
             lock: tokio::sync::Mutex::new(()),
             accepted: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
@@ -415,6 +422,9 @@ pub(crate) struct FileReloader {
     fleet_objects: std::sync::Mutex<Option<std::collections::BTreeMap<String, String>>>,
     /// The upstream TLS settings last applied, for prober resyncs.
     last_tls: std::sync::Mutex<pairgate_tls::UpstreamTlsMap>,
+    /// The account credentials of the applied config (`None` only while a reload rebuilds
+    /// them, under `lock`).
+    credentials: std::sync::Mutex<Option<credentials::Credentials>>,
     /// One reload at a time: the single writer of the routing snapshot.
     lock: tokio::sync::Mutex<()>,
     accepted: AtomicU64,
@@ -444,7 +454,19 @@ impl FileReloader {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        self.monitor.sync(&config, &self.shared.routes(), &tls);
+        let credentials = self.credential_map();
+        self.monitor
+            .sync(&config, &self.shared.routes(), &tls, &credentials);
+    }
+
+    /// Each account's minted credential, as last applied.
+    fn credential_map(&self) -> pairgate_credentials::CredentialMap {
+        self.credentials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|c| c.map().clone())
+            .unwrap_or_default()
     }
 
     async fn reload_file(&self) -> Result<Reloaded, ReloadRejected> {
@@ -573,8 +595,20 @@ impl FileReloader {
                     "the failover controller is not running",
                 )]
             })?;
-        self.monitor.sync(&config, &table, &tls.upstream);
-        self.shared.swap_routes(table, &tls.upstream);
+        // Unchanged credentials keep their provider and cached token; new ones start fetching.
+        let credentials = {
+            let mut slot = self.credentials.lock().unwrap_or_else(|p| p.into_inner());
+            let next = match slot.take() {
+                Some(previous) => previous.reload(&config),
+                None => credentials::Credentials::start(&config),
+            };
+            let map = next.map().clone();
+            *slot = Some(next);
+            map
+        };
+        self.monitor
+            .sync(&config, &table, &tls.upstream, &credentials);
+        self.shared.swap_routes(table, &tls.upstream, &credentials);
         *self.last_tls.lock().unwrap_or_else(|p| p.into_inner()) = tls.upstream.clone();
         // New handshakes get the new certificates; open connections keep their session.
         if let (Some(resolver), Some(store)) = (&self.resolver, tls.server) {

@@ -99,6 +99,10 @@ pub enum ErrorKind {
     /// nothing about the account.
     #[error("the gateway is out of file descriptors")]
     LocalResources,
+    /// The account needs a token the gateway mints, and no valid one is cached (the credential
+    /// is failing or expired); nothing was sent.
+    #[error("no valid credential for the account")]
+    CredentialUnavailable,
 }
 
 impl ErrorKind {
@@ -121,6 +125,7 @@ impl ErrorKind {
             ErrorKind::TenantOverloaded => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ErrorKind::LocalResources => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::CredentialUnavailable => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -143,6 +148,7 @@ impl ErrorKind {
             ErrorKind::TenantOverloaded => "tenant_over_capacity",
             ErrorKind::Misdirected => "misdirected_request",
             ErrorKind::LocalResources => "gateway_out_of_resources",
+            ErrorKind::CredentialUnavailable => "account_credential_unavailable",
         }
     }
 
@@ -151,7 +157,9 @@ impl ErrorKind {
     pub fn before_send(self) -> bool {
         matches!(
             self,
-            ErrorKind::UpstreamUnreachable | ErrorKind::UpstreamConnectTimeout
+            ErrorKind::UpstreamUnreachable
+                | ErrorKind::UpstreamConnectTimeout
+                | ErrorKind::CredentialUnavailable
         )
     }
 
@@ -175,7 +183,9 @@ impl ErrorKind {
             | ErrorKind::TenantOverloaded
             | ErrorKind::Misdirected
             // The gateway's own descriptors, not the account: no evidence against it.
-            | ErrorKind::LocalResources => false,
+            | ErrorKind::LocalResources
+            // The credential's health reaches the prober from its provider, not from here.
+            | ErrorKind::CredentialUnavailable => false,
         }
     }
 

@@ -20,7 +20,8 @@ use pairgate_routing::{Account, AccountId, Health, RouteTable, Tenant, TenantId}
 use crate::body::BodyVerdict;
 use crate::body::{HoldingBody, InFlight, LimitedBody, Prefixed};
 use crate::headers::{is_upgrade_request, rewrite_request, strip_hop_by_hop};
-use crate::{Body, ErrorKind, ProxyError, Shared, Snapshot};
+use crate::{AccountCredential, Body, ErrorKind, ProxyError, Shared, Snapshot};
+use pairgate_credentials::{Rejection, Token};
 
 /// What happened when a request was sent to an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,9 @@ pub enum UpstreamOutcome {
     Response(StatusCode),
     /// The attempt failed before a response head.
     Failed(ErrorKind),
+    /// The account answered 401 to a token minted after it had rejected the one before: it
+    /// refuses the gateway's credential (a passive failure signal).
+    CredentialRefused,
 }
 
 /// Hears every upstream outcome: the passive health signal from live traffic.
@@ -382,19 +386,40 @@ async fn send_with_replay(
     replay_body: Option<Bytes>,
 ) -> Result<(Response<Incoming>, bool), ProxyError> {
     let table = &*snapshot.table;
-    let account = table.account(account_id);
     let template = &mut rewritten.template;
+    // An account whose minted token is unavailable gets nothing; its tenant's other account
+    // takes the request when it can (the prober turns the account unhealthy meanwhile).
+    let (account_id, other_id, minted, rerouted) = match minted_for(snapshot, account_id) {
+        Ok(minted) => (account_id, other_id, minted, false),
+        Err(err) => {
+            let Some(other_id) =
+                other_id.filter(|o| table.account(*o).health.load() != Health::Unhealthy)
+            else {
+                return Err(err);
+            };
+            let Ok(minted) = minted_for(snapshot, other_id) else {
+                return Err(err);
+            };
+            trace.replayed_after = Some(err);
+            trace.note_account(table, table.account(other_id));
+            (other_id, None, minted, true)
+        }
+    };
+    let account = table.account(account_id);
     let replayable = other_id.is_some() && replay_body.is_some();
     let first = if replayable {
-        template.aim(account, body)?
+        template.aim(account, minted.as_ref(), body)?
     } else {
-        template.aim_once(account, body)?
+        template.aim_once(account, minted.as_ref(), body)?
     };
     // A request that could be replayed stops waiting on an account the moment it is declared
     // unhealthy (a black hole answers nothing until the response-header timeout).
     let give_up_if_down = replayable && may_replay(ErrorKind::UpstreamDown, &template.parts);
     let err = match send(shared, snapshot, account_id, first, give_up_if_down).await {
-        Ok(resp) => return Ok((resp, false)),
+        Ok(resp) => {
+            note_rejection(shared, account, minted.as_ref(), &resp);
+            return Ok((resp, rerouted));
+        }
         Err(err) => err,
     };
     // The client's body broke the tenant's limits: that is the answer, not a replay.
@@ -415,10 +440,18 @@ async fn send_with_replay(
         );
         return Err(err);
     }
+    let Ok(other_minted) = minted_for(snapshot, other_id) else {
+        tracing::debug!(
+            account = &*other.name,
+            "not replaying onto an account without a valid credential"
+        );
+        return Err(err);
+    };
     trace.replayed_after = Some(err);
     trace.note_account(table, other);
     let retry = template.aim(
         other,
+        other_minted.as_ref(),
         Full::new(body).map_err(|never| match never {}).boxed(),
     )?;
     let result = send(shared, snapshot, other_id, retry, false).await;
@@ -428,7 +461,49 @@ async fn send_with_replay(
         &shared.stats.replays_failed
     };
     counter.fetch_add(1, Ordering::Relaxed);
+    if let Ok(resp) = &result {
+        note_rejection(shared, other, other_minted.as_ref(), resp);
+    }
     Ok((result?, true))
+}
+
+/// An account's minted token, taken for one request.
+struct Minted<'a> {
+    credential: &'a AccountCredential,
+    token: Arc<Token>,
+}
+
+/// The token `account` needs when the gateway mints its credential (`None` for accounts
+/// without one): one `ArcSwap` load, never a fetch. No valid token cached is
+/// [`ErrorKind::CredentialUnavailable`].
+fn minted_for(snapshot: &Snapshot, account: AccountId) -> Result<Option<Minted<'_>>, ProxyError> {
+    let Some(credential) = snapshot.credential(account) else {
+        return Ok(None);
+    };
+    let token = credential
+        .provider
+        .current()
+        .ok_or(ErrorKind::CredentialUnavailable)?;
+    Ok(Some(Minted { credential, token }))
+}
+
+/// A 401 to a token the gateway minted: the first one asks its provider for one refresh at
+/// once; a 401 to a token minted after such a refresh is a passive failure signal (the account
+/// refuses the credential).
+fn note_rejection(
+    shared: &Shared,
+    account: &Account,
+    minted: Option<&Minted<'_>>,
+    resp: &Response<Incoming>,
+) {
+    let Some(minted) = minted.filter(|_| resp.status() == StatusCode::UNAUTHORIZED) else {
+        return;
+    };
+    if minted.credential.provider.rejected(&minted.token) == Rejection::Refused {
+        shared
+            .observer
+            .upstream_outcome(account, UpstreamOutcome::CredentialRefused);
+    }
 }
 
 /// 8. Stream the response back (holding the tenant's in-flight slot, cut when the upstream
@@ -485,25 +560,51 @@ struct Template {
 impl Template {
     /// The request as `account` must receive it, when no replay can follow: the headers are
     /// moved, not copied.
-    fn aim_once(&mut self, account: &Account, body: Body) -> Result<Request<Body>, ProxyError> {
+    fn aim_once(
+        &mut self,
+        account: &Account,
+        minted: Option<&Minted<'_>>,
+        body: Body,
+    ) -> Result<Request<Body>, ProxyError> {
         let headers = std::mem::take(&mut self.parts.headers);
-        self.build(account, body, headers)
+        self.build(account, minted, body, headers)
     }
 
     /// The request as `account` must receive it, keeping the template for a replay.
-    fn aim(&self, account: &Account, body: Body) -> Result<Request<Body>, ProxyError> {
-        self.build(account, body, self.parts.headers.clone())
+    fn aim(
+        &self,
+        account: &Account,
+        minted: Option<&Minted<'_>>,
+        body: Body,
+    ) -> Result<Request<Body>, ProxyError> {
+        self.build(account, minted, body, self.parts.headers.clone())
     }
 
+    /// With a minted credential, the client's own (`accessToken` in the query,
+    /// `Authorization`) is removed and the account's token sent where it expects it.
     fn build(
         &self,
         account: &Account,
+        minted: Option<&Minted<'_>>,
         body: Body,
-        headers: http::HeaderMap,
+        mut headers: http::HeaderMap,
     ) -> Result<Request<Body>, ProxyError> {
         let mut req = Request::new(body);
         *req.method_mut() = self.parts.method.clone();
-        *req.uri_mut() = upstream_uri(account, &self.parts.uri, self.strip)?;
+        let uri = match minted {
+            None => upstream_uri(account, &self.parts.uri, self.strip, None)?,
+            Some(m) => {
+                let send_as = m.credential.send_as;
+                pairgate_credentials::set_authorization(&mut headers, &m.token, send_as);
+                let query = pairgate_credentials::query_with_token(
+                    self.parts.uri.query(),
+                    &m.token,
+                    send_as,
+                );
+                upstream_uri(account, &self.parts.uri, self.strip, Some(query.as_deref()))?
+            }
+        };
+        *req.uri_mut() = uri;
         *req.version_mut() = if account.http2 {
             Version::HTTP_2
         } else {
@@ -661,11 +762,17 @@ async fn send(
 }
 
 /// `scheme://authority` of the account, its path prefix, the client path minus the tenant's
-/// prefix, and the query. One allocation for the path.
-fn upstream_uri(account: &Account, uri: &Uri, strip: usize) -> Result<Uri, ProxyError> {
+/// prefix, and the query (the client's, or `query` when given: a minted credential's
+/// rewrite). One allocation for the path.
+fn upstream_uri(
+    account: &Account,
+    uri: &Uri,
+    strip: usize,
+    query: Option<Option<&str>>,
+) -> Result<Uri, ProxyError> {
     let rest = uri.path().get(strip..).unwrap_or("");
     let rest = if rest.is_empty() { "/" } else { rest };
-    let query = uri.query();
+    let query = query.unwrap_or_else(|| uri.query());
     let mut path = String::with_capacity(
         account.path_prefix.len() + rest.len() + query.map_or(0, |q| q.len() + 1),
     );

@@ -127,13 +127,45 @@ impl Settings {
 type UpstreamClient = Client<HttpConnector, Body>;
 type TlsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
+pub use pairgate_credentials::{AccountCredential, CredentialMap};
 pub use pairgate_tls::{UpstreamTls, UpstreamTlsMap};
 
-/// What one request loads, with one `arc_swap` load: the routing table and the TLS clients of
-/// its accounts (indexed by `AccountId`), which must always agree.
+/// What one request loads, with one `arc_swap` load: the routing table, and the TLS clients
+/// and minted credentials of its accounts (indexed by `AccountId`), which must always agree.
 pub(crate) struct Snapshot {
     pub(crate) table: Arc<RouteTable>,
     pub(crate) tls: Vec<Option<TlsClient>>,
+    pub(crate) credentials: Vec<Option<AccountCredential>>,
+}
+
+impl Snapshot {
+    fn new(
+        table: Arc<RouteTable>,
+        tls: &UpstreamTlsMap,
+        credentials: &CredentialMap,
+        settings: &Settings,
+    ) -> Snapshot {
+        let connector = plain_connector(settings);
+        Snapshot {
+            tls: tls_clients(&table, tls, settings, &connector),
+            credentials: table
+                .accounts()
+                .iter()
+                .map(|a| credentials.get(&a.key).cloned())
+                .collect(),
+            table,
+        }
+    }
+
+    /// The credential minted for `account`, if it has one.
+    pub(crate) fn credential(
+        &self,
+        account: pairgate_routing::AccountId,
+    ) -> Option<&AccountCredential> {
+        self.credentials
+            .get(account.index())
+            .and_then(Option::as_ref)
+    }
 }
 
 /// Everything the data plane shares between connections.
@@ -157,14 +189,12 @@ impl Shared {
     pub fn new(
         routes: Arc<RouteTable>,
         tls: &UpstreamTlsMap,
+        credentials: &CredentialMap,
         settings: Settings,
         observer: Arc<dyn Observer>,
     ) -> Arc<Self> {
         let connector = plain_connector(&settings);
-        let snapshot = Snapshot {
-            tls: tls_clients(&routes, tls, &settings, &connector),
-            table: routes,
-        };
+        let snapshot = Snapshot::new(routes, tls, credentials, &settings);
         Arc::new(Shared {
             routes: ArcSwap::from_pointee(snapshot),
             http1: pooled_client(&settings, false, connector.clone()),
@@ -182,15 +212,29 @@ impl Shared {
         Arc::clone(&self.routes.load().table)
     }
 
-    /// Publishes a new routing snapshot, with TLS clients for its `https://` accounts, with one
-    /// store; requests in flight keep the one they loaded.
-    pub fn swap_routes(&self, routes: Arc<RouteTable>, tls: &UpstreamTlsMap) {
-        let connector = plain_connector(&self.settings);
-        let snapshot = Snapshot {
-            tls: tls_clients(&routes, tls, &self.settings, &connector),
-            table: routes,
-        };
+    /// Publishes a new routing snapshot, with TLS clients for its `https://` accounts and the
+    /// credentials of its accounts, with one store; requests in flight keep the one they loaded.
+    pub fn swap_routes(
+        &self,
+        routes: Arc<RouteTable>,
+        tls: &UpstreamTlsMap,
+        credentials: &CredentialMap,
+    ) {
+        let snapshot = Snapshot::new(routes, tls, credentials, &self.settings);
         self.routes.store(Arc::new(snapshot));
+    }
+
+    /// Each account of the current snapshot that has a minted credential, with it (for the
+    /// token metrics).
+    pub fn account_credentials(&self) -> Vec<(Arc<str>, AccountCredential)> {
+        let snapshot = self.routes.load();
+        snapshot
+            .table
+            .accounts()
+            .iter()
+            .zip(&snapshot.credentials)
+            .filter_map(|(a, c)| Some((Arc::clone(&a.name), c.clone()?)))
+            .collect()
     }
 
     /// Request counters and latency histogram.

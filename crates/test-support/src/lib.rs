@@ -21,7 +21,7 @@ pub mod relay;
 pub mod tls;
 use tokio::net::TcpListener;
 
-pub use pairgate_mock::{Behavior, MockConfig, MockUpstream};
+pub use pairgate_mock::{Behavior, MockAzure, MockConfig, MockUpstream, azure};
 
 /// Default bound on any single wait in tests.
 pub const WAIT: Duration = Duration::from_secs(10);

@@ -45,6 +45,7 @@ fn fast_policy() -> RefreshPolicy {
     RefreshPolicy {
         min_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_millis(400),
+        max_backoff_without_token: Duration::from_millis(400),
         default_lifetime: Duration::from_secs(60),
     }
 }

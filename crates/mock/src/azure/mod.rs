@@ -147,6 +147,41 @@ impl Drop for Inner {
     }
 }
 
+/// Another listener of the same [`MockAzure`] (same accounts, keys, counters and faults), for
+/// tests that need Video Indexer accounts on separate sockets: one regional endpoint per
+/// account, which a test can kill on its own ([`AzureListener::kill`], or drop it) while the
+/// token endpoints keep answering.
+pub struct AzureListener {
+    addr: SocketAddr,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl AzureListener {
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Closes the listener and every connection on it at once (a region that died); the port
+    /// then refuses connections.
+    pub fn kill(&mut self) {
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+        }
+    }
+}
+
+impl Drop for AzureListener {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Configures a [`MockAzure`] before it starts.
 pub struct MockAzureBuilder {
     state: State,
@@ -175,6 +210,18 @@ impl MockAzure {
     /// `http://127.0.0.1:PORT`, the base of every endpoint.
     pub fn url(&self) -> String {
         format!("http://{}", self.inner.addr)
+    }
+
+    /// One more listener on an ephemeral port of 127.0.0.1 serving the same fakes (see
+    /// [`AzureListener`]).
+    pub async fn listener(&self) -> io::Result<AzureListener> {
+        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+        let addr = listener.local_addr()?;
+        let accept = tokio::spawn(serve::accept_loop(listener, Arc::clone(&self.inner.shared)));
+        Ok(AzureListener {
+            addr,
+            accept: Some(accept),
+        })
     }
 
     /// The listening address.
