@@ -305,3 +305,62 @@ async fn secrets_stay_out_of_logs() {
     assert!(log.contains("contoso"), "tenant missing from logs");
     assert!(!log.contains(secret), "secret leaked into logs");
 }
+
+/// Bad account credentials: an unknown `type`, each missing key, `client-secret` without its
+/// secret, a `${VAR}` that is unset: every one named with its key, line and column; exit 64;
+/// and no secret value printed.
+#[test]
+fn check_names_every_credential_problem_with_line_and_column() {
+    let rid = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.VideoIndexer/accounts/vi";
+    let broken = format!(
+        r#"
+[[region]]
+name = "eastus"
+pair = "westus"
+[[region]]
+name = "westus"
+pair = "eastus"
+[[account]]
+name = "a"
+region = "eastus"
+url = "http://127.0.0.1:9001"
+auth = {{ type = "azure-video-indexr", resource_id = "{rid}" }}
+[[account]]
+name = "b"
+region = "westus"
+url = "http://127.0.0.1:9002"
+auth = {{ type = "azure-video-indexer", credential = "client-secret", tenant_id = "t1", client_id = "app" }}
+[[account]]
+name = "c"
+region = "westus"
+url = "http://127.0.0.1:9003"
+auth = {{ type = "video-indexer-classic", api_key = "${{IT_CHECK_UNSET_VI_KEY}}", location = "westus" }}
+[[account]]
+name = "d"
+region = "eastus"
+url = "http://127.0.0.1:9004"
+auth = {{ type = "oauth2-client-credentials", client_id = "x", client_secret = "${{IT_CHECK_SET_SECRET}}" }}
+[[tenant]]
+name = "t"
+hosts = ["t.example.com"]
+primary = "a"
+secondary = "b"
+"#
+    );
+    let (code, out) = check(&broken, &[("IT_CHECK_SET_SECRET", "s3cr3t-value-do-not-print")]);
+    assert_eq!(code, 64, "{out}");
+    for (path, line) in [
+        ("account[0].auth.type", ":12:"),
+        ("account[1].auth.resource_id", ":17:"),
+        ("account[1].auth.client_secret", ":17:"),
+        ("account[2].auth.account_id", ":22:"),
+        ("IT_CHECK_UNSET_VI_KEY", ":22:"),
+        ("account[3].auth.token_url", ":27:"),
+    ] {
+        assert!(
+            out.lines().any(|l| l.contains(path) && l.contains(line)),
+            "missing {path} at line {line} in:\n{out}"
+        );
+    }
+    assert!(!out.contains("s3cr3t-value-do-not-print"), "{out}");
+}

@@ -491,3 +491,91 @@ async fn failing_token_endpoint_turns_the_account_unhealthy_with_cause_credentia
     }
     drop(gw);
 }
+
+/// A tenant whose one account has no valid token (its API key is wrong) gets `502
+/// account_credential_unavailable`, and nothing is sent to the account. A reload that leaves
+/// the other credentials unchanged keeps their providers and cached tokens (no new fetch); one
+/// that fixes the key fetches anew and the tenant is served. Real binary, so reloads read the
+/// process environment as in production.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_valid_token_is_a_named_502_and_a_reload_keeps_unchanged_credentials() {
+    let az = fakes(Duration::from_secs(3600)).await;
+    let east = az.listener().await.expect("east listener");
+    let west = az.listener().await.expect("west listener");
+    let solo = format!(
+        "[[account]]\nname = \"classic\"\nregion = \"westus\"\nurl = \"{}\"\npath_prefix = \"/westus/Accounts/acc-west\"\n\
+         auth = {{ type = \"video-indexer-classic\", api_key = \"${{VI_BAD_KEY}}\", location = \"westus\", account_id = \"acc-west\" }}\n\
+         [[tenant]]\nname = \"solo\"\nhosts = [\"solo.example.com\"]\nprimary = \"classic\"\n",
+        west.url()
+    );
+    let text = format!(
+        "[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"PG_ADMIN\"\n{}\n{solo}",
+        config(&az, &east, &west, false)
+    );
+    let mut env = ENV.to_vec();
+    env.push(("PG_ADMIN", ADMIN_TOKEN));
+    env.push(("VI_BAD_KEY", "not-the-key"));
+    let path = temp_file("credentials-reload.toml");
+    let gw = GatewayProcess::spawn(&path, &text, &env).expect("gateway");
+    let admin = |method: &'static str, path: &'static str| {
+        let url = gw.admin_url(path).expect("admin");
+        async move {
+            admin_call(&url, method, None, Some(ADMIN_TOKEN))
+                .await
+                .expect("admin call")
+        }
+    };
+    let solo_get = || async {
+        let req = Request::get(gw.url("/Videos"))
+            .header(http::header::HOST, "solo.example.com")
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        send(&client(), req).await.expect("reply")
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let t = admin("GET", "/v1/tenants/vi").await.json();
+            t["primary"]["health"] == "healthy" && t["secondary"]["health"] == "healthy"
+        })
+        .await
+    );
+    for _ in 0..5 {
+        let r = solo_get().await;
+        assert_eq!(r.status, 502, "{}", r.text());
+        assert_eq!(r.json()["error"], "account_credential_unavailable");
+    }
+    assert!(
+        az.vi_requests().iter().all(|r| r.status == 200),
+        "nothing without a valid token reached an account"
+    );
+    let solo_detail = admin("GET", "/v1/tenants/solo").await.json();
+    assert!(
+        solo_detail["primary"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("classic") && !e.contains("not-the-key")),
+        "{solo_detail}"
+    );
+
+    // A reload that changes nothing of the ARM credentials fetches nothing for them.
+    let arm_calls = az.calls(Endpoint::Arm);
+    std::fs::write(&path, text.replace("rise = 2", "rise = 3")).expect("rewrite");
+    assert_eq!(admin("POST", "/v1/reload").await.status, 200);
+    assert_eq!(az.calls(Endpoint::Arm), arm_calls, "unchanged credentials kept");
+
+    // The key fixed: a new provider, a token, and the tenant served by its account.
+    std::fs::write(
+        &path,
+        text.replace("${VI_BAD_KEY}", "${VI_CLASSIC_KEY}"),
+    )
+    .expect("rewrite");
+    assert_eq!(admin("POST", "/v1/reload").await.status, 200);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            solo_get().await.status == 200
+        })
+        .await,
+        "served once the key is right"
+    );
+    assert_eq!(az.calls(Endpoint::Arm), arm_calls, "still no ARM fetch");
+    each_account_got_its_own_token(&az);
+}
