@@ -347,7 +347,10 @@ primary = "a"
 secondary = "b"
 "#
     );
-    let (code, out) = check(&broken, &[("IT_CHECK_SET_SECRET", "s3cr3t-value-do-not-print")]);
+    let (code, out) = check(
+        &broken,
+        &[("IT_CHECK_SET_SECRET", "s3cr3t-value-do-not-print")],
+    );
     assert_eq!(code, 64, "{out}");
     for (path, line) in [
         ("account[0].auth.type", ":12:"),

@@ -560,14 +560,14 @@ async fn no_valid_token_is_a_named_502_and_a_reload_keeps_unchanged_credentials(
     let arm_calls = az.calls(Endpoint::Arm);
     std::fs::write(&path, text.replace("rise = 2", "rise = 3")).expect("rewrite");
     assert_eq!(admin("POST", "/v1/reload").await.status, 200);
-    assert_eq!(az.calls(Endpoint::Arm), arm_calls, "unchanged credentials kept");
+    assert_eq!(
+        az.calls(Endpoint::Arm),
+        arm_calls,
+        "unchanged credentials kept"
+    );
 
     // The key fixed: a new provider, a token, and the tenant served by its account.
-    std::fs::write(
-        &path,
-        text.replace("${VI_BAD_KEY}", "${VI_CLASSIC_KEY}"),
-    )
-    .expect("rewrite");
+    std::fs::write(&path, text.replace("${VI_BAD_KEY}", "${VI_CLASSIC_KEY}")).expect("rewrite");
     assert_eq!(admin("POST", "/v1/reload").await.status, 200);
     assert!(
         eventually(Duration::from_secs(10), || async {

@@ -5,6 +5,7 @@ mod cli;
 mod control;
 mod credentials;
 mod data_plane;
+mod demo;
 mod failover;
 mod failures;
 mod fleet;

@@ -12,7 +12,8 @@ use http::{Method, StatusCode};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use pairgate_mock::{Behavior, MockConfig, MockUpstream};
+use pairgate_mock::azure::AzureListener;
+use pairgate_mock::{Behavior, MockAzure, MockConfig, MockUpstream};
 
 use crate::Gateway;
 
@@ -85,7 +86,45 @@ name = "tailspin"
 hosts = ["tailspin.localhost"]
 primary = "shared-east"
 secondary = "shared-west"
+
+# A Video Indexer tenant: each account accepts only its own short-lived token, which the
+# gateway mints from (fake) Entra ID and ARM, refreshes, and sends as `accessToken`; the
+# client's own token is removed. The fakes' URL is filled in at start.
+[azure]
+arm_endpoint = "{azure}"
+login_endpoint = "{azure}"
+imds_endpoint = "{azure}"
+api_endpoint = "{azure}"
+
+[[account]]
+name = "vi-east"
+region = "eastus"
+url = "{vi-east}"
+path_prefix = "/eastus/Accounts/acc-vi-east"
+auth = { type = "azure-video-indexer", resource_id = "/subscriptions/demo-sub/resourceGroups/demo-rg/providers/Microsoft.VideoIndexer/accounts/vi-east", credential = "client-secret", tenant_id = "demo-tenant", client_id = "pairgate-demo", client_secret = "demo-secret" }
+health = { path = "/Videos?pageSize=1", use_account_prefix = true }
+
+[[account]]
+name = "vi-west"
+region = "westus"
+url = "{vi-west}"
+path_prefix = "/westus/Accounts/acc-vi-west"
+auth = { type = "azure-video-indexer", resource_id = "/subscriptions/demo-sub/resourceGroups/demo-rg/providers/Microsoft.VideoIndexer/accounts/vi-west", credential = "client-secret", tenant_id = "demo-tenant", client_id = "pairgate-demo", client_secret = "demo-secret" }
+health = { path = "/Videos?pageSize=1", use_account_prefix = true }
+
+[[tenant]]
+name = "videos"
+hosts = ["videos.localhost"]
+primary = "vi-east"
+secondary = "vi-west"
 "#;
+
+/// The demo's Video Indexer accounts (served by [`MockAzure`] listeners): (name, region,
+/// account id).
+const VI_ACCOUNTS: [(&str, &str, &str); 2] = [
+    ("vi-east", "eastus", "acc-vi-east"),
+    ("vi-west", "westus", "acc-vi-west"),
+];
 
 /// The demo's mock accounts: (name, region).
 const ACCOUNTS: [(&str, &str); 4] = [
@@ -101,6 +140,10 @@ pub struct DemoSetup {
     pub config: pairgate_config::Config,
     /// The running mock accounts, in [`ACCOUNTS`] order; dropping them stops them.
     pub mocks: Vec<MockUpstream>,
+    /// The Azure fakes (Entra ID, ARM, Video Indexer).
+    pub azure: MockAzure,
+    /// One listener per Video Indexer account, in [`VI_ACCOUNTS`] order; `None` once killed.
+    pub vi: Vec<tokio::sync::Mutex<Option<AzureListener>>>,
 }
 
 /// Starts the mock accounts and builds the demo config around them.
@@ -114,6 +157,26 @@ pub async fn setup(listen: SocketAddr) -> anyhow::Result<DemoSetup> {
         text = text.replace(&format!("{{{name}}}"), &mock.url());
         mocks.push(mock);
     }
+    let mut azure =
+        MockAzure::builder().client_secret("demo-tenant", "pairgate-demo", "demo-secret");
+    for (name, region, id) in VI_ACCOUNTS {
+        azure = azure.account(
+            &format!("/subscriptions/demo-sub/resourceGroups/demo-rg/providers/Microsoft.VideoIndexer/accounts/{name}"),
+            region,
+            id,
+        );
+    }
+    let azure = azure.start().await.context("starting the Azure fakes")?;
+    text = text.replace("{azure}", &azure.url());
+    let mut vi = Vec::new();
+    for (name, _, _) in VI_ACCOUNTS {
+        let listener = azure
+            .listener()
+            .await
+            .with_context(|| format!("starting Video Indexer account {name}"))?;
+        text = text.replace(&format!("{{{name}}}"), &listener.url());
+        vi.push(tokio::sync::Mutex::new(Some(listener)));
+    }
     let loaded = pairgate_config::load(&text, &|_| None).map_err(|problems| {
         let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("embedded demo config is invalid:\n{}", lines.join("\n"))
@@ -121,6 +184,8 @@ pub async fn setup(listen: SocketAddr) -> anyhow::Result<DemoSetup> {
     Ok(DemoSetup {
         config: loaded.config,
         mocks,
+        azure,
+        vi,
     })
 }
 
@@ -140,13 +205,27 @@ pub async fn run(listen: SocketAddr, control: SocketAddr) -> anyhow::Result<()> 
         .await
         .with_context(|| format!("binding the demo control endpoint on {control}"))?;
     let control_addr = control_listener.local_addr()?;
-    let mocks = Arc::new(setup.mocks);
+    let vi_addrs = {
+        let mut addrs = Vec::new();
+        for slot in &setup.vi {
+            if let Some(l) = slot.lock().await.as_ref() {
+                addrs.push(l.addr());
+            }
+        }
+        addrs
+    };
+    let mocks = Arc::new(Mocks {
+        upstreams: setup.mocks,
+        azure: setup.azure,
+        vi: setup.vi,
+        vi_addrs,
+    });
     tokio::spawn(serve_control(control_listener, Arc::clone(&mocks)));
     let mut out = std::io::stdout().lock();
     let admin = gateway
         .admin_addr()
         .context("the demo runs the admin API")?;
-    let text = instructions(gateway.http_addr(), control_addr, &mocks)
+    let text = instructions(gateway.http_addr(), control_addr, &mocks.upstreams)
         + &admin_instructions(admin, &token);
     let _ = out.write_all(text.as_bytes());
     drop(out);
@@ -159,7 +238,15 @@ pub async fn run(listen: SocketAddr, control: SocketAddr) -> anyhow::Result<()> 
 
 /// The demo-only control endpoint: `POST /fail/NAME`, `/blackhole/NAME`, `/recover/NAME`, where
 /// NAME is a region (every mock account in it) or one account. Never part of `pairgate run`.
-async fn serve_control(listener: tokio::net::TcpListener, mocks: Arc<Vec<MockUpstream>>) {
+/// Everything the control endpoint can break and heal.
+struct Mocks {
+    upstreams: Vec<MockUpstream>,
+    azure: MockAzure,
+    vi: Vec<tokio::sync::Mutex<Option<AzureListener>>>,
+    vi_addrs: Vec<SocketAddr>,
+}
+
+async fn serve_control(listener: tokio::net::TcpListener, mocks: Arc<Mocks>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -182,7 +269,8 @@ async fn serve_control(listener: tokio::net::TcpListener, mocks: Arc<Vec<MockUps
     }
 }
 
-async fn control(mocks: &[MockUpstream], method: &Method, path: &str) -> (StatusCode, String) {
+async fn control(all: &Mocks, method: &Method, path: &str) -> (StatusCode, String) {
+    let mocks = &all.upstreams;
     let mut parts = path.trim_matches('/').splitn(2, '/');
     let (Some(action), Some(name)) = (parts.next(), parts.next()) else {
         let usage = "use POST /fail/NAME, /blackhole/NAME or /recover/NAME\n";
@@ -197,9 +285,37 @@ async fn control(mocks: &[MockUpstream], method: &Method, path: &str) -> (Status
         .filter(|((account, region), _)| *account == name || *region == name)
         .map(|(_, mock)| mock)
         .collect();
-    if targets.is_empty() {
+    let vi_targets: Vec<usize> = VI_ACCOUNTS
+        .iter()
+        .enumerate()
+        .filter(|(_, (account, region, _))| *account == name || *region == name)
+        .map(|(i, _)| i)
+        .collect();
+    if targets.is_empty() && vi_targets.is_empty() {
         let msg = format!("no region or account called {name:?}\n");
         return (StatusCode::NOT_FOUND, msg);
+    }
+    let mut names: Vec<&str> = targets.iter().map(|m| m.name()).collect();
+    for i in vi_targets {
+        let mut slot = all.vi[i].lock().await;
+        match action {
+            "fail" => {
+                if let Some(mut listener) = slot.take() {
+                    listener.kill();
+                }
+            }
+            // The Azure fakes have no black-hole mode: a Video Indexer account only dies.
+            "blackhole" => continue,
+            "recover" if slot.is_none() => match all.azure.listener_at(all.vi_addrs[i]).await {
+                Ok(listener) => *slot = Some(listener),
+                Err(err) => {
+                    let msg = format!("revive failed: {err}\n");
+                    return (StatusCode::INTERNAL_SERVER_ERROR, msg);
+                }
+            },
+            _ => {}
+        }
+        names.push(VI_ACCOUNTS[i].0);
     }
     for mock in &targets {
         match action {
@@ -222,7 +338,6 @@ async fn control(mocks: &[MockUpstream], method: &Method, path: &str) -> (Status
             }
         }
     }
-    let names: Vec<&str> = targets.iter().map(|m| m.name()).collect();
     (StatusCode::OK, format!("{action}: {}\n", names.join(", ")))
 }
 
@@ -345,6 +460,32 @@ fn instructions(addr: SocketAddr, control: SocketAddr, mocks: &[MockUpstream]) -
     let _ = writeln!(
         s,
         "  # one account only: /fail/contoso-east; the gateway logs every health change and move"
+    );
+    let _ = writeln!(
+        s,
+        "\nA Video Indexer tenant: each account takes only its own short-lived token, which the"
+    );
+    let _ = writeln!(
+        s,
+        "gateway mints (fake Entra ID + ARM), refreshes and sends as accessToken; a client's own"
+    );
+    let _ = writeln!(
+        s,
+        "token is removed, so a failover needs nothing from the client (no 401 from the secondary):"
+    );
+    let _ = writeln!(
+        s,
+        "  curl -s -H 'Host: videos.localhost' 'http://{addr}/Videos?pageSize=1&accessToken=stale'"
+    );
+    let _ = writeln!(s, "  curl -s -X POST http://{control}/fail/vi-east");
+    let _ = writeln!(
+        s,
+        "  curl -s -H 'Host: videos.localhost' 'http://{addr}/Videos?pageSize=1'   # now acc-vi-west, 200"
+    );
+    let _ = writeln!(s, "  curl -s -X POST http://{control}/recover/vi-east");
+    let _ = writeln!(
+        s,
+        "  # token lifetimes and refreshes: pairgate_account_token_expiry_seconds, pairgate_token_refreshes_total in /metrics"
     );
     let _ = writeln!(s, "\nCtrl-C stops the demo.");
     s

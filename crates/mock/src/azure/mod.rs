@@ -215,7 +215,14 @@ impl MockAzure {
     /// One more listener on an ephemeral port of 127.0.0.1 serving the same fakes (see
     /// [`AzureListener`]).
     pub async fn listener(&self) -> io::Result<AzureListener> {
-        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+        self.listener_at(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .await
+    }
+
+    /// [`listener`](Self::listener) on `addr`, e.g. the address of a killed one, to bring it
+    /// back.
+    pub async fn listener_at(&self, addr: SocketAddr) -> io::Result<AzureListener> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let accept = tokio::spawn(serve::accept_loop(listener, Arc::clone(&self.inner.shared)));
         Ok(AzureListener {
