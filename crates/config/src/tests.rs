@@ -1145,10 +1145,15 @@ fn auth_examples_in_the_docs_are_valid() {
         "[[region]]\nname = \"eastus\"\npair = \"westus\"\n[[region]]\nname = \"westus\"\npair = \"eastus\"\n",
     );
     let mut blocks = 0;
+    let mut complete = Vec::new();
     for block in section.split("```toml").skip(1) {
         let body = block.split("```").next().unwrap_or("");
         if body.contains("# ...") {
             continue; // the shape sketch, not a config
+        }
+        if body.contains("[[region]]") {
+            complete.push(body);
+            continue; // a whole config: checked on its own below
         }
         text.push_str(body);
         blocks += 1;
@@ -1158,6 +1163,14 @@ fn auth_examples_in_the_docs_are_valid() {
         name.starts_with(char::is_uppercase)
             .then(|| format!("{name}-value"))
     };
+    assert_eq!(complete.len(), 1, "the complete example of the three modes");
+    for body in complete {
+        let loaded = load(body, &env)
+            .map_err(|p| format!("{p:#?}"))
+            .expect("the complete example is valid");
+        assert!(loaded.config.accounts.iter().all(|a| a.auth.is_some()));
+        assert_eq!(loaded.config.tenants.len(), 1);
+    }
     let loaded = load(&text, &env)
         .map_err(|p| format!("{p:#?}"))
         .expect("valid");
