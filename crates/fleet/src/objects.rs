@@ -100,3 +100,64 @@ pub fn compose(local: &str, objects: &BTreeMap<String, String>) -> Result<String
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+[listen]
+http = "127.0.0.1:8080"
+
+[[region]]
+name = "eastus"
+
+[[account]]
+name = "east"
+region = "eastus"
+url = "http://127.0.0.1:9001"
+
+[[tenant]]
+name = "contoso"
+hosts = ["contoso.example.com"]
+primary = "east"
+"#;
+
+    #[test]
+    fn split_gives_one_key_per_object() {
+        let keys: Vec<String> = split(FILE)
+            .expect("splits")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "config/region/eastus",
+                "config/account/east",
+                "config/tenant/contoso"
+            ]
+        );
+        assert!(matches!(
+            split("[[tenant]]\nhosts = []\n"),
+            Err(ObjectsError::Unnamed { kind: "tenant" })
+        ));
+    }
+
+    #[test]
+    fn compose_keeps_local_sections_and_takes_the_fleets_objects() {
+        let objects: BTreeMap<String, String> = split(FILE)
+            .expect("splits")
+            .into_iter()
+            .map(|(k, v)| (k.trim_start_matches("config/").to_owned(), v))
+            .collect();
+        let local = "[listen]\nhttp = \"127.0.0.1:9090\"\n\n[[tenant]]\nname = \"local-only\"\n";
+        let composed: toml::Table =
+            toml::from_str(&compose(local, &objects).expect("composes")).expect("TOML");
+        assert_eq!(composed["listen"]["http"].as_str(), Some("127.0.0.1:9090"));
+        let tenants = composed["tenant"].as_array().expect("tenants");
+        assert_eq!(tenants.len(), 1);
+        assert_eq!(tenants[0]["name"].as_str(), Some("contoso"));
+        assert_eq!(composed["region"].as_array().map(Vec::len), Some(1));
+    }
+}
