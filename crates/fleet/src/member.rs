@@ -256,6 +256,9 @@ impl Fleet {
                     }
                 }
                 Some((account, health)) = local.recv() => {
+                    // Recorded first: a vote that fails to publish is published at the next
+                    // connect.
+                    self.view().record_local(&account, health);
                     self.publish_vote(&account, health, lease).await?;
                     let mut effects = Vec::new();
                     let mut view = self.view();
