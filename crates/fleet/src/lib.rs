@@ -27,6 +27,10 @@
 //! decisions; with `isolated_failover = "act"` it decides alone until etcd is back, then
 //! resyncs.
 //!
+//! Non-goals: talking etcd's protocol (`pairgate-cluster` does), parsing or validating config
+//! (the binary's reloader composes the fleet's objects with its file and validates the result),
+//! deciding failover (the controller's engine does; the fleet commits and spreads its choices).
+//!
 //! Invariants: the core never touches etcd, a clock or the controller; decisions, pins and
 //! region states reach the controller in the order of their etcd revisions (one channel,
 //! sent with the view locked, older revisions of a key dropped); the member's one task is
