@@ -121,6 +121,10 @@ fn each_rule_reports_its_path_and_message() {
         ("[limits]\nmax_connections = 9000000000000000000", &[(E, "limits.max_connections", "at most 10000000")]),
         ("[upstream]\nmax_idle_per_account = -1", &[(E, "upstream.max_idle_per_account", "at least 0")]),
         ("[upstream]\nmax_replay_body = -5", &[(E, "upstream.max_replay_body", "at least 0")]),
+        // [cluster]
+        ("[cluster]\nbackend = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\nlease_ttl = \"0.000002ms\"", &[(E, "cluster.lease_ttl", "lease_ttl / 3 (the keepalive and heartbeat period) rounds to zero")]),
+        ("[cluster]\nbackend = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\nlease_ttl = \"0.000003ms\"", &[]),
+        ("[cluster]\nbackend = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\nlease_ttl = \"0s\"", &[(E, "cluster.lease_ttl", "greater than 0")]),
         // [health]
         ("[health]\ntimeout = \"2s\"", &[(E, "health.timeout", "must be less than interval")]),
         ("[health]\ninterval = \"1s\"", &[(E, "health.interval", "must be less than interval")]),

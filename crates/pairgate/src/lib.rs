@@ -6,7 +6,8 @@
 
 mod credentials;
 pub mod demo;
-pub mod fleet;
+/// Fleet mode lives in its own crate; re-exported for `pairgate cluster` and the tests.
+pub use pairgate_fleet as fleet;
 pub mod supervise;
 
 use std::net::SocketAddr;
@@ -165,7 +166,7 @@ impl Gateway {
                     control: control.clone(),
                     monitor: Arc::clone(&monitor),
                     events: Arc::clone(&events),
-                    reloader: Arc::clone(&reloader),
+                    reloader: Arc::clone(&reloader) as Arc<dyn fleet::Reload>,
                 };
                 let (fleet, fleet_task) = fleet::Fleet::start(
                     cluster.clone(),
@@ -429,6 +430,25 @@ pub(crate) struct FileReloader {
     lock: tokio::sync::Mutex<()>,
     accepted: AtomicU64,
     rejected: AtomicU64,
+}
+
+impl fleet::Reload for FileReloader {
+    fn set_fleet_objects(&self, objects: Option<std::collections::BTreeMap<String, String>>) {
+        FileReloader::set_fleet_objects(self, objects);
+    }
+
+    fn reload_now(&self) -> BoxFuture<'_, Result<(), usize>> {
+        Box::pin(async move {
+            FileReloader::reload_now(self)
+                .await
+                .map(|_| ())
+                .map_err(|rejected| rejected.problems.len() + rejected.more)
+        })
+    }
+
+    fn resync_probers(&self) {
+        FileReloader::resync_probers(self);
+    }
 }
 
 impl FileReloader {

@@ -139,18 +139,33 @@ pub(super) fn cluster(
             Duration::from_secs(2),
             problems,
         ),
-        lease_ttl: duration(
-            &spec.lease_ttl,
-            "cluster.lease_ttl",
-            Duration::from_secs(5),
-            problems,
-        ),
+        lease_ttl: lease_ttl(&spec.lease_ttl, problems),
         isolated_failover,
         probers_per_account: spec
             .probers_per_account
             .and_then(|n| count(n, 1, "cluster.probers_per_account", problems))
             .unwrap_or(2),
     })
+}
+
+/// `cluster.lease_ttl`: positive, and large enough that a third of it (the fleet member's
+/// keepalive and heartbeat period) is not zero: a zero period would stop the member's timer.
+fn lease_ttl(raw: &Option<String>, problems: &mut Problems) -> Duration {
+    const AT: &str = "cluster.lease_ttl";
+    const DEFAULT: Duration = Duration::from_secs(5);
+    let ttl = super::duration(raw, AT, DEFAULT, problems);
+    if (ttl / 3).is_zero() {
+        problems.error(
+            AT,
+            format!(
+                "too small: lease_ttl / 3 (the keepalive and heartbeat period) rounds to zero; \
+                 use at least \"1ms\" (seconds in practice: etcd leases count whole seconds), \
+                 got {ttl:?}"
+            ),
+        );
+        return DEFAULT;
+    }
+    ttl
 }
 
 /// `[[certificate]]`s: files present in the config (read later, by the TLS loader), hosts valid
