@@ -16,7 +16,8 @@
 //! identity), and per mock a Video Indexer account `NAME` in location `REGION` with ARM id
 //! `/subscriptions/demo/resourceGroups/demo/providers/Microsoft.VideoIndexer/accounts/NAME` and
 //! classic API key `demo-key`. Its commands: `azure-fail arm|entra|imds|classic|vi STATUS`,
-//! `azure-throttle arm|entra|imds|classic|vi CALLS SECONDS`, `azure-heal`.
+//! `azure-throttle arm|entra|imds|classic|vi CALLS SECONDS`, `azure-heal`, and
+//! `azure-lifetime SECONDS` (the lifetime of the Video Indexer tokens minted from then on).
 
 // Printing the addresses and the answers to commands is this binary's job.
 #![allow(clippy::print_stdout)]
@@ -172,6 +173,13 @@ fn azure_command(azure: Option<&MockAzure>, line: &str) -> Option<String> {
             azure.clear_faults();
             "ok".to_owned()
         }
+        ("azure-lifetime", None) => match number(words.get(1)) {
+            Some(secs) if secs > 0 => {
+                azure.set_token_lifetime(std::time::Duration::from_secs(u64::from(secs)));
+                "ok".to_owned()
+            }
+            _ => "error: expected azure-lifetime SECONDS".to_owned(),
+        },
         ("azure-fail", Some(e)) => match number(words.get(2)).and_then(|n| u16::try_from(n).ok()) {
             Some(status) => {
                 azure.fail(e, status);
