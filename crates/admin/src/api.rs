@@ -171,6 +171,8 @@ pub struct AdminState {
     pub fleet: Option<Arc<dyn FleetWrites>>,
     /// Set at SIGTERM/SIGINT: `/readyz` answers 503 from then on (`runtime.shutdown_delay`).
     pub draining: Arc<AtomicBool>,
+    /// The running build, for `pairgate_build_info`.
+    pub build: crate::BuildInfo,
 }
 
 /// Serves the admin API until `shutdown` resolves.
@@ -660,6 +662,7 @@ async fn metrics(state: &AdminState) -> Resp {
         state.reloader.counts(),
         state.proxy.routes().generation(),
     );
+    crate::process::render(&mut text, &state.build);
     if let Some(fleet) = &state.fleet {
         use std::fmt::Write as _;
         let _ = writeln!(

@@ -267,6 +267,7 @@ async fn run(
                 if result != ProbeResult::LocalResource {
                     let counter_stat = if result.is_success() { &stats.success } else { &stats.failure };
                     counter_stat.fetch_add(1, Ordering::Relaxed);
+                    target.counters.record_probe(result.label());
                     if result != ProbeResult::Success {
                         tracing::debug!(account = &*target.name, result = result.label(), reason = report.reason.as_deref(), "probe failed");
                     }

@@ -110,6 +110,8 @@ pub struct ProbeTarget {
     /// The account's health cell, shared with the data plane: its count of consecutive live
     /// 5xx is restarted when the prober ejects the account.
     pub cell: Arc<pairgate_routing::HealthCell>,
+    /// The account's counters (probes by result), shared with the metrics.
+    pub counters: Arc<pairgate_routing::counters::AccountCounters>,
 }
 
 type TlsProbeClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
@@ -176,6 +178,7 @@ impl ProbeTarget {
             expect,
             check: check.clone(),
             cell: Arc::clone(&account.health),
+            counters: Arc::clone(&account.counters),
         }
     }
 }

@@ -83,6 +83,10 @@ impl Observer for PassiveSignals {
             UpstreamOutcome::Failed(ErrorKind::ClientBody) => return,
             UpstreamOutcome::Failed(_) => true,
         };
+        account.counters.record_passive(match outcome {
+            UpstreamOutcome::Response(_) => "5xx",
+            UpstreamOutcome::Failed(kind) => kind.code(),
+        });
         let consecutive_5xx = account.health.note_5xx();
         self.0.passive_failure(
             &account.key,
@@ -210,6 +214,11 @@ impl Gateway {
                         .as_ref()
                         .map(|f| Arc::clone(f) as Arc<dyn pairgate_admin::FleetWrites>),
                     draining: Arc::clone(&draining),
+                    build: pairgate_admin::BuildInfo {
+                        version: env!("CARGO_PKG_VERSION"),
+                        commit: env!("PAIRGATE_COMMIT"),
+                        rustc: env!("PAIRGATE_RUSTC"),
+                    },
                 });
                 Some(tokio::spawn(pairgate_admin::serve(
                     listener,
@@ -557,9 +566,10 @@ impl FileReloader {
         if old.limits != config.limits
             || old.upstream != config.upstream
             || old.runtime != config.runtime
+            || old.log != config.log
         {
             warnings.push(
-                "[limits], [upstream] and [runtime] changes take effect at the next restart"
+                "[limits], [upstream], [log] and [runtime] changes take effect at the next restart"
                     .to_owned(),
             );
         }
