@@ -163,8 +163,9 @@ pub struct AdminState {
     pub monitor: Arc<Monitor>,
     /// The data plane (routing snapshot, request metrics).
     pub proxy: Arc<Shared>,
-    /// The bearer token; `None` means `/v1` is closed (every call 401/403).
-    pub token: Option<String>,
+    /// The bearer token; `None` means `/v1` is closed (every call 401/403). Swapped when a
+    /// reload re-reads `admin.token_file`.
+    pub token: Arc<arc_swap::ArcSwapOption<String>>,
     /// Config reloads.
     pub reloader: Arc<dyn Reloader>,
     /// Fleet mode, when configured.
@@ -251,14 +252,12 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Resp {
             let query_token = (rest == ["alerts", "azure-monitor"])
                 .then(|| query_param(&query, "token"))
                 .flatten();
-            match auth::check(
-                state.token.as_deref(),
-                req.headers(),
-                query_token.as_deref(),
-            ) {
+            let token = state.token.load();
+            let token = token.as_deref().map(String::as_str);
+            match auth::check(token, req.headers(), query_token.as_deref()) {
                 Verdict::Allowed => {}
                 Verdict::Missing => {
-                    let hint = if state.token.is_some() {
+                    let hint = if token.is_some() {
                         "send Authorization: Bearer <token>"
                     } else {
                         "no admin token is configured, so every /v1 call is refused (set the variable named by [admin] token_env, or token_file)"
@@ -269,7 +268,7 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Resp {
                     return resp;
                 }
                 Verdict::Wrong => {
-                    let hint = if state.token.is_some() {
+                    let hint = if token.is_some() {
                         "wrong token"
                     } else {
                         "no admin token is configured (set [admin] token_env or token_file)"
