@@ -89,6 +89,29 @@ async fn auth_none_wrong_right_and_open_endpoints() {
             .expect("reply");
         assert_eq!(r.status, 200, "{open}");
     }
+    // A known path with the wrong method is 405 with Allow; an unknown path stays 404.
+    for (method, path, allow) in [
+        ("POST", "/metrics", "GET"),
+        ("DELETE", "/v1/tenants", "GET"),
+        ("GET", "/v1/reload", "POST"),
+        ("POST", "/v1/tenants/a/mode", "PUT"),
+    ] {
+        let r = admin_call(&f.gw.admin_url(path), method, None, Some(ADMIN_TOKEN))
+            .await
+            .expect("reply");
+        assert_eq!(r.status, 405, "{method} {path}");
+        assert_eq!(r.headers["allow"], allow, "{method} {path}");
+        assert_eq!(r.json()["error"], "method_not_allowed");
+    }
+    let missing = admin_call(
+        &f.gw.admin_url("/v1/nothing"),
+        "GET",
+        None,
+        Some(ADMIN_TOKEN),
+    )
+    .await
+    .expect("reply");
+    assert_eq!(missing.status, 404);
 }
 
 #[tokio::test]

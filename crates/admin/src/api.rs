@@ -288,7 +288,39 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Resp {
             };
             v1(state, &method, rest, &query, &body).await
         }
-        _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+        _ => no_route(&segments),
+    }
+}
+
+/// The methods a known path answers (for `Allow`), `None` for an unknown path.
+fn allowed_methods(path: &[&str]) -> Option<&'static str> {
+    match path {
+        ["healthz" | "readyz" | "metrics"]
+        | ["v1", "tenants" | "regions" | "events"]
+        | ["v1", "tenants", _] => Some("GET"),
+        ["v1", "tenants", _, "mode"] | ["v1", "regions", _] => Some("PUT"),
+        ["v1", "tenants", _, "failback"] | ["v1", "reload"] | ["v1", "alerts", "azure-monitor"] => {
+            Some("POST")
+        }
+        _ => None,
+    }
+}
+
+/// No route matched: 405 with `Allow` for a known path asked with another method (RFC 9110
+/// 15.5.6), else 404.
+fn no_route(path: &[&str]) -> Resp {
+    match allowed_methods(path) {
+        Some(allow) => {
+            let mut resp = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not answer that method; see Allow",
+            );
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            resp
+        }
+        None => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
     }
 }
 
@@ -462,7 +494,11 @@ async fn v1(state: &AdminState, method: &Method, path: &[&str], query: &str, bod
             ),
         },
         (&Method::POST, ["alerts", "azure-monitor"]) => azure_alert(state, body).await,
-        _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+        _ => {
+            let mut full = vec!["v1"];
+            full.extend_from_slice(path);
+            no_route(&full)
+        }
     }
 }
 
