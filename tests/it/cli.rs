@@ -53,6 +53,35 @@ fn check_accepts_a_valid_config() {
     assert!(out.contains("valid"), "{out}");
 }
 
+/// `check --format json` prints one JSON object: counts for a valid config, every problem with
+/// its path and location for an invalid one; the exit codes are the text mode's.
+#[test]
+fn check_formats_json_for_tooling() {
+    let run = |toml: &str| {
+        let path = temp_path("check-json.toml");
+        std::fs::write(&path, toml).expect("write config");
+        let out = Command::new(pairgate_bin().expect("binary"))
+            .args(["check", "--format", "json", "--config"])
+            .arg(&path)
+            .output()
+            .expect("pairgate check runs");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+        (out.status.code().expect("exit code"), json)
+    };
+    let (code, valid) = run(VALID);
+    assert_eq!(code, 0, "{valid}");
+    assert_eq!(valid["valid"], true);
+    assert_eq!(valid["tenants"], 1);
+    let (code, invalid) = run(&VALID.replace("secondary = \"b\"", "secondary = \"nope\""));
+    assert_eq!(code, 64, "{invalid}");
+    assert_eq!(invalid["valid"], false);
+    let problem = &invalid["problems"][0];
+    assert_eq!(problem["severity"], "error", "{invalid}");
+    assert_eq!(problem["path"], "tenant[0].secondary", "{invalid}");
+    assert!(problem.get("line").is_some(), "{invalid}");
+}
+
 /// Every problem is reported at once, each as `FILE...: PATH: message`, and the exit code is 64.
 #[test]
 fn check_reports_every_problem_with_paths() {
