@@ -252,7 +252,7 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Resp {
             let query_token = (rest == ["alerts", "azure-monitor"])
                 .then(|| query_param(&query, "token"))
                 .flatten();
-            let token = state.token.load();
+            let token = state.token.load_full();
             let token = token.as_deref().map(String::as_str);
             match auth::check(token, req.headers(), query_token.as_deref()) {
                 Verdict::Allowed => {}
