@@ -131,11 +131,12 @@ impl Monitor {
             });
         }
         // TLS accounts are re-probed with fresh settings on every sync (their files may have
-        // changed); plain ones keep their prober while the check is unchanged.
+        // changed); plain ones keep their prober while the probe (check and headers, which a
+        // rotated secret changes) is unchanged.
         probers.retain(|key, prober| {
             wanted
                 .get(key)
-                .is_some_and(|target| target.check == prober.target.check && !tls.contains_key(key))
+                .is_some_and(|target| target.same_probe(&prober.target) && !tls.contains_key(key))
         });
         for (key, target) in wanted {
             if probers.contains_key(&key) {
