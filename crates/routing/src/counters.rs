@@ -1,6 +1,9 @@
 //! Request counters preallocated in the compiled table: per account (by side and status class,
 //! with the latency histogram) and per labelled tenant. Carried across reloads by identity like
 //! the in-flight slot, so the request path adds to them with plain atomics: no lock, no lookup.
+//! Claim: a request's record (account histogram and tenant counter) costs several times less than
+//! the `DashMap` lookups by region and tenant name it replaced; the `request_metrics` group of
+//! `benches/benches/micro.rs` defends it (7.8 ns against 48 ns, one thread, 2-core shared VM).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
