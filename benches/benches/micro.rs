@@ -788,11 +788,54 @@ fn header_rewrite(c: &mut Criterion) {
     group.finish();
 }
 
+/// The per-request metrics record: the counters preallocated in the compiled table (an account
+/// histogram by side and class, a tenant counter) against the previous way, a `DashMap` lookup
+/// by region name and one by tenant name (a shard read lock each) before the same adds.
+fn request_metrics(c: &mut Criterion) {
+    use pairgate_routing::counters::{AccountCounters, Histogram, TenantCounters, class_index};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    type Labels = dashmap::DashMap<Arc<str>, [AtomicU64; 5], foldhash::fast::RandomState>;
+    let mut group = c.benchmark_group("request_metrics");
+    let elapsed = Duration::from_micros(700);
+    let account = AccountCounters::default();
+    let tenant = TenantCounters::default();
+    group.bench_function("preallocated", |b| {
+        b.iter(|| {
+            account.record(Side::Primary, std::hint::black_box(200), elapsed);
+            tenant.record(std::hint::black_box(200));
+        });
+    });
+    let (by_region, by_tenant) = (Labels::default(), Labels::default());
+    let histogram = Histogram::default();
+    let names: Vec<Arc<str>> = (0..100).map(|i| Arc::from(format!("tenant-{i}"))).collect();
+    let region: Arc<str> = Arc::from("eastus");
+    for name in &names {
+        by_tenant.insert(Arc::clone(name), Default::default());
+    }
+    by_region.insert(Arc::clone(&region), Default::default());
+    let mut i = 0;
+    group.bench_function("dashmap_by_name", |b| {
+        b.iter(|| {
+            let class = class_index(std::hint::black_box(200));
+            if let Some(c) = by_region.get(&*region) {
+                c[class].fetch_add(1, Ordering::Relaxed);
+            }
+            i = (i + 1) % names.len();
+            if let Some(c) = by_tenant.get(&*names[i]) {
+                c[class].fetch_add(1, Ordering::Relaxed);
+            }
+            histogram.record(elapsed);
+        });
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = micro;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = resolution, active_side, tenant_swap, region_move, config_compile, header_rewrite
+    targets = resolution, active_side, tenant_swap, region_move, config_compile, header_rewrite,
+        request_metrics
 }
 criterion_main!(micro);

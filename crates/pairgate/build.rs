@@ -22,6 +22,17 @@ fn main() {
                 .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
         });
     println!("cargo:rustc-env=PAIRGATE_COMMIT={commit}");
+    // The compiler cargo runs this build with (RUSTC), for pairgate_build_info.
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    let rustc = Command::new(rustc)
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=PAIRGATE_RUSTC={rustc}");
     println!("cargo:rustc-env=PAIRGATE_BUILD_DATE={}", civil_date(epoch));
     // Stamp again when the checked-out commit moves, not on every build.
     for path in ["../../.git/HEAD", "../../.git/refs/heads"] {

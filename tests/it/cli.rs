@@ -53,6 +53,35 @@ fn check_accepts_a_valid_config() {
     assert!(out.contains("valid"), "{out}");
 }
 
+/// `check --format json` prints one JSON object: counts for a valid config, every problem with
+/// its path and location for an invalid one; the exit codes are the text mode's.
+#[test]
+fn check_formats_json_for_tooling() {
+    let run = |toml: &str| {
+        let path = temp_path("check-json.toml");
+        std::fs::write(&path, toml).expect("write config");
+        let out = Command::new(pairgate_bin().expect("binary"))
+            .args(["check", "--format", "json", "--config"])
+            .arg(&path)
+            .output()
+            .expect("pairgate check runs");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+        (out.status.code().expect("exit code"), json)
+    };
+    let (code, valid) = run(VALID);
+    assert_eq!(code, 0, "{valid}");
+    assert_eq!(valid["valid"], true);
+    assert_eq!(valid["tenants"], 1);
+    let (code, invalid) = run(&VALID.replace("secondary = \"b\"", "secondary = \"nope\""));
+    assert_eq!(code, 64, "{invalid}");
+    assert_eq!(invalid["valid"], false);
+    let problem = &invalid["problems"][0];
+    assert_eq!(problem["severity"], "error", "{invalid}");
+    assert_eq!(problem["path"], "tenant[0].secondary", "{invalid}");
+    assert!(problem.get("line").is_some(), "{invalid}");
+}
+
 /// Every problem is reported at once, each as `FILE...: PATH: message`, and the exit code is 64.
 #[test]
 fn check_reports_every_problem_with_paths() {
@@ -366,4 +395,82 @@ secondary = "b"
         );
     }
     assert!(!out.contains("s3cr3t-value-do-not-print"), "{out}");
+}
+
+/// `${file:/path}` header values and `admin.token_file` are read at start and at every reload:
+/// after the files are rotated and the gateway reloaded (SIGHUP), the next request carries the
+/// new value and the admin API takes only the new token. Values never reach the log; a
+/// world-readable secret file is warned about.
+#[tokio::test]
+async fn secret_files_rotate_on_reload() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (east, west) = regions().await;
+    let key_path = temp_path("rotating-key");
+    let (old, new) = ("it-file-secret-old-5e1", "it-file-secret-new-9b2");
+    std::fs::write(&key_path, format!("{old}\n")).expect("write key");
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let accounts = crate::support::config(&east, &west, "").replace(
+        "${IT_EAST_KEY}",
+        &format!("${{file:{}}}", key_path.display()),
+    );
+    let token_path = temp_path("rotating-admin-token");
+    std::fs::write(&token_path, "it-admin-token-old\n").expect("write token");
+    let toml = format!(
+        "[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"IT_UNSET_ADMIN_TOKEN\"\ntoken_file = \"{}\"\n{accounts}",
+        token_path.display()
+    );
+    let gw = GatewayProcess::spawn(&temp_path("rotate.toml"), &toml, &[]).expect("gateway");
+    // The last forwarded request's key (probes may carry it too: skip them).
+    let key_seen = |east: &pairgate_test_support::MockUpstream| {
+        east.requests()
+            .into_iter()
+            .rev()
+            .find(|r| r.uri.ends_with("/x"))
+            .and_then(|r| r.header("ocp-apim-subscription-key").map(str::to_owned))
+    };
+    let reply = get(&gw.url("/x"), "contoso.example.com")
+        .await
+        .expect("reply");
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        key_seen(&east).as_deref(),
+        Some(old),
+        "trailing newline trimmed"
+    );
+
+    std::fs::write(&key_path, format!("{new}\n")).expect("rotate key");
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::write(&token_path, "it-admin-token-new\n").expect("rotate token");
+    gw.signal("HUP").expect("SIGHUP");
+    let url = gw.url("/x");
+    let rotated = crate::support::eventually(std::time::Duration::from_secs(10), || async {
+        get(&url, "contoso.example.com").await.is_ok() && key_seen(&east).as_deref() == Some(new)
+    })
+    .await;
+    let tenants = gw.admin_url("/v1/tenants").expect("admin url");
+    let with = |token: &'static str| {
+        let tenants = tenants.clone();
+        async move {
+            pairgate_test_support::admin_call(&tenants, "GET", None, Some(token))
+                .await
+                .expect("admin reply")
+                .status
+        }
+    };
+    let (new_status, old_status) = (
+        with("it-admin-token-new").await,
+        with("it-admin-token-old").await,
+    );
+    let log = gw.kill();
+    assert!(rotated, "the rotated key was never sent:\n{log}");
+    assert_eq!(new_status, 200, "the rotated admin token is refused");
+    assert_eq!(old_status, 403, "the old admin token still works");
+    assert!(
+        log.contains("world-readable"),
+        "no permission warning:\n{log}"
+    );
+    assert!(
+        !log.contains(old) && !log.contains(new),
+        "a secret reached the log"
+    );
 }

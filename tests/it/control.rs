@@ -89,6 +89,29 @@ async fn auth_none_wrong_right_and_open_endpoints() {
             .expect("reply");
         assert_eq!(r.status, 200, "{open}");
     }
+    // A known path with the wrong method is 405 with Allow; an unknown path stays 404.
+    for (method, path, allow) in [
+        ("POST", "/metrics", "GET"),
+        ("DELETE", "/v1/tenants", "GET"),
+        ("GET", "/v1/reload", "POST"),
+        ("POST", "/v1/tenants/a/mode", "PUT"),
+    ] {
+        let r = admin_call(&f.gw.admin_url(path), method, None, Some(ADMIN_TOKEN))
+            .await
+            .expect("reply");
+        assert_eq!(r.status, 405, "{method} {path}");
+        assert_eq!(r.headers["allow"], allow, "{method} {path}");
+        assert_eq!(r.json()["error"], "method_not_allowed");
+    }
+    let missing = admin_call(
+        &f.gw.admin_url("/v1/nothing"),
+        "GET",
+        None,
+        Some(ADMIN_TOKEN),
+    )
+    .await
+    .expect("reply");
+    assert_eq!(missing.status, 404);
 }
 
 #[tokio::test]
@@ -1014,6 +1037,18 @@ async fn metrics_are_present_and_move() {
         "pairgate_config_reloads_total",
         "pairgate_config_generation",
         "pairgate_region_down",
+        "pairgate_request_errors_total",
+        "pairgate_tenant_requests_total",
+        "pairgate_passive_failures_total",
+        "pairgate_account_health_info",
+        "pairgate_failbacks_total",
+        "pairgate_pins_total",
+        "pairgate_tenants_pinned",
+        "pairgate_tenants_on_secondary",
+        "pairgate_requests_in_flight",
+        "pairgate_build_info",
+        "process_cpu_seconds_total",
+        "process_open_fds",
     ] {
         assert!(
             before.contains(&format!("# TYPE {family} ")),
@@ -1030,7 +1065,12 @@ async fn metrics_are_present_and_move() {
         .await
         .expect("down");
     // Probes run every 200 ms: wait for the next one to be counted.
-    let probes = |t: &str| value(t, "pairgate_probes_total{result=\"success\"}");
+    let probes = |t: &str| {
+        value(
+            t,
+            "pairgate_probes_total{account=\"east\",result=\"success\"}",
+        )
+    };
     let before_probes = probes(&before);
     assert!(
         eventually(Duration::from_secs(3), || async {
@@ -1039,19 +1079,42 @@ async fn metrics_are_present_and_move() {
         .await
     );
     let after = scrape().await;
-    let series = "pairgate_requests_total{region=\"eastus\",class=\"2xx\"}";
+    let series =
+        "pairgate_requests_total{region=\"eastus\",account=\"east\",side=\"primary\",code=\"2xx\"}";
     assert_eq!(value(&after, series) - value(&before, series), 5.0);
     assert_eq!(
         value(
             &after,
-            "pairgate_requests_total{region=\"none\",class=\"4xx\"}"
+            "pairgate_requests_total{region=\"none\",account=\"none\",side=\"none\",code=\"4xx\"}"
         ),
         1.0
     );
     assert_eq!(
         value(
             &after,
-            "pairgate_failovers_total{cause=\"region_marked_down\"}"
+            "pairgate_failovers_total{region=\"eastus\",cause=\"region_marked_down\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&after, "pairgate_tenants_on_secondary{region=\"eastus\"}"),
+        1.0
+    );
+    assert_eq!(
+        value(&after, "pairgate_failbacks_total{region=\"eastus\"}"),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "pairgate_request_errors_total{error=\"unknown_tenant\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "pairgate_account_health_info{account=\"east\",cause=\"success\"}"
         ),
         1.0
     );
@@ -1063,7 +1126,12 @@ async fn metrics_are_present_and_move() {
         value(&after, "pairgate_tenant_active_side{tenant=\"a\"}"),
         1.0
     );
-    assert!(value(&after, "pairgate_request_duration_seconds_count") >= 6.0);
+    assert!(
+        value(
+            &after,
+            "pairgate_request_duration_seconds_count{region=\"eastus\",account=\"east\",side=\"primary\",code=\"2xx\"}"
+        ) >= 5.0
+    );
     assert_eq!(
         value(
             &after,

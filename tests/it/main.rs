@@ -11,6 +11,7 @@ mod failures;
 mod fleet;
 mod hardening;
 mod limits;
+mod observe;
 mod streaming;
 mod support;
 mod tls;

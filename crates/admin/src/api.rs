@@ -163,14 +163,17 @@ pub struct AdminState {
     pub monitor: Arc<Monitor>,
     /// The data plane (routing snapshot, request metrics).
     pub proxy: Arc<Shared>,
-    /// The bearer token; `None` means `/v1` is closed (every call 401/403).
-    pub token: Option<String>,
+    /// The bearer token; `None` means `/v1` is closed (every call 401/403). Swapped when a
+    /// reload re-reads `admin.token_file`.
+    pub token: Arc<arc_swap::ArcSwapOption<String>>,
     /// Config reloads.
     pub reloader: Arc<dyn Reloader>,
     /// Fleet mode, when configured.
     pub fleet: Option<Arc<dyn FleetWrites>>,
     /// Set at SIGTERM/SIGINT: `/readyz` answers 503 from then on (`runtime.shutdown_delay`).
     pub draining: Arc<AtomicBool>,
+    /// The running build, for `pairgate_build_info`.
+    pub build: crate::BuildInfo,
 }
 
 /// Serves the admin API until `shutdown` resolves.
@@ -249,14 +252,12 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Resp {
             let query_token = (rest == ["alerts", "azure-monitor"])
                 .then(|| query_param(&query, "token"))
                 .flatten();
-            match auth::check(
-                state.token.as_deref(),
-                req.headers(),
-                query_token.as_deref(),
-            ) {
+            let token = state.token.load_full();
+            let token = token.as_deref().map(String::as_str);
+            match auth::check(token, req.headers(), query_token.as_deref()) {
                 Verdict::Allowed => {}
                 Verdict::Missing => {
-                    let hint = if state.token.is_some() {
+                    let hint = if token.is_some() {
                         "send Authorization: Bearer <token>"
                     } else {
                         "no admin token is configured, so every /v1 call is refused (set the variable named by [admin] token_env, or token_file)"
@@ -267,7 +268,7 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Resp {
                     return resp;
                 }
                 Verdict::Wrong => {
-                    let hint = if state.token.is_some() {
+                    let hint = if token.is_some() {
                         "wrong token"
                     } else {
                         "no admin token is configured (set [admin] token_env or token_file)"
@@ -287,7 +288,39 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Resp {
             };
             v1(state, &method, rest, &query, &body).await
         }
-        _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+        _ => no_route(&segments),
+    }
+}
+
+/// The methods a known path answers (for `Allow`), `None` for an unknown path.
+fn allowed_methods(path: &[&str]) -> Option<&'static str> {
+    match path {
+        ["healthz" | "readyz" | "metrics"]
+        | ["v1", "tenants" | "regions" | "events"]
+        | ["v1", "tenants", _] => Some("GET"),
+        ["v1", "tenants", _, "mode"] | ["v1", "regions", _] => Some("PUT"),
+        ["v1", "tenants", _, "failback"] | ["v1", "reload"] | ["v1", "alerts", "azure-monitor"] => {
+            Some("POST")
+        }
+        _ => None,
+    }
+}
+
+/// No route matched: 405 with `Allow` for a known path asked with another method (RFC 9110
+/// 15.5.6), else 404.
+fn no_route(path: &[&str]) -> Resp {
+    match allowed_methods(path) {
+        Some(allow) => {
+            let mut resp = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not answer that method; see Allow",
+            );
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            resp
+        }
+        None => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
     }
 }
 
@@ -461,7 +494,11 @@ async fn v1(state: &AdminState, method: &Method, path: &[&str], query: &str, bod
             ),
         },
         (&Method::POST, ["alerts", "azure-monitor"]) => azure_alert(state, body).await,
-        _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+        _ => {
+            let mut full = vec!["v1"];
+            full.extend_from_slice(path);
+            no_route(&full)
+        }
     }
 }
 
@@ -660,6 +697,7 @@ async fn metrics(state: &AdminState) -> Resp {
         state.reloader.counts(),
         state.proxy.routes().generation(),
     );
+    crate::process::render(&mut text, &state.build);
     if let Some(fleet) = &state.fleet {
         use std::fmt::Write as _;
         let _ = writeln!(

@@ -12,8 +12,10 @@
 pub mod alerts;
 mod api;
 pub mod auth;
+pub mod process;
 pub mod prometheus;
 
 pub use api::{
     AdminState, BoxFuture, FleetWriteError, FleetWrites, ReloadRejected, Reloaded, Reloader, serve,
 };
+pub use process::BuildInfo;

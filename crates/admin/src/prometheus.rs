@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use pairgate_failover::{Health, Side};
 use pairgate_health::{ControllerStats, Monitor};
 use pairgate_proxy::Shared;
-use pairgate_proxy::metrics::DURATION_BUCKETS;
+use pairgate_proxy::metrics::{CLASSES, DURATION_BUCKETS, Histogram, NO_REGION, class_label};
 
 /// Reload counters: (accepted, rejected).
 pub type ReloadCounts = (u64, u64);
@@ -20,54 +20,8 @@ pub fn render(
     generation: u64,
 ) -> String {
     let mut out = String::with_capacity(4096);
-    let m = proxy.metrics();
 
-    header(
-        &mut out,
-        "pairgate_requests_total",
-        "counter",
-        "Requests answered, by the region of the account that served them (none: no tenant) and status class.",
-    );
-    for (region, class, n) in m.by_region() {
-        let _ = writeln!(
-            out,
-            "pairgate_requests_total{{region=\"{}\",class=\"{class}\"}} {n}",
-            esc(&region)
-        );
-    }
-    header(
-        &mut out,
-        "pairgate_tenant_requests_total",
-        "counter",
-        "Requests by tenant and status class; tenants past metrics.tenant_label_limit share tenant=\"_other\".",
-    );
-    for (tenant, class, n) in m.by_tenant() {
-        let _ = writeln!(
-            out,
-            "pairgate_tenant_requests_total{{tenant=\"{}\",class=\"{class}\"}} {n}",
-            esc(&tenant)
-        );
-    }
-    header(
-        &mut out,
-        "pairgate_request_duration_seconds",
-        "histogram",
-        "Time from request head to response head, including replays.",
-    );
-    let (buckets, sum, count) = m.duration();
-    for (le, n) in DURATION_BUCKETS.iter().zip(&buckets) {
-        let _ = writeln!(
-            out,
-            "pairgate_request_duration_seconds_bucket{{le=\"{le}\"}} {n}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "pairgate_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-    );
-    let _ = writeln!(out, "pairgate_request_duration_seconds_sum {sum}");
-    let _ = writeln!(out, "pairgate_request_duration_seconds_count {count}");
-
+    requests(&mut out, proxy);
     header(
         &mut out,
         "pairgate_account_healthy",
@@ -85,6 +39,19 @@ pub fn render(
             "pairgate_account_healthy{{account=\"{}\",region=\"{}\"}} {v}",
             esc(account),
             esc(region)
+        );
+    }
+    header(
+        &mut out,
+        "pairgate_account_health_info",
+        "gauge",
+        "Always 1: what tipped the account's last verdict (a probe result, passive, passive_5xx, fleet).",
+    );
+    for (account, cause) in &controller.causes {
+        let _ = writeln!(
+            out,
+            "pairgate_account_health_info{{account=\"{}\",cause=\"{cause}\"}} 1",
+            esc(account)
         );
     }
     header(
@@ -137,15 +104,7 @@ pub fn render(
         "pairgate_tenants_on_side{{side=\"secondary\"}} {}",
         listed_secondary + controller.other_tenants.1
     );
-    header(
-        &mut out,
-        "pairgate_failovers_total",
-        "counter",
-        "Tenant transitions (side or reject changes), by cause.",
-    );
-    for (cause, n) in &controller.transitions {
-        let _ = writeln!(out, "pairgate_failovers_total{{cause=\"{cause}\"}} {n}");
-    }
+    transitions(&mut out, controller);
     header(
         &mut out,
         "pairgate_replays_total",
@@ -163,34 +122,38 @@ pub fn render(
         "pairgate_replays_total{{outcome=\"failed\"}} {}",
         stats.replays_failed.load(Ordering::Relaxed)
     );
+    let table = proxy.routes();
     header(
         &mut out,
         "pairgate_probes_total",
         "counter",
-        "Active health probes, by result.",
+        "Active health probes, by account and result.",
     );
-    let probes = monitor.stats();
-    let _ = writeln!(
-        out,
-        "pairgate_probes_total{{result=\"success\"}} {}",
-        probes.success.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "pairgate_probes_total{{result=\"failure\"}} {}",
-        probes.failure.load(Ordering::Relaxed)
-    );
+    for account in table.accounts() {
+        for (result, n) in account.counters.probes() {
+            let _ = writeln!(
+                out,
+                "pairgate_probes_total{{account=\"{}\",result=\"{result}\"}} {n}",
+                esc(&account.name)
+            );
+        }
+    }
     header(
         &mut out,
         "pairgate_passive_failures_total",
         "counter",
-        "Failed live requests reported to the health checker.",
+        "Failed live requests reported to the health checker, by account and kind (5xx, or the error code).",
     );
-    let _ = writeln!(
-        out,
-        "pairgate_passive_failures_total {}",
-        probes.passive.load(Ordering::Relaxed)
-    );
+    for account in table.accounts() {
+        for (kind, n) in account.counters.passive() {
+            let _ = writeln!(
+                out,
+                "pairgate_passive_failures_total{{account=\"{}\",kind=\"{kind}\"}} {n}",
+                esc(&account.name)
+            );
+        }
+    }
+    let probes = monitor.stats();
     header(
         &mut out,
         "pairgate_passive_ejections_total",
@@ -274,6 +237,211 @@ pub fn render(
     );
     let _ = writeln!(out, "pairgate_config_generation {generation}");
     out
+}
+
+/// The request counter, the latency histogram, the tenant counter and the error counter, read
+/// from the counters the current routing table carries (accounts and tenants that left the
+/// config at a reload leave with their series).
+fn requests(out: &mut String, proxy: &Shared) {
+    let table = proxy.routes();
+    let m = proxy.metrics();
+    // (region, account, side, class, histogram) for every series with a count.
+    let mut series: Vec<(&str, &str, &str, usize, &Histogram)> = Vec::new();
+    for account in table.accounts() {
+        let region = &*table.region(account.region).name;
+        for side in [Side::Primary, Side::Secondary] {
+            for class in 0..CLASSES {
+                let h = account.counters.histogram(side, class);
+                if h.count() > 0 {
+                    series.push((region, &account.name, side.as_str(), class, h));
+                }
+            }
+        }
+    }
+    for class in 0..CLASSES {
+        let h = m.unrouted(class);
+        if h.count() > 0 {
+            series.push((NO_REGION, NO_REGION, NO_REGION, class, h));
+        }
+    }
+    header(
+        out,
+        "pairgate_requests_total",
+        "counter",
+        "Requests answered, by the region, account and side that answered (none: no account) and status class.",
+    );
+    for (region, account, side, class, h) in &series {
+        let _ = writeln!(
+            out,
+            "pairgate_requests_total{{region=\"{}\",account=\"{}\",side=\"{side}\",code=\"{}\"}} {}",
+            esc(region),
+            esc(account),
+            class_label(*class),
+            h.count()
+        );
+    }
+    header(
+        out,
+        "pairgate_request_duration_seconds",
+        "histogram",
+        "Time from request head to response head, including replays, by the same labels as pairgate_requests_total.",
+    );
+    for (region, account, side, class, h) in &series {
+        let labels = format!(
+            "region=\"{}\",account=\"{}\",side=\"{side}\",code=\"{}\"",
+            esc(region),
+            esc(account),
+            class_label(*class)
+        );
+        let (buckets, sum) = h.snapshot();
+        for (le, n) in DURATION_BUCKETS.iter().zip(&buckets) {
+            let _ = writeln!(
+                out,
+                "pairgate_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {n}"
+            );
+        }
+        let count = buckets.last().copied().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "pairgate_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "pairgate_request_duration_seconds_sum{{{labels}}} {sum}"
+        );
+        let _ = writeln!(
+            out,
+            "pairgate_request_duration_seconds_count{{{labels}}} {count}"
+        );
+    }
+    header(
+        out,
+        "pairgate_tenant_requests_total",
+        "counter",
+        "Requests by tenant and status class; tenants past metrics.tenant_label_limit (config order) share tenant=\"_other\".",
+    );
+    for tenant in table.tenants() {
+        let Some(counters) = &tenant.counters else {
+            continue;
+        };
+        for class in 0..CLASSES {
+            let n = counters.count(class);
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "pairgate_tenant_requests_total{{tenant=\"{}\",code=\"{}\"}} {n}",
+                    esc(&tenant.name),
+                    class_label(class)
+                );
+            }
+        }
+    }
+    for class in 0..CLASSES {
+        let n = m.other_tenants(class);
+        if n > 0 {
+            let _ = writeln!(
+                out,
+                "pairgate_tenant_requests_total{{tenant=\"_other\",code=\"{}\"}} {n}",
+                class_label(class)
+            );
+        }
+    }
+    header(
+        out,
+        "pairgate_request_errors_total",
+        "counter",
+        "Requests that failed, by error code (the code in the error response and the access log).",
+    );
+    for (code, n) in m.errors() {
+        let _ = writeln!(out, "pairgate_request_errors_total{{error=\"{code}\"}} {n}");
+    }
+}
+
+/// Tenant transitions split by kind, and the side gauges that go with them.
+fn transitions(out: &mut String, controller: &ControllerStats) {
+    let is_failback = |cause: &str| matches!(cause, "failback" | "manual_failback");
+    let is_pin = |cause: &str| matches!(cause, "pinned" | "unpinned");
+    header(
+        out,
+        "pairgate_failovers_total",
+        "counter",
+        "Tenant side or reject changes caused by health, outages, alerts, reconfiguration or the fleet, by the region of the tenant's primary and cause.",
+    );
+    for ((region, cause), n) in &controller.transitions {
+        if !is_failback(cause) && !is_pin(cause) {
+            let _ = writeln!(
+                out,
+                "pairgate_failovers_total{{region=\"{}\",cause=\"{cause}\"}} {n}",
+                esc(region)
+            );
+        }
+    }
+    header(
+        out,
+        "pairgate_failbacks_total",
+        "counter",
+        "Tenants moved back to their primary (automatic or manual failback), by the primary's region.",
+    );
+    let mut failbacks: std::collections::BTreeMap<&str, u64> =
+        controller.regions.iter().map(|(r, _)| (&**r, 0)).collect();
+    for ((region, cause), n) in &controller.transitions {
+        if is_failback(cause) {
+            *failbacks.entry(region).or_default() += n;
+        }
+    }
+    for (region, n) in failbacks {
+        let _ = writeln!(
+            out,
+            "pairgate_failbacks_total{{region=\"{}\"}} {n}",
+            esc(region)
+        );
+    }
+    header(
+        out,
+        "pairgate_pins_total",
+        "counter",
+        "Tenant moves made by operator pins and unpins (source=\"operator\": the admin API).",
+    );
+    let pins: u64 = controller
+        .transitions
+        .iter()
+        .filter(|((_, cause), _)| is_pin(cause))
+        .map(|(_, n)| n)
+        .sum();
+    let _ = writeln!(out, "pairgate_pins_total{{source=\"operator\"}} {pins}");
+    header(
+        out,
+        "pairgate_tenants_pinned",
+        "gauge",
+        "Tenants with an operator pin.",
+    );
+    let _ = writeln!(out, "pairgate_tenants_pinned {}", controller.pinned);
+    header(
+        out,
+        "pairgate_tenants_on_secondary",
+        "gauge",
+        "Tenants serving from their secondary, by the region of their primary.",
+    );
+    for (region, n) in &controller.on_secondary {
+        let _ = writeln!(
+            out,
+            "pairgate_tenants_on_secondary{{region=\"{}\"}} {n}",
+            esc(region)
+        );
+    }
+    header(
+        out,
+        "pairgate_requests_in_flight",
+        "gauge",
+        "Requests in flight (until their response body ends), by the region of the tenant's active account.",
+    );
+    for (region, n) in &controller.in_flight {
+        let _ = writeln!(
+            out,
+            "pairgate_requests_in_flight{{region=\"{}\"}} {n}",
+            esc(region)
+        );
+    }
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {

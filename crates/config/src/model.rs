@@ -63,6 +63,8 @@ pub struct Config {
     pub alerts: Alerts,
     /// `[metrics]`.
     pub metrics: Metrics,
+    /// `[log]`.
+    pub log: LogConfig,
     /// `[cluster]`: fleet mode, when set.
     pub cluster: Option<Cluster>,
     /// `[[region]]`, in file order.
@@ -201,6 +203,28 @@ pub struct Metrics {
     /// Tenants that get their own label value in per-tenant metrics; the rest share `_other`.
     /// Default 100.
     pub tenant_label_limit: usize,
+}
+
+/// `[log]`: which requests the access log writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Which requests get a line.
+    pub access: AccessLogMode,
+    /// Percent (0..=100) of successful requests (status below 400, no error) logged.
+    pub sample_successes: u8,
+    /// Whether the query string is logged (it may carry tokens). Default false.
+    pub query: bool,
+}
+
+/// `[log] access`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogMode {
+    /// Every request (subject to `sample_successes`). The default.
+    On,
+    /// No access log.
+    Off,
+    /// Only failed requests (an error code, or a status of 400 and above).
+    Errors,
 }
 
 /// `[limits]`.

@@ -37,6 +37,8 @@ pub struct ConfigSpec {
     pub alerts: AlertsSpec,
     /// `[metrics]`.
     pub metrics: MetricsSpec,
+    /// `[log]`: the access log.
+    pub log: LogSpec,
     /// `[cluster]`: fleet mode through etcd.
     pub cluster: Option<ClusterSpec>,
     /// `[[region]]`, in file order.
@@ -175,6 +177,18 @@ pub struct ClusterSpec {
 pub struct MetricsSpec {
     /// `tenant_label_limit = 100`.
     pub tenant_label_limit: Option<i64>,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct LogSpec {
+    /// `access = "on" | "off" | "errors"`.
+    pub access: Option<String>,
+    /// Percent of successful requests logged, 0 to 100.
+    pub sample_successes: Option<i64>,
+    /// Whether the query string is logged.
+    pub query: Option<bool>,
 }
 
 /// `[limits]`.

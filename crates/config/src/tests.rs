@@ -58,6 +58,7 @@ fn env(name: &str) -> Option<String> {
         "TEST_KEY" => Some(SECRET.to_owned()),
         "CRLF_VAR" => Some(format!("{SECRET}\r\nx-injected: 1")),
         "EMPTY_VAR" => Some(String::new()),
+        "file:/run/secrets/key" => Some(format!("file-{SECRET}")),
         _ if name.starts_with("PAIRGATE_EXAMPLE_") => Some(format!("example-{SECRET}")),
         _ => None,
     }
@@ -199,6 +200,8 @@ fn each_rule_reports_its_path_and_message() {
         ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://h:1\"\nheaders = { \"bad name\" = \"v\" }", &[(E, "account[3].headers.bad name", "not a valid header name")]),
         ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://h:1\"\nheaders = { x-a = \"${NOPE}\" }", &[(E, "account[3].headers.x-a", "environment variable NOPE is not set")]),
         ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://h:1\"\nheaders = { x-a = \"${NOPE}-${ALSO_NOPE}\" }", &[(E, "account[3].headers.x-a", "NOPE is not set"), (E, "account[3].headers.x-a", "ALSO_NOPE is not set")]),
+        ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://h:1\"\nheaders = { x-a = \"${file:/run/secrets/missing}\" }", &[(E, "account[3].headers.x-a", "secret file /run/secrets/missing cannot be read")]),
+        ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://h:1\"\nheaders = { x-a = \"${file:relative/key}\" }", &[(E, "account[3].headers.x-a", "needs an absolute path")]),
         ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://h:1\"\nheaders = { x-a = \"Bearer ${TEST_KEY\" }", &[(E, "account[3].headers.x-a", "unclosed \"${\"")]),
         ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://h:1\"\nheaders = { x-a = \"${1BAD}\" }", &[(E, "account[3].headers.x-a", "invalid variable name")]),
         ("[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://h:1\"\nheaders = { x-a = \"${CRLF_VAR}\" }", &[(E, "account[3].headers.x-a", "not a valid header value after ${...} expansion")]),
@@ -1180,4 +1183,22 @@ fn auth_examples_in_the_docs_are_valid() {
         .expect("valid");
     assert_eq!(loaded.config.accounts.len(), 5);
     assert!(loaded.config.accounts.iter().all(|a| a.auth.is_some()));
+}
+
+#[test]
+fn header_values_come_from_secret_files() {
+    let text = format!(
+        "{BASE}\n[[account]]\nname = \"x\"\nregion = \"eastus\"\nurl = \"http://h:1\"\nheaders = {{ x-a = \"Bearer ${{file:/run/secrets/key}}\" }}\n"
+    );
+    let loaded = load(&text, &env).expect("valid");
+    let account = loaded
+        .config
+        .accounts
+        .iter()
+        .find(|a| a.name == "x")
+        .expect("account x");
+    assert_eq!(
+        account.headers[0].1.expose(),
+        format!("Bearer file-{SECRET}")
+    );
 }

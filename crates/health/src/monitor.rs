@@ -143,10 +143,11 @@ impl Monitor {
             });
         }
         // TLS accounts are re-probed with fresh settings on every sync (their files may have
-        // changed); plain ones keep their prober while the check and credential are unchanged.
+        // changed); plain ones keep their prober while the probe (check, headers, which a
+        // rotated secret changes, and minted credential) is unchanged.
         probers.retain(|key, prober| {
             wanted.get(key).is_some_and(|target| {
-                target.check == prober.target.check
+                target.same_probe(&prober.target)
                     && prober.target.same_credential(target.credential.as_ref())
                     && !tls.contains_key(key)
             })
@@ -294,6 +295,7 @@ async fn run(
                 if result != ProbeResult::LocalResource {
                     let counter_stat = if result.is_success() { &stats.success } else { &stats.failure };
                     counter_stat.fetch_add(1, Ordering::Relaxed);
+                    target.counters.record_probe(result.label());
                     if result != ProbeResult::Success {
                         tracing::debug!(account = &*target.name, result = result.label(), reason = report.reason.as_deref(), "probe failed");
                     }

@@ -118,11 +118,19 @@ pub struct ProbeTarget {
     /// The account's minted credential: a probe without a valid token fails with
     /// [`ProbeResult::Credential`]; HTTP probes carry the token as requests do.
     pub credential: Option<AccountCredential>,
+    /// The account's counters (probes by result), shared with the metrics.
+    pub counters: Arc<pairgate_routing::counters::AccountCounters>,
 }
 
 type TlsProbeClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
 impl ProbeTarget {
+    /// Whether `other` sends the same probe: same check, and the same headers (an account
+    /// header from a rotated `${file:...}` secret changes these, not the check).
+    pub fn same_probe(&self, other: &ProbeTarget) -> bool {
+        self.check == other.check && self.headers == other.headers
+    }
+
     /// Prepares the probe of `account` with its merged `check`; `tls` is the account's TLS
     /// client settings (the same the data path uses), required for `https://` accounts.
     pub fn new(
@@ -186,6 +194,7 @@ impl ProbeTarget {
             check: check.clone(),
             cell: Arc::clone(&account.health),
             credential: credential.cloned(),
+            counters: Arc::clone(&account.counters),
         }
     }
 
@@ -366,5 +375,35 @@ pub async fn probe(client: &ProbeClient, target: &ProbeTarget) -> ProbeReport {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The probe of the only account of a config whose injected header is `key`.
+    fn target(key: &str) -> ProbeTarget {
+        let text = format!(
+            "[health]\nuse_account_headers = true\n[[region]]\nname = \"r\"\n[[account]]\nname = \"a\"\nregion = \"r\"\nurl = \"http://127.0.0.1:9\"\nheaders = {{ x-key = \"{key}\" }}\n[[tenant]]\nname = \"t\"\nhosts = [\"t.example.com\"]\nprimary = \"a\"\n"
+        );
+        let config = pairgate_config::load(&text, &|_| None)
+            .expect("valid config")
+            .config;
+        let table = pairgate_routing::RouteTable::compile(&config, 1, None).expect("compiles");
+        ProbeTarget::new(
+            &table.accounts()[0],
+            &config.accounts[0].health,
+            None,
+            None,
+            Duration::from_secs(1),
+        )
+    }
+
+    /// A rotated account secret changes the probe, so `Monitor::sync` restarts its prober.
+    #[test]
+    fn a_rotated_account_header_is_another_probe() {
+        assert!(target("k1").same_probe(&target("k1")));
+        assert!(!target("k1").same_probe(&target("k2")));
     }
 }

@@ -87,6 +87,11 @@ impl Observer for PassiveSignals {
             // The account refuses the gateway's freshly minted token.
             UpstreamOutcome::CredentialRefused => true,
         };
+        account.counters.record_passive(match outcome {
+            UpstreamOutcome::Response(_) => "5xx",
+            UpstreamOutcome::Failed(kind) => kind.code(),
+            UpstreamOutcome::CredentialRefused => "credential_refused",
+        });
         let consecutive_5xx = account.health.note_5xx();
         self.0.passive_failure(
             &account.key,
@@ -144,6 +149,9 @@ impl Gateway {
         );
         let resolver = options.tls.server.map(pairgate_tls::SniResolver::new);
         let config = Arc::new(config);
+        let admin_token = Arc::new(arc_swap::ArcSwapOption::from(
+            options.admin_token.map(Arc::new),
+        ));
         let reloader = Arc::new(FileReloader {
             path: options.config_path,
             current: ArcSwap::new(Arc::clone(&config)),
@@ -155,6 +163,7 @@ impl Gateway {
             fleet_objects: std::sync::Mutex::new(None),
             last_tls: std::sync::Mutex::new(options.tls.upstream.clone()),
             credentials: std::sync::Mutex::new(Some(credentials)),
+            admin_token: Arc::clone(&admin_token),
             lock: tokio::sync::Mutex::new(()),
             accepted: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
@@ -212,12 +221,17 @@ impl Gateway {
                     events: Arc::clone(&events),
                     monitor: Arc::clone(&monitor),
                     proxy: Arc::clone(&shared),
-                    token: options.admin_token,
+                    token: admin_token,
                     reloader: Arc::clone(&reloader) as Arc<dyn Reloader>,
                     fleet: fleet
                         .as_ref()
                         .map(|f| Arc::clone(f) as Arc<dyn pairgate_admin::FleetWrites>),
                     draining: Arc::clone(&draining),
+                    build: pairgate_admin::BuildInfo {
+                        version: env!("CARGO_PKG_VERSION"),
+                        commit: env!("PAIRGATE_COMMIT"),
+                        rustc: env!("PAIRGATE_RUSTC"),
+                    },
                 });
                 Some(tokio::spawn(pairgate_admin::serve(
                     listener,
@@ -426,6 +440,9 @@ pub(crate) struct FileReloader {
     /// The account credentials of the applied config (`None` only while a reload rebuilds
     /// them, under `lock`).
     credentials: std::sync::Mutex<Option<credentials::Credentials>>,
+    /// The admin API's token: re-read from `admin.token_file` at each reload (unless the
+    /// variable named by `admin.token_env` sets it).
+    admin_token: Arc<arc_swap::ArcSwapOption<String>>,
     /// One reload at a time: the single writer of the routing snapshot.
     lock: tokio::sync::Mutex<()>,
     accepted: AtomicU64,
@@ -599,9 +616,10 @@ impl FileReloader {
         if old.limits != config.limits
             || old.upstream != config.upstream
             || old.runtime != config.runtime
+            || old.log != config.log
         {
             warnings.push(
-                "[limits], [upstream] and [runtime] changes take effect at the next restart"
+                "[limits], [upstream], [log] and [runtime] changes take effect at the next restart"
                     .to_owned(),
             );
         }
@@ -634,6 +652,9 @@ impl FileReloader {
         if let (Some(resolver), Some(store)) = (&self.resolver, tls.server) {
             resolver.swap(store);
         }
+        if let Some(warning) = self.reread_admin_token(&config) {
+            warnings.push(warning);
+        }
         self.current.store(config);
         self.events.push(EventKind::Reload {
             generation,
@@ -645,6 +666,33 @@ impl FileReloader {
             transitions,
             warnings,
         })
+    }
+}
+
+impl FileReloader {
+    /// Re-reads `admin.token_file` (when the variable named by `admin.token_env` does not set
+    /// the token): a rotated token is in force once the reload is done. A file that cannot be
+    /// read, or is empty, keeps the previous token and says so.
+    fn reread_admin_token(&self, config: &Config) -> Option<String> {
+        let path = config.admin.token_file.as_ref()?;
+        if std::env::var(&config.admin.token_env).is_ok_and(|t| !t.trim().is_empty()) {
+            return None;
+        }
+        match std::fs::read_to_string(path) {
+            Ok(token) if !token.trim().is_empty() => {
+                self.admin_token
+                    .store(Some(Arc::new(token.trim().to_owned())));
+                None
+            }
+            Ok(_) => Some(format!(
+                "admin.token_file {} is empty; the previous admin token stays in force",
+                path.display()
+            )),
+            Err(err) => Some(format!(
+                "admin.token_file {} cannot be read ({err}); the previous admin token stays in force",
+                path.display()
+            )),
+        }
     }
 }
 
@@ -733,13 +781,44 @@ pub fn read_config_text(path: &std::path::Path) -> Result<String, ConfigFileErro
     Ok(text)
 }
 
+/// What `${...}` in a config value stands for: `file:/path` is the file's contents (read now:
+/// at start and at every reload, so a rotated file is picked up by the next reload), without
+/// its trailing newline; anything else is an environment variable. A file others can read is
+/// warned about. Values are never logged; `None` (unset, missing or unreadable) becomes a
+/// config problem naming the variable or file.
+pub fn resolve_secret(name: &str) -> Option<String> {
+    let Some(path) = name.strip_prefix("file:") else {
+        return std::env::var(name).ok();
+    };
+    let mut value = std::fs::read_to_string(path).ok()?;
+    if value.ends_with('\n') {
+        value.pop();
+        if value.ends_with('\r') {
+            value.pop();
+        }
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o004 != 0
+        {
+            tracing::warn!(
+                file = path,
+                "secret file is world-readable; restrict it (chmod o-r)"
+            );
+        }
+    }
+    Some(value)
+}
+
 /// Reads and validates a config file with the process environment for `${VAR}`. On failure the
 /// error lists every problem, rendered `FILE:LINE:COL: PATH: message`.
 pub fn load_config_file(
     path: &std::path::Path,
 ) -> Result<pairgate_config::Loaded, ConfigFileError> {
     let text = read_config_text(path)?;
-    let env = |name: &str| std::env::var(name).ok();
+    let env = resolve_secret;
     let file = path.display().to_string();
     pairgate_config::load(&text, &env).map_err(|problems| ConfigFileError::Invalid {
         problems: problems
@@ -780,7 +859,7 @@ pub fn prepare(path: &std::path::Path) -> Result<Prepared, ConfigFileError> {
 /// [`prepare`] for config text that stands for `path` (fleet mode composes it from the file
 /// and etcd); relative TLS paths are relative to `path`'s directory.
 pub fn prepare_text(text: &str, path: &std::path::Path) -> Result<Prepared, ConfigFileError> {
-    let env = |name: &str| std::env::var(name).ok();
+    let env = resolve_secret;
     let file = path.display().to_string();
     let loaded =
         pairgate_config::load(text, &env).map_err(|problems| ConfigFileError::Invalid {

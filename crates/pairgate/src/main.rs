@@ -44,6 +44,12 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CheckFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve with a config file.
@@ -58,6 +64,9 @@ enum Command {
         /// The TOML config file.
         #[arg(long, short, env = "PAIRGATE_CONFIG")]
         config: PathBuf,
+        /// `text` for people, `json` (one object on stdout) for tooling.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
     },
     /// Fleet mode: move config objects between a file and etcd.
     Cluster {
@@ -96,7 +105,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check { config, format } => check(&config, format),
         Command::Run { config } => run(&config),
         Command::Cluster { action } => cluster(action),
         Command::Demo { listen, control } => {
@@ -105,8 +114,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
+fn check(path: &std::path::Path, format: CheckFormat) -> ExitCode {
     let mut out = std::io::stdout().lock();
+    if format == CheckFormat::Json {
+        let result = prepare(path);
+        let _ = writeln!(out, "{}", check_json(path, &result));
+        return match &result {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(err) => config_exit(err),
+        };
+    }
     match prepare(path) {
         Ok(prepared) => {
             for w in &prepared.warnings {
@@ -128,6 +145,47 @@ fn check(path: &std::path::Path) -> ExitCode {
             print_config_error(&mut out, &err);
             config_exit(&err)
         }
+    }
+}
+
+/// `pairgate check --format json`: `{"file", "valid", ...}` with the counts and warnings of a
+/// valid config, or every problem (severity, path, message, line, column) of an invalid one.
+fn check_json(
+    path: &std::path::Path,
+    result: &Result<pairgate::Prepared, ConfigFileError>,
+) -> serde_json::Value {
+    use serde_json::json;
+    let file = path.display().to_string();
+    match result {
+        Ok(prepared) => {
+            let c = &prepared.config;
+            json!({
+                "file": file,
+                "valid": true,
+                "regions": c.regions.len(),
+                "accounts": c.accounts.len(),
+                "tenants": c.tenants.len(),
+                "warnings": prepared.warnings,
+            })
+        }
+        Err(ConfigFileError::Read { err, .. }) => json!({
+            "file": file,
+            "valid": false,
+            "error": err.to_string(),
+            "missing": err.kind() == std::io::ErrorKind::NotFound,
+        }),
+        Err(ConfigFileError::Invalid { problems }) => json!({
+            "file": file,
+            "valid": false,
+            "problems": problems.iter().map(|p| json!({
+                "file": p.file,
+                "severity": p.problem.severity.as_str(),
+                "path": p.problem.path,
+                "message": p.problem.message,
+                "line": p.problem.location.map(|l| l.line),
+                "column": p.problem.location.map(|l| l.column),
+            })).collect::<Vec<_>>(),
+        }),
     }
 }
 

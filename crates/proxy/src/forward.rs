@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use pairgate_routing::{Account, AccountId, Health, RouteTable, Tenant, TenantId};
+use pairgate_routing::{Account, AccountId, Health, RouteTable, Side, Tenant, TenantId};
 
 use crate::body::BodyVerdict;
 use crate::body::{HoldingBody, InFlight, LimitedBody, Prefixed};
@@ -46,24 +46,37 @@ impl Observer for () {
     fn upstream_outcome(&self, _: &Account, _: UpstreamOutcome) {}
 }
 
-/// What the access log says about one request.
+/// What the access log and the metrics say about one request.
 #[derive(Default)]
 struct Trace {
-    tenant: Option<Arc<str>>,
-    account: Option<Arc<str>>,
-    region: Option<Arc<str>>,
-    side: &'static str,
+    /// The snapshot the request was routed with: names and counters are read from it at the
+    /// end (one `Arc` clone instead of one per name).
+    table: Option<Arc<RouteTable>>,
+    tenant: Option<TenantId>,
+    /// The account that answered (the replay's target after a replay).
+    account: Option<AccountId>,
+    /// The side of `account` (the other side after a replay).
+    side: Option<Side>,
     generation: u64,
     /// Why the request failed, with its cause.
     error: Option<ProxyError>,
     /// Set when the request was replayed on the other account after this failure.
     replayed_after: Option<ProxyError>,
+    /// The request id sent upstream (the client's when valid, else generated).
+    request_id: Option<HeaderValue>,
+    /// When the request was first sent upstream, and how long until the response head.
+    sent: Option<Instant>,
+    ttfb: Option<std::time::Duration>,
+    /// Request body bytes, when known (declared or read ahead).
+    bytes_in: Option<u64>,
+    /// Response body bytes, when the response declares them.
+    bytes_out: Option<u64>,
 }
 
 impl Trace {
-    fn note_account(&mut self, table: &RouteTable, account: &Account) {
-        self.account = Some(Arc::clone(&account.name));
-        self.region = Some(Arc::clone(&table.region(account.region).name));
+    fn note_account(&mut self, account: AccountId, side: Side) {
+        self.account = Some(account);
+        self.side = Some(side);
     }
 }
 
@@ -87,8 +100,12 @@ const CLIENT_CLOSED: u16 = 499;
 /// ready, or on drop when the request ends without one (the client left while it waited).
 struct Record<'a> {
     shared: &'a Shared,
+    conn: &'a ConnInfo,
     started: Instant,
     method: Method,
+    /// The client's `Host` (or `:authority`) and target, kept for the log.
+    host: Option<HeaderValue>,
+    uri: Uri,
     trace: Trace,
     written: bool,
 }
@@ -98,31 +115,63 @@ impl Record<'_> {
         self.written = true;
         let trace = &self.trace;
         let elapsed = self.started.elapsed();
-        self.shared.metrics.record(
-            trace.region.as_ref(),
-            trace.tenant.as_ref(),
-            status,
-            elapsed,
-        );
+        let metrics = &self.shared.metrics;
+        let table = trace.table.as_deref();
+        let account = table.zip(trace.account).map(|(t, id)| t.account(id));
+        let tenant = table.zip(trace.tenant).map(|(t, id)| t.tenant(id));
+        match (account, trace.side) {
+            (Some(account), Some(side)) => account.counters.record(side, status, elapsed),
+            _ => metrics.record_unrouted(status, elapsed),
+        }
+        match tenant.map(|t| t.counters.as_deref()) {
+            Some(Some(counters)) => counters.record(status),
+            Some(None) => metrics.record_other_tenant(status),
+            None => {}
+        }
+        if let Some(code) = error {
+            metrics.record_error(code);
+        }
+        let log = &self.shared.settings.access_log;
+        if !log.wants(status, error.is_some(), &self.shared.stats.access_sampled) {
+            return;
+        }
+        let region = table.zip(account).map(|(t, a)| &*t.region(a.region).name);
+        let path = if log.query {
+            self.uri.path_and_query().map_or("-", |pq| pq.as_str())
+        } else {
+            self.uri.path()
+        };
         tracing::info!(
             target: "pairgate::access",
-            tenant = trace.tenant.as_deref().unwrap_or("-"),
-            account = trace.account.as_deref().unwrap_or("-"),
-            region = trace.region.as_deref().unwrap_or("-"),
-            side = trace.side,
-            generation = trace.generation,
+            request_id = trace.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
+            client = %self.conn.peer,
             method = %self.method,
+            host = self
+                .host
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| self.uri.authority().map(|a| a.as_str()))
+                .unwrap_or("-"),
+            path,
+            tenant = tenant.map_or("-", |t| &*t.name),
+            account = account.map_or("-", |a| &*a.name),
+            region = region.unwrap_or("-"),
+            side = trace.side.map_or("-", Side::as_str),
+            generation = trace.generation,
             status,
+            bytes_in = trace.bytes_in,
+            bytes_out = trace.bytes_out,
             duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            ttfb_us = trace.ttfb.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             error,
-            error.cause = trace.error.as_ref().and_then(cause).map(tracing::field::display),
+            error.cause = trace.error.as_ref().and_then(cause).map(|c| tracing::field::debug(c.to_string())),
             replayed = trace.replayed_after.is_some(),
             replayed_after = trace.replayed_after.as_ref().map(|e| e.kind().code()),
             replayed_after.cause = trace
                 .replayed_after
                 .as_ref()
                 .and_then(cause)
-                .map(tracing::field::display),
+                .map(|c| tracing::field::debug(c.to_string())),
         );
     }
 }
@@ -148,13 +197,17 @@ pub(crate) async fn handle(
 ) -> Response<Body> {
     let mut record = Record {
         shared,
+        conn,
         started: Instant::now(),
         method: req.method().clone(),
+        host: req.headers().get(header::HOST).cloned(),
+        uri: req.uri().clone(),
         trace: Trace::default(),
         written: false,
     };
     // 2. One snapshot per request: the routing table and its accounts' TLS clients.
     let snapshot = shared.routes.load_full();
+    record.trace.table = Some(Arc::clone(&snapshot.table));
     let resp = match forward(shared, &snapshot, conn, req, &mut record.trace).await {
         Ok(resp) => resp,
         Err(err) => {
@@ -164,6 +217,7 @@ pub(crate) async fn handle(
         }
     };
     let error = record.trace.error.as_ref().map(|e| e.kind().code());
+    record.trace.bytes_out = content_length(resp.headers());
     record.write(resp.status().as_u16(), error);
     resp
 }
@@ -184,14 +238,19 @@ async fn forward(
     let admitted = admit(table, conn, &req, trace)?;
     let tenant = table.tenant(admitted.tenant);
     // 4.
-    let accounts = active_account(table, tenant, trace)?;
+    let accounts = active_account(tenant, trace)?;
     // 5.
     let (mut rewritten, body) = rewrite(shared, conn, tenant, admitted.strip, req);
     if let Some(name) = table.strip_tenant_header() {
         rewritten.template.parts.headers.remove(name);
     }
+    trace.request_id = Some(request_id(&mut rewritten.template.parts.headers));
     // 6.
     let (body, replay_body) = read_ahead(body, &rewritten, admitted.declared, shared).await?;
+    trace.bytes_in = admitted
+        .declared
+        .or_else(|| replay_body.as_ref().map(|b| b.len() as u64));
+    trace.sent = Some(Instant::now());
     // 7.
     let (resp, replayed) = send_with_replay(
         shared,
@@ -203,6 +262,7 @@ async fn forward(
         replay_body,
     )
     .await?;
+    trace.ttfb = trace.sent.map(|sent| sent.elapsed());
     // 8.
     respond(
         shared,
@@ -260,7 +320,7 @@ fn admit(
         .resolve_tenant(req.uri(), req.headers())
         .map_err(|_| ErrorKind::UnknownTenant)?;
     let tenant = table.tenant(resolved.tenant);
-    trace.tenant = Some(Arc::clone(&tenant.name));
+    trace.tenant = Some(resolved.tenant);
     // A connection set up for one tenant's name must not carry another tenant's requests
     // (RFC 9110 15.5.20).
     if let Some(sni) = &conn.sni
@@ -292,18 +352,17 @@ fn admit(
 /// 4. Active side: one atomic load; the account it names, and the other one (a replay's
 ///    target) when the tenant has two.
 fn active_account(
-    table: &RouteTable,
     tenant: &Tenant,
     trace: &mut Trace,
 ) -> Result<(AccountId, Option<AccountId>), ProxyError> {
     let active = tenant.slot.load();
-    trace.side = active.side.as_str();
+    trace.side = Some(active.side);
     trace.generation = active.generation;
     if active.reject {
         return Err(ErrorKind::BothDown.into());
     }
     let account_id = tenant.account_for(active.side);
-    trace.note_account(table, table.account(account_id));
+    trace.note_account(account_id, active.side);
     let other_id = tenant
         .secondary
         .map(|_| tenant.account_for(active.side.other()));
@@ -401,7 +460,8 @@ async fn send_with_replay(
                 return Err(err);
             };
             trace.replayed_after = Some(err);
-            trace.note_account(table, table.account(other_id));
+            let side = trace.side.map_or(Side::Secondary, Side::other);
+            trace.note_account(other_id, side);
             (other_id, None, minted, true)
         }
     };
@@ -448,7 +508,9 @@ async fn send_with_replay(
         return Err(err);
     };
     trace.replayed_after = Some(err);
-    trace.note_account(table, other);
+    // The replay's answer comes from the other side: the log and metrics name that one.
+    let side = trace.side.map_or(Side::Secondary, Side::other);
+    trace.note_account(other_id, side);
     let retry = template.aim(
         other,
         other_minted.as_ref(),
@@ -545,6 +607,47 @@ fn ambiguous_response_framing(headers: &http::HeaderMap) -> bool {
     lengths > 1 || (lengths > 0 && headers.contains_key(header::TRANSFER_ENCODING))
 }
 
+/// The request's id: the client's `x-request-id` when it is a sane token (1 to 128 visible
+/// ASCII characters), else a generated one, set on the request so the account sees it too.
+fn request_id(headers: &mut http::HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID)
+        && (1..=128).contains(&v.len())
+        && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+    {
+        return v.clone();
+    }
+    let id = generate_request_id();
+    headers.insert(&X_REQUEST_ID, id.clone());
+    id
+}
+
+/// 16 hex digits: a process-wide counter hashed with a per-process random seed, so ids are
+/// unique within a run and do not repeat across restarts (in practice).
+fn generate_request_id() -> HeaderValue {
+    use std::hash::BuildHasher as _;
+    static SEED: std::sync::OnceLock<foldhash::fast::RandomState> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let hash = SEED.get_or_init(Default::default).hash_one(n);
+    let mut buf = [0u8; 16];
+    for (i, b) in buf.iter_mut().enumerate() {
+        let nibble = (hash >> (60 - 4 * i)) & 0xf;
+        *b = b"0123456789abcdef"[nibble as usize];
+    }
+    HeaderValue::from_bytes(&buf).expect("hex digits are a valid header value")
+}
+
+/// A response's declared body length.
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_PAIRGATE_REPLAYED: HeaderName = HeaderName::from_static("x-pairgate-replayed");
 static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 

@@ -86,6 +86,37 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// `metrics.tenant_label_limit`.
     pub tenant_label_limit: usize,
+    /// `[log]`: which requests the access log writes.
+    pub access_log: AccessLog,
+}
+
+/// Which requests get an access-log line (`[log]`).
+#[derive(Debug, Clone, Copy)]
+pub struct AccessLog {
+    /// `log.access`.
+    pub mode: pairgate_config::AccessLogMode,
+    /// `log.sample_successes`, percent.
+    pub sample_successes: u8,
+    /// `log.query`.
+    pub query: bool,
+}
+
+impl AccessLog {
+    /// Whether a request that ended with `status` (and an error code, `failed`) gets a line;
+    /// `seen` counts successes for the sampling (the first `sample_successes` of every 100).
+    pub fn wants(&self, status: u16, failed: bool, seen: &AtomicU64) -> bool {
+        use pairgate_config::AccessLogMode;
+        let failure = failed || status >= 400;
+        match self.mode {
+            AccessLogMode::Off => false,
+            AccessLogMode::Errors => failure,
+            AccessLogMode::On if failure || self.sample_successes >= 100 => true,
+            AccessLogMode::On => {
+                seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 100
+                    < u64::from(self.sample_successes)
+            }
+        }
+    }
 }
 
 /// Data-plane counters (exported as metrics by the admin API).
@@ -95,6 +126,8 @@ pub struct ProxyStats {
     pub replays_succeeded: AtomicU64,
     /// Replays on the other account that failed too.
     pub replays_failed: AtomicU64,
+    /// Successful requests seen by the access log's sampling.
+    pub access_sampled: AtomicU64,
 }
 
 impl Settings {
@@ -120,6 +153,11 @@ impl Settings {
             max_replay_body: config.upstream.max_replay_body,
             shutdown_grace: config.runtime.shutdown_grace,
             tenant_label_limit: config.metrics.tenant_label_limit,
+            access_log: AccessLog {
+                mode: config.log.access,
+                sample_successes: config.log.sample_successes,
+                query: config.log.query,
+            },
         }
     }
 }
@@ -201,7 +239,7 @@ impl Shared {
             http2: pooled_client(&settings, true, connector),
             observer,
             stats: ProxyStats::default(),
-            metrics: metrics::RequestMetrics::new(settings.tenant_label_limit),
+            metrics: metrics::RequestMetrics::default(),
             settings,
             tunnels: tokio::sync::watch::Sender::new(false),
         })

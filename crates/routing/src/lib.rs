@@ -10,9 +10,10 @@
 //! - resolution cost does not grow with the number of tenants: hash lookups only, wildcard
 //!   suffixes and path prefixes are pre-split at compile time;
 //! - a miss is an error ([`Miss`]), never a default tenant;
-//! - [`ActiveSlot`]s and account health cells are carried into the next snapshot by identity
+//! - [`ActiveSlot`]s, account health cells and request counters are carried into the next snapshot by identity
 //!   (tenant name; account name plus endpoint), so a reload never resets failover state.
 
+pub mod counters;
 pub mod local;
 mod resolve;
 mod slot;
@@ -102,6 +103,9 @@ pub struct Account {
     /// The account's health verdict, shared with the health controller and carried across
     /// reloads by `key`.
     pub health: Arc<HealthCell>,
+    /// Requests this account answered, by side and status class; carried across reloads by
+    /// `key`.
+    pub counters: Arc<counters::AccountCounters>,
 }
 
 /// A compiled tenant.
@@ -119,6 +123,9 @@ pub struct Tenant {
     pub limits: pairgate_config::TenantLimits,
     /// Requests in flight now (until their response body ends); carried across reloads.
     pub in_flight: Arc<AtomicUsize>,
+    /// The tenant's own request counters: only the first `metrics.tenant_label_limit` tenants
+    /// (config order) have them, the others count under `_other`. Carried across reloads.
+    pub counters: Option<Arc<counters::TenantCounters>>,
 }
 
 impl Tenant {
@@ -210,6 +217,8 @@ impl RouteTable {
             let old = previous.and_then(|p| p.tenant_by_name(&t.name));
             let slot = old.map(|o| Arc::clone(&o.slot)).unwrap_or_default();
             let in_flight = old.map(|o| Arc::clone(&o.in_flight)).unwrap_or_default();
+            let counters = (i < config.metrics.tenant_label_limit)
+                .then(|| old.and_then(|o| o.counters.clone()).unwrap_or_default());
             by_name.insert(t.name.as_str().into(), id);
             for host in &t.hosts {
                 by_host.insert(host.as_str().into(), id);
@@ -228,6 +237,7 @@ impl RouteTable {
                 slot,
                 limits: t.limits,
                 in_flight,
+                counters,
             });
         }
         let tenant_header =
@@ -363,10 +373,9 @@ fn compile_account(
         })
         .collect::<Result<Vec<_>, CompileError>>()?;
     let key = account_key(a);
-    let health = previous
-        .and_then(|p| p.account_by_key(&key))
-        .map(|old| Arc::clone(&old.health))
-        .unwrap_or_default();
+    let old = previous.and_then(|p| p.account_by_key(&key));
+    let health = old.map(|old| Arc::clone(&old.health)).unwrap_or_default();
+    let counters = old.map(|old| Arc::clone(&old.counters)).unwrap_or_default();
     Ok(Account {
         name: a.name.as_str().into(),
         key,
@@ -378,6 +387,7 @@ fn compile_account(
         headers,
         http2: a.http2,
         health,
+        counters,
     })
 }
 

@@ -331,9 +331,12 @@ impl GatewayProcess {
                 .lines()
                 .map_while(Result::ok)
             {
+                // `key=addr` (pretty) or `"key":"addr"` (`--log-format json`).
                 let field = |key: &str| {
+                    let json_key = format!("\"{}\":", key.trim_end_matches('='));
                     line.split_whitespace()
                         .find_map(|w| w.strip_prefix(key))
+                        .or_else(|| line.split(json_key.as_str()).nth(1)?.split(',').next())
                         .and_then(|a| a.trim_matches('"').parse::<SocketAddr>().ok())
                 };
                 if let Some(addr) = field("listen=")

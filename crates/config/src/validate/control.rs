@@ -9,11 +9,12 @@ use std::time::Duration;
 use super::rules::{self, Host};
 use super::{Problems, count};
 use crate::model::{
-    AccountTls, Admin, Alerts, CertificateConfig, Cluster, IsolatedFailover, Metrics, Scheme,
-    StateConfig,
+    AccessLogMode, AccountTls, Admin, Alerts, CertificateConfig, Cluster, IsolatedFailover,
+    LogConfig, Metrics, Scheme, StateConfig,
 };
 use crate::spec::{
-    AccountSpec, AdminSpec, AlertsSpec, CertificateSpec, ClusterSpec, MetricsSpec, StateSpec,
+    AccountSpec, AdminSpec, AlertsSpec, CertificateSpec, ClusterSpec, LogSpec, MetricsSpec,
+    StateSpec,
 };
 
 /// `[cluster]`: the etcd backend only, at least one `http://` endpoint.
@@ -394,6 +395,37 @@ pub(super) fn metrics(spec: &MetricsSpec, problems: &mut Problems) -> Metrics {
             .tenant_label_limit
             .and_then(|n| count(n, 0, "metrics.tenant_label_limit", problems))
             .unwrap_or(100),
+    }
+}
+
+pub(super) fn log(spec: &LogSpec, problems: &mut Problems) -> LogConfig {
+    let access = match spec.access.as_deref() {
+        None | Some("on") => AccessLogMode::On,
+        Some("off") => AccessLogMode::Off,
+        Some("errors") => AccessLogMode::Errors,
+        Some(other) => {
+            problems.error(
+                "log.access",
+                format!("must be \"on\", \"off\" or \"errors\", not {other:?}"),
+            );
+            AccessLogMode::On
+        }
+    };
+    let sample_successes = match spec.sample_successes {
+        None => 100,
+        Some(n @ 0..=100) => u8::try_from(n).unwrap_or(100),
+        Some(n) => {
+            problems.error(
+                "log.sample_successes",
+                format!("must be a percentage from 0 to 100, not {n}"),
+            );
+            100
+        }
+    };
+    LogConfig {
+        access,
+        sample_successes,
+        query: spec.query.unwrap_or(false),
     }
 }
 

@@ -105,6 +105,7 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
     let state = control::state(&spec.state, problems);
     let alerts = control::alerts(&spec.alerts, problems);
     let metrics = control::metrics(&spec.metrics, problems);
+    let log = control::log(&spec.log, problems);
     let cluster = control::cluster(&spec.cluster, env, problems);
     let azure = auth::azure(&spec.azure, problems);
     let limits = Limits {
@@ -283,6 +284,7 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
         state,
         alerts,
         metrics,
+        log,
         cluster,
         regions: regions.configs,
         accounts: accounts.configs,

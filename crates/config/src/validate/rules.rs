@@ -242,8 +242,10 @@ fn upstream_host(host: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Expands every `${NAME}` (`NAME` = `[A-Za-z_][A-Za-z0-9_]*`) through `env`. Every problem in
-/// the value is returned; messages name variables, never their values.
+/// Expands every `${NAME}` (`NAME` = `[A-Za-z_][A-Za-z0-9_]*`) and every `${file:/abs/path}`
+/// through `env` (which is handed `NAME`, or `file:/abs/path` and reads the file: this crate
+/// does no IO). Every problem in the value is returned; messages name variables and files,
+/// never their values.
 pub(super) fn expand(raw: &str, env: Env<'_>) -> Result<String, Vec<String>> {
     let mut out = String::with_capacity(raw.len());
     let mut errors = Vec::new();
@@ -257,7 +259,19 @@ pub(super) fn expand(raw: &str, env: Env<'_>) -> Result<String, Vec<String>> {
             break;
         };
         let var = &after[..end];
-        if !is_var_name(var) {
+        if let Some(path) = var.strip_prefix("file:") {
+            if !path.starts_with('/') {
+                errors.push(format!(
+                    "\"${{file:...}}\" needs an absolute path, not {path:?}"
+                ));
+            } else if let Some(value) = env(var) {
+                out.push_str(&value);
+            } else {
+                errors.push(format!(
+                    "secret file {path} cannot be read (missing, or not readable by the gateway)"
+                ));
+            }
+        } else if !is_var_name(var) {
             errors.push(format!(
                 "invalid variable name {var:?} in \"${{...}}\" (letters, digits and '_', not \
                  starting with a digit)"

@@ -30,7 +30,10 @@ pub struct Controller {
     /// Operator overrides, mirrored to the state file.
     pub(super) overrides: Overrides,
     pub(super) state_path: Option<PathBuf>,
-    pub(super) transitions: BTreeMap<&'static str, u64>,
+    /// Transitions since start, by the region of the tenant's primary and cause label.
+    pub(super) transitions: BTreeMap<(Arc<str>, &'static str), u64>,
+    /// The reason of each account's last verdict (by account key), a bounded label.
+    pub(super) last_cause: HashMap<Arc<str>, &'static str>,
     pub(super) account_by_name: HashMap<Arc<str>, usize>,
     /// Where decisions go: slots (standalone) or fleet proposals.
     pub(super) publishing: Publishing,
@@ -68,6 +71,7 @@ impl Controller {
             overrides: Overrides::default(),
             state_path: config.state.path.clone(),
             transitions: BTreeMap::new(),
+            last_cause: HashMap::new(),
             account_by_name: HashMap::new(),
             publishing: Publishing::Local,
             persister: Persister::new(file_writer()),
@@ -296,6 +300,8 @@ impl Controller {
         };
         let account = self.table.account(id);
         account.health.store(verdict.health);
+        self.last_cause
+            .insert(Arc::clone(&account.key), verdict.reason);
         tracing::info!(
             account = &*account.name,
             health = verdict.health.as_str(),

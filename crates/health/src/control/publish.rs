@@ -88,7 +88,10 @@ impl Controller {
             cause = label,
             "tenant moved by fleet decision"
         );
-        *self.transitions.entry(label).or_default() += 1;
+        *self
+            .transitions
+            .entry((self.primary_region(t), label))
+            .or_default() += 1;
         self.events.push(EventKind::Transition {
             tenant: Arc::clone(&self.table.tenants()[t].name),
             from: moved.from,
@@ -100,6 +103,13 @@ impl Controller {
             },
             generation: self.engine.tenant(t).generation,
         });
+    }
+
+    /// The region of tenant `t`'s primary account: the region a failover leaves and a failback
+    /// returns to, the `region` label of the transition metrics.
+    fn primary_region(&self, t: usize) -> Arc<str> {
+        let primary = self.table.account(self.table.tenants()[t].primary);
+        Arc::clone(&self.table.region(primary.region).name)
     }
 
     /// Stores each transition into its tenant's slot (one atomic store each), then logs it. In
@@ -120,7 +130,8 @@ impl Controller {
             return;
         }
         for t in transitions {
-            *self.transitions.entry(self.label(t.cause)).or_default() += 1;
+            let key = (self.primary_region(t.tenant), self.label(t.cause));
+            *self.transitions.entry(key).or_default() += 1;
             self.table.tenants()[t.tenant].slot.store(Active {
                 side: t.to,
                 reject: t.reject,

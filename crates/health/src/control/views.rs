@@ -69,8 +69,18 @@ pub struct ControllerStats {
     pub tenants: Vec<(Arc<str>, Side)>,
     /// Tenants beyond the limit, counted per side: (primary, secondary).
     pub other_tenants: (u64, u64),
-    /// Transitions since start, by cause label.
-    pub transitions: BTreeMap<&'static str, u64>,
+    /// Transitions since start, by the region of the tenant's primary and cause label.
+    pub transitions: BTreeMap<(Arc<str>, &'static str), u64>,
+    /// Each account's last verdict reason (a probe result label, `passive`, `passive_5xx`,
+    /// `fleet`): account name and reason, for accounts with a verdict.
+    pub causes: Vec<(Arc<str>, &'static str)>,
+    /// Tenants whose active side is the secondary, by the region of their primary (every
+    /// region listed).
+    pub on_secondary: Vec<(Arc<str>, u64)>,
+    /// Requests in flight, by the region of the tenants' active account (every region listed).
+    pub in_flight: Vec<(Arc<str>, u64)>,
+    /// Tenants with an operator pin.
+    pub pinned: u64,
 }
 
 impl Controller {
@@ -107,12 +117,41 @@ impl Controller {
                 other.1 += 1;
             }
         }
+        let causes = self
+            .table
+            .accounts()
+            .iter()
+            .filter_map(|a| Some((Arc::clone(&a.name), *self.last_cause.get(&a.key)?)))
+            .collect();
+        let n = self.table.regions().len();
+        let (mut on_secondary, mut in_flight) = (vec![0u64; n], vec![0u64; n]);
+        for t in self.table.tenants() {
+            let active = t.slot.load();
+            if active.side == Side::Secondary && t.secondary.is_some() {
+                on_secondary[self.table.account(t.primary).region.index()] += 1;
+            }
+            let region = self.table.account(t.account_for(active.side)).region;
+            in_flight[region.index()] +=
+                t.in_flight.load(std::sync::atomic::Ordering::Relaxed) as u64;
+        }
+        let by_region = |counts: Vec<u64>| {
+            self.table
+                .regions()
+                .iter()
+                .zip(counts)
+                .map(|(r, c)| (Arc::clone(&r.name), c))
+                .collect()
+        };
         ControllerStats {
             accounts,
             regions,
             tenants,
             other_tenants: other,
             transitions: self.transitions.clone(),
+            causes,
+            on_secondary: by_region(on_secondary),
+            in_flight: by_region(in_flight),
+            pinned: self.overrides.pins.len() as u64,
         }
     }
 

@@ -1,0 +1,159 @@
+//! What an operator sees of a request: the access-log line and the request metrics, checked on
+//! a real run that includes a replayed request.
+
+use http_body_util::Full;
+
+use pairgate_test_support::{GatewayProcess, get, send};
+
+use crate::support::{EAST_KEY, regions, temp_path};
+
+/// The value of the metric line starting with `series ` (labels included), if present.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// The JSON access-log line whose `path` is `path`.
+fn access_line(log: &str, path: &str) -> serde_json::Value {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["target"] == "pairgate::access" && v["path"] == path)
+        .unwrap_or_else(|| panic!("no access line for {path}:\n{log}"))
+}
+
+/// A client's request id is kept and sent upstream; a replayed request is logged with the side
+/// and account that answered, the first account's error, and no query string; the metrics
+/// count each request under the region, account and side that answered.
+#[tokio::test]
+async fn access_log_and_metrics_name_who_answered() {
+    let (east, west) = regions().await;
+    let toml = format!(
+        "[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        crate::support::config(&east, &west, "")
+    );
+    let gw = GatewayProcess::spawn(
+        &temp_path("observe.toml"),
+        &toml,
+        &[("IT_EAST_KEY", EAST_KEY), ("PAIRGATE_LOG_FORMAT", "json")],
+    )
+    .expect("gateway process");
+
+    let req = http::Request::get(gw.url("/x"))
+        .header(http::header::HOST, "contoso.example.com")
+        .header("x-request-id", "it-req-1")
+        .body(Full::new(bytes::Bytes::new()))
+        .expect("request");
+    let reply = send(&pairgate_test_support::client(), req)
+        .await
+        .expect("reply");
+    assert_eq!(reply.status, 200);
+    let seen = east.requests().pop().expect("east saw it");
+    assert_eq!(seen.header("x-request-id"), Some("it-req-1"));
+
+    let unknown = get(&gw.url("/nobody"), "nobody.example.com")
+        .await
+        .expect("reply");
+    assert_eq!(unknown.status, 404);
+
+    east.kill().await;
+    let replayed = get(&gw.url("/y?sig=secret-query"), "contoso.example.com")
+        .await
+        .expect("reply");
+    assert_eq!(replayed.status, 200);
+    assert!(replayed.headers.contains_key("x-pairgate-replayed"));
+    let at_west = west.requests().pop().expect("west saw the replay");
+    let generated = at_west
+        .header("x-request-id")
+        .expect("a generated request id went upstream")
+        .to_owned();
+    assert_eq!(generated.len(), 16, "{generated}");
+
+    let metrics = gw.metrics().await.expect("metrics");
+    let log = gw.kill();
+
+    let first = access_line(&log, "/x");
+    assert_eq!(first["request_id"], "it-req-1");
+    assert_eq!(first["account"], "east");
+    assert_eq!(first["side"], "primary");
+    assert_eq!(first["replayed"], false);
+
+    let line = access_line(&log, "/y");
+    assert_eq!(line["request_id"], generated.as_str(), "{line}");
+    assert_eq!(line["tenant"], "contoso");
+    assert_eq!(line["account"], "west");
+    assert_eq!(line["region"], "westus");
+    assert_eq!(line["side"], "secondary", "the side that answered: {line}");
+    assert_eq!(line["host"], "contoso.example.com");
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["replayed"], true);
+    assert_eq!(line["replayed_after"], "upstream_unreachable");
+    assert!(
+        line["client"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("127.0.0.1:")),
+        "{line}"
+    );
+    for field in ["duration_us", "ttfb_us", "bytes_in", "bytes_out"] {
+        assert!(line[field].is_u64(), "{field} missing: {line}");
+    }
+    assert!(!log.contains("secret-query"), "query logged by default");
+    let unknown = access_line(&log, "/nobody");
+    assert_eq!(unknown["error"], "unknown_tenant");
+    assert_eq!(unknown["account"], "-");
+
+    for (series, want) in [
+        (
+            "pairgate_requests_total{region=\"eastus\",account=\"east\",side=\"primary\",code=\"2xx\"}",
+            1.0,
+        ),
+        (
+            "pairgate_requests_total{region=\"westus\",account=\"west\",side=\"secondary\",code=\"2xx\"}",
+            1.0,
+        ),
+        (
+            "pairgate_requests_total{region=\"none\",account=\"none\",side=\"none\",code=\"4xx\"}",
+            1.0,
+        ),
+        (
+            "pairgate_request_duration_seconds_count{region=\"westus\",account=\"west\",side=\"secondary\",code=\"2xx\"}",
+            1.0,
+        ),
+        (
+            "pairgate_tenant_requests_total{tenant=\"contoso\",code=\"2xx\"}",
+            2.0,
+        ),
+        (
+            "pairgate_request_errors_total{error=\"unknown_tenant\"}",
+            1.0,
+        ),
+        ("pairgate_replays_total{outcome=\"succeeded\"}", 1.0),
+    ] {
+        assert_eq!(metric(&metrics, series), Some(want), "{series}\n{metrics}");
+    }
+    assert!(
+        metrics.contains("pairgate_build_info{version=\""),
+        "{metrics}"
+    );
+    // A young process may not have used a whole clock tick yet.
+    assert!(
+        metric(&metrics, "process_cpu_seconds_total").is_some_and(|v| v >= 0.0),
+        "{metrics}"
+    );
+    for name in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            metric(&metrics, name).is_some_and(|v| v > 0.0),
+            "{name}\n{metrics}"
+        );
+    }
+}
