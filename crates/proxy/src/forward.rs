@@ -19,6 +19,7 @@ use pairgate_routing::{Account, AccountId, Health, RouteTable, Tenant, TenantId}
 
 use crate::body::BodyVerdict;
 use crate::body::{HoldingBody, InFlight, LimitedBody, Prefixed};
+use crate::head_wait::{Head, wait_for_head};
 use crate::headers::{is_upgrade_request, rewrite_request, strip_hop_by_hop};
 use crate::{Body, ErrorKind, ProxyError, Shared, Snapshot};
 
@@ -605,7 +606,10 @@ async fn send(
     give_up_if_down: bool,
 ) -> Result<Response<Incoming>, ProxyError> {
     let account = snapshot.table.account(account_id);
-    // Taken before the request starts, so a verdict that lands in between is not missed.
+    // Created before the request starts, so a verdict that lands in between is not missed:
+    // `Notified` remembers the `notify_waiters` count at creation. Creating it is one atomic
+    // load; it joins the waiter list (a lock, and another to leave) only once polled, which
+    // `wait_for_head` does only when the head is late.
     let turned_unhealthy = give_up_if_down.then(|| account.health.turned_unhealthy());
     let tls = snapshot
         .tls
@@ -620,33 +624,27 @@ async fn send(
             None => Ok(shared.http1.request(req).await),
         }
     };
-    let waited = tokio::time::timeout(shared.settings.response_header_timeout, request);
-    let waited = match turned_unhealthy {
-        None => waited.await,
-        Some(turned_unhealthy) => tokio::select! {
-            biased;
-            waited = waited => waited,
-            () = turned_unhealthy => {
-                tracing::debug!(
-                    account = &*account.name,
-                    "account declared unhealthy while a request waited on it; giving up on it"
-                );
-                return Err(ErrorKind::UpstreamDown.into());
-            }
-        },
-    };
-    let sent = match waited {
-        Err(elapsed) => Err(elapsed),
-        Ok(Ok(outcome)) => Ok(outcome),
-        Ok(Err(())) => {
+    let result = match wait_for_head(
+        request,
+        shared.settings.response_header_timeout,
+        turned_unhealthy,
+    )
+    .await
+    {
+        Head::Arrived(Ok(Ok(resp))) => Ok(resp),
+        Head::Arrived(Ok(Err(err))) => Err(ProxyError::with_source(classify(&err), err)),
+        Head::TimedOut => Err(ProxyError::from(ErrorKind::UpstreamTimeout)),
+        Head::Arrived(Err(())) => {
             tracing::error!(account = &*account.name, "https account has no TLS client");
             return Err(ErrorKind::UpstreamUnreachable.into());
         }
-    };
-    let result = match sent {
-        Err(_elapsed) => Err(ProxyError::from(ErrorKind::UpstreamTimeout)),
-        Ok(Err(err)) => Err(ProxyError::with_source(classify(&err), err)),
-        Ok(Ok(resp)) => Ok(resp),
+        Head::AccountDown => {
+            tracing::debug!(
+                account = &*account.name,
+                "account declared unhealthy while a request waited on it; giving up on it"
+            );
+            return Err(ErrorKind::UpstreamDown.into());
+        }
     };
     match &result {
         Ok(resp) => shared

@@ -19,6 +19,7 @@ mod conn;
 mod error;
 mod forward;
 mod guard;
+mod head_wait;
 pub mod headers;
 mod idle;
 pub mod metrics;
