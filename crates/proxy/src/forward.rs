@@ -658,27 +658,10 @@ async fn send(
     result
 }
 
-/// `scheme://authority` of the account, its path prefix, the client path minus the tenant's
-/// prefix, and the query. One allocation for the path.
+/// The request target at `account` (`uri::upstream_uri`); an invalid one is the client's.
 fn upstream_uri(account: &Account, uri: &Uri, strip: usize) -> Result<Uri, ProxyError> {
-    let rest = uri.path().get(strip..).unwrap_or("");
-    let rest = if rest.is_empty() { "/" } else { rest };
-    let query = uri.query();
-    let mut path = String::with_capacity(
-        account.path_prefix.len() + rest.len() + query.map_or(0, |q| q.len() + 1),
-    );
-    path.push_str(&account.path_prefix);
-    path.push_str(rest);
-    if let Some(q) = query {
-        path.push('?');
-        path.push_str(q);
-    }
-    Uri::builder()
-        .scheme(account.scheme.clone())
-        .authority(account.authority.clone())
-        .path_and_query(path)
-        .build()
-        .map_err(|_| ErrorKind::BadRequest("invalid request path").into())
+    crate::uri::upstream_uri(account, uri, strip)
+        .ok_or_else(|| ErrorKind::BadRequest("invalid request path").into())
 }
 
 /// Maps a client error to what happened, by walking its sources.

@@ -24,6 +24,7 @@ pub mod headers;
 mod idle;
 pub mod metrics;
 mod server;
+pub mod uri;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
