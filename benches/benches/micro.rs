@@ -22,6 +22,12 @@
 //!   clone of a browser-like request head, against a naive rewrite that builds a new `HeaderMap`,
 //!   compares lower-cased `String` names and `format!`s every added value. Both outputs are
 //!   checked equal before timing.
+//! - `upstream_uri`: `pairgate_proxy::uri::upstream_uri` (the client's path and query reused
+//!   when nothing is stripped or prefixed) against `rebuild`, the way every request built its
+//!   target before: a new path `String` and `Uri::builder`. Outputs checked equal first.
+//! - `health_wait`: what a replayable request pays for the black-hole health wait when its
+//!   head comes in time: `lazy` creates the `Notified` and drops it unpolled, `eager` (the old
+//!   way, under `tokio::select!`) also polls it once, joining and leaving the waiter list.
 //!
 //! Requests rotate over 1024 tenants spread across the table, so the big tables are not measured
 //! with one cache-hot key. Every request is checked to resolve to its tenant, in pairgate and in
@@ -830,12 +836,102 @@ fn request_metrics(c: &mut Criterion) {
     group.finish();
 }
 
+/// An account as `RouteTable::compile` builds it, with `prefix` as its path prefix.
+fn uri_account(prefix: &str) -> Account {
+    Account {
+        name: "east0".into(),
+        key: "east0|http://127.0.0.1:18100".into(),
+        region: pairgate_routing::RegionId::from_index(0),
+        scheme: http::uri::Scheme::HTTP,
+        authority: http::uri::Authority::try_from("127.0.0.1:18100").expect("static authority"),
+        host_header: HeaderValue::from_static("127.0.0.1:18100"),
+        path_prefix: prefix.into(),
+        headers: Vec::new(),
+        http2: false,
+        health: Arc::default(),
+        counters: Arc::default(),
+    }
+}
+
+/// The upstream target as every request built it before `uri::upstream_uri`.
+fn upstream_uri_rebuild(account: &Account, uri: &Uri, strip: usize) -> Option<Uri> {
+    let rest = uri.path().get(strip..).unwrap_or("");
+    let rest = if rest.is_empty() { "/" } else { rest };
+    let query = uri.query();
+    let mut path = String::with_capacity(
+        account.path_prefix.len() + rest.len() + query.map_or(0, |q| q.len() + 1),
+    );
+    path.push_str(&account.path_prefix);
+    path.push_str(rest);
+    if let Some(q) = query {
+        path.push('?');
+        path.push_str(q);
+    }
+    Uri::builder()
+        .scheme(account.scheme.clone())
+        .authority(account.authority.clone())
+        .path_and_query(path)
+        .build()
+        .ok()
+}
+
+fn upstream_uri(c: &mut Criterion) {
+    // Reference-counted bytes, as hyper's parsed request line (not `from_static`).
+    let parsed = |s: &str| s.parse::<Uri>().expect("static uri");
+    let cases = [
+        (
+            "plain",
+            uri_account(""),
+            parsed("/v1/items/42?expand=owner"),
+            0,
+        ),
+        (
+            "prefixed",
+            uri_account("/api"),
+            parsed("/t7/v1/items/42?expand=owner"),
+            3,
+        ),
+    ];
+    let mut group = c.benchmark_group("upstream_uri");
+    for (name, account, uri, strip) in &cases {
+        assert_eq!(
+            pairgate_proxy::uri::upstream_uri(account, uri, *strip),
+            upstream_uri_rebuild(account, uri, *strip),
+            "both ways agree on {name}"
+        );
+        group.bench_function(BenchmarkId::new("pairgate", name), |b| {
+            b.iter(|| pairgate_proxy::uri::upstream_uri(account, black_box(uri), *strip));
+        });
+        group.bench_function(BenchmarkId::new("rebuild", name), |b| {
+            b.iter(|| upstream_uri_rebuild(account, black_box(uri), *strip));
+        });
+    }
+    group.finish();
+}
+
+fn health_wait(c: &mut Criterion) {
+    let cell = pairgate_routing::HealthCell::default();
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut group = c.benchmark_group("health_wait");
+    group.bench_function("lazy", |b| {
+        b.iter(|| drop(black_box(cell.turned_unhealthy())));
+    });
+    group.bench_function("eager", |b| {
+        b.iter(|| {
+            let mut notified = std::pin::pin!(cell.turned_unhealthy());
+            let polled = notified.as_mut().poll(&mut cx);
+            assert!(polled.is_pending(), "nothing turned unhealthy");
+        });
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = micro;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
     targets = resolution, active_side, tenant_swap, region_move, config_compile, header_rewrite,
-        request_metrics
+        request_metrics, upstream_uri, health_wait
 }
 criterion_main!(micro);

@@ -19,6 +19,7 @@ use pairgate_routing::{Account, AccountId, Health, RouteTable, Side, Tenant, Ten
 
 use crate::body::BodyVerdict;
 use crate::body::{HoldingBody, InFlight, LimitedBody, Prefixed};
+use crate::head_wait::{Head, wait_for_head};
 use crate::headers::{is_upgrade_request, rewrite_request, strip_hop_by_hop};
 use crate::{AccountCredential, Body, ErrorKind, ProxyError, Shared, Snapshot};
 use pairgate_credentials::{Rejection, Token};
@@ -809,7 +810,10 @@ async fn send(
     give_up_if_down: bool,
 ) -> Result<Response<Incoming>, ProxyError> {
     let account = snapshot.table.account(account_id);
-    // Taken before the request starts, so a verdict that lands in between is not missed.
+    // Created before the request starts, so a verdict that lands in between is not missed:
+    // `Notified` remembers the `notify_waiters` count at creation. Creating it is one atomic
+    // load; it joins the waiter list (a lock, and another to leave) only once polled, which
+    // `wait_for_head` does only when the head is late.
     let turned_unhealthy = give_up_if_down.then(|| account.health.turned_unhealthy());
     let tls = snapshot
         .tls
@@ -824,33 +828,27 @@ async fn send(
             None => Ok(shared.http1.request(req).await),
         }
     };
-    let waited = tokio::time::timeout(shared.settings.response_header_timeout, request);
-    let waited = match turned_unhealthy {
-        None => waited.await,
-        Some(turned_unhealthy) => tokio::select! {
-            biased;
-            waited = waited => waited,
-            () = turned_unhealthy => {
-                tracing::debug!(
-                    account = &*account.name,
-                    "account declared unhealthy while a request waited on it; giving up on it"
-                );
-                return Err(ErrorKind::UpstreamDown.into());
-            }
-        },
-    };
-    let sent = match waited {
-        Err(elapsed) => Err(elapsed),
-        Ok(Ok(outcome)) => Ok(outcome),
-        Ok(Err(())) => {
+    let result = match wait_for_head(
+        request,
+        shared.settings.response_header_timeout,
+        turned_unhealthy,
+    )
+    .await
+    {
+        Head::Arrived(Ok(Ok(resp))) => Ok(resp),
+        Head::Arrived(Ok(Err(err))) => Err(ProxyError::with_source(classify(&err), err)),
+        Head::TimedOut => Err(ProxyError::from(ErrorKind::UpstreamTimeout)),
+        Head::Arrived(Err(())) => {
             tracing::error!(account = &*account.name, "https account has no TLS client");
             return Err(ErrorKind::UpstreamUnreachable.into());
         }
-    };
-    let result = match sent {
-        Err(_elapsed) => Err(ProxyError::from(ErrorKind::UpstreamTimeout)),
-        Ok(Err(err)) => Err(ProxyError::with_source(classify(&err), err)),
-        Ok(Ok(resp)) => Ok(resp),
+        Head::AccountDown => {
+            tracing::debug!(
+                account = &*account.name,
+                "account declared unhealthy while a request waited on it; giving up on it"
+            );
+            return Err(ErrorKind::UpstreamDown.into());
+        }
     };
     match &result {
         Ok(resp) => shared
@@ -864,33 +862,16 @@ async fn send(
     result
 }
 
-/// `scheme://authority` of the account, its path prefix, the client path minus the tenant's
-/// prefix, and the query (the client's, or `query` when given: a minted credential's
-/// rewrite). One allocation for the path.
+/// The request target at `account` (`uri::upstream_uri_with_query`), the query replaced when
+/// `query` is given; an invalid one is the client's.
 fn upstream_uri(
     account: &Account,
     uri: &Uri,
     strip: usize,
     query: Option<Option<&str>>,
 ) -> Result<Uri, ProxyError> {
-    let rest = uri.path().get(strip..).unwrap_or("");
-    let rest = if rest.is_empty() { "/" } else { rest };
-    let query = query.unwrap_or_else(|| uri.query());
-    let mut path = String::with_capacity(
-        account.path_prefix.len() + rest.len() + query.map_or(0, |q| q.len() + 1),
-    );
-    path.push_str(&account.path_prefix);
-    path.push_str(rest);
-    if let Some(q) = query {
-        path.push('?');
-        path.push_str(q);
-    }
-    Uri::builder()
-        .scheme(account.scheme.clone())
-        .authority(account.authority.clone())
-        .path_and_query(path)
-        .build()
-        .map_err(|_| ErrorKind::BadRequest("invalid request path").into())
+    crate::uri::upstream_uri_with_query(account, uri, strip, query)
+        .ok_or_else(|| ErrorKind::BadRequest("invalid request path").into())
 }
 
 /// Maps a client error to what happened, by walking its sources.

@@ -19,10 +19,12 @@ mod conn;
 mod error;
 mod forward;
 mod guard;
+mod head_wait;
 pub mod headers;
 mod idle;
 pub mod metrics;
 mod server;
+pub mod uri;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
