@@ -527,7 +527,8 @@ async fn connection_flood_is_refused_cleanly_and_logged_sparingly() {
 }
 
 /// One tenant flooding with far more concurrent requests than its in-flight limit gets 503s at
-/// once, and another tenant's p99 stays within 1.5x of its quiet value. The gateway runs as its
+/// once, and another tenant is not starved: its p99 stays within 1.5x of its quiet value (or
+/// 25 ms over it), far from the 300 ms a queued request would wait. The gateway runs as its
 /// own process; quiet and flooded rounds alternate and medians are compared, so one noisy moment
 /// on a shared machine does not decide the result.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -633,11 +634,13 @@ async fn noisy_neighbour_cannot_starve_another_tenant() {
         "the noisy tenant was not limited: {rejected}/{}",
         codes.len()
     );
-    // 1.5x the quiet median p99, with a 2 ms floor: the suite runs the unoptimized build, where
-    // the flood's ~1,000 refusals share the gateway's CPU at several times a release build's
-    // cost, and medians of ~1.7-2.0 ms against ~0.9 ms quiet were seen with nothing starved
-    // (release builds: within 1.5x). Starvation, what this guards, costs tens of milliseconds.
-    let bound = (quiet * 3 / 2).max(quiet + Duration::from_millis(2));
+    // What this guards is starvation: a quiet request queued behind the flood waits for the
+    // noisy account's 300 ms answers. So the bound is 1.5x the quiet median p99 with a 25 ms
+    // floor: far below starvation, far above the scheduling noise of an unoptimized build on a
+    // shared 2-core machine running the rest of the suite (medians up to quiet + 5 ms were seen
+    // with nothing starved, and a 2 ms floor failed about one full run in five). The overhead
+    // ratio itself is a benchmark's business (benches/), not a test's.
+    let bound = (quiet * 3 / 2).max(quiet + Duration::from_millis(25));
     assert!(
         loaded <= bound,
         "quiet tenant p99 {loaded:?} under flood vs {quiet:?} quiet"
