@@ -300,6 +300,35 @@ mod tests {
     }
 
     #[test]
+    fn a_token_stops_being_sent_a_tenth_of_its_lifetime_before_exp_at_most_30s() {
+        assert_eq!(
+            expiry_margin(Duration::from_secs(4)),
+            Duration::from_millis(400)
+        );
+        assert_eq!(
+            expiry_margin(Duration::from_secs(60)),
+            Duration::from_secs(6)
+        );
+        assert_eq!(
+            expiry_margin(Duration::from_secs(3600)),
+            Duration::from_secs(30)
+        );
+        let token = Token::new(
+            "opaque".into(),
+            Hints {
+                expires_in: Some(100),
+                expires_on: None,
+            },
+            Duration::from_secs(1800),
+        )
+        .expect("token");
+        assert_eq!(
+            token.expires_at() - token.obtained_at(),
+            Duration::from_secs(90)
+        );
+    }
+
+    #[test]
     fn refresh_is_never_sooner_than_a_quarter_of_what_remains() {
         let d = |s| Duration::from_secs(s);
         assert_eq!(refresh_after(d(3600), d(3600)), d(1800));
