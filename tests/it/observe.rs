@@ -73,6 +73,36 @@ async fn access_log_and_metrics_name_who_answered() {
         .to_owned();
     assert_eq!(generated.len(), 16, "{generated}");
 
+    // Open client connections: three idle ones held open are counted, and uncounted once
+    // closed (the scrapes go to the admin listener, not counted; connections the test's
+    // earlier clients left open may close meanwhile, which only lowers the count).
+    let counted = || async {
+        metric(
+            &gw.metrics().await.expect("metrics"),
+            "pairgate_client_connections_open",
+        )
+        .expect("gauge")
+    };
+    let held = hold_open(gw.addr(), 3).await;
+    // Bounded: 100 scrapes, 50 ms apart.
+    let mut with_held = 0.0;
+    for _ in 0..100 {
+        with_held = counted().await;
+        if with_held >= 3.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(with_held >= 3.0, "3 open connections counted: {with_held}");
+    drop(held);
+    assert!(
+        crate::support::eventually(std::time::Duration::from_secs(5), || async {
+            counted().await <= with_held - 3.0
+        })
+        .await,
+        "closed connections uncounted"
+    );
+
     let metrics = gw.metrics().await.expect("metrics");
     let log = gw.kill();
 
@@ -156,4 +186,13 @@ async fn access_log_and_metrics_name_who_answered() {
             "{name}\n{metrics}"
         );
     }
+}
+
+/// `n` idle TCP connections to `addr`, held open.
+async fn hold_open(addr: std::net::SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    held
 }

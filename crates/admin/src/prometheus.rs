@@ -355,6 +355,17 @@ fn requests(out: &mut String, proxy: &Shared) {
     for (code, n) in m.errors() {
         let _ = writeln!(out, "pairgate_request_errors_total{{error=\"{code}\"}} {n}");
     }
+    header(
+        out,
+        "pairgate_client_connections_open",
+        "gauge",
+        "Client connections open now (HTTP and HTTPS listeners), admitted under limits.max_connections.",
+    );
+    let _ = writeln!(
+        out,
+        "pairgate_client_connections_open {}",
+        proxy.stats().client_connections.load(Ordering::Relaxed)
+    );
 }
 
 /// Tenant transitions split by kind, and the side gauges that go with them.

@@ -130,6 +130,9 @@ pub struct ProxyStats {
     pub replays_failed: AtomicU64,
     /// Successful requests seen by the access log's sampling.
     pub access_sampled: AtomicU64,
+    /// Client connections open now (both listeners), from accept (once `max_connections`
+    /// admitted it) until the connection ends.
+    pub client_connections: AtomicU64,
 }
 
 impl Settings {

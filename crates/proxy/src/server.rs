@@ -102,7 +102,9 @@ async fn accept_loop(
             stop.clone(),
             tls.clone(),
         );
+        let open = OpenConnection::new(&shared);
         tokio::spawn(async move {
+            let _open = open;
             match tls {
                 None => {
                     let info = ConnInfo {
@@ -212,6 +214,28 @@ async fn serve_conn<S>(
     };
     if let Err(err) = ended {
         tracing::debug!(error = %err, %peer, "client connection ended with an error");
+    }
+}
+
+/// Counts a client connection in `ProxyStats::client_connections` while it lives.
+struct OpenConnection(Arc<Shared>);
+
+impl OpenConnection {
+    fn new(shared: &Arc<Shared>) -> OpenConnection {
+        shared
+            .stats
+            .client_connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OpenConnection(Arc::clone(shared))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0
+            .stats
+            .client_connections
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
