@@ -181,6 +181,17 @@ async fn collect(
     all
 }
 
+/// All requests the load workers made, and those not answered 2xx.
+fn tally(results: &[Vec<(u16, String)>]) -> (usize, Vec<&(u16, String)>) {
+    let total = results.iter().map(Vec::len).sum();
+    let failed = results
+        .iter()
+        .flatten()
+        .filter(|(status, _)| !(200..300).contains(status))
+        .collect();
+    (total, failed)
+}
+
 /// Every request a fake account received carried a token minted for that very account, and
 /// none carried the client's.
 fn each_account_got_its_own_token(az: &MockAzure) -> BTreeMap<String, usize> {
@@ -246,12 +257,7 @@ async fn video_indexer_tenant_fails_over_under_load_with_each_account_getting_it
     tokio::time::sleep(Duration::from_millis(800)).await;
     stop.store(true, Ordering::Relaxed);
     let results = collect(workers).await;
-    let total: usize = results.iter().map(Vec::len).sum();
-    let failed: Vec<_> = results
-        .iter()
-        .flatten()
-        .filter(|(status, _)| !(200..300).contains(status))
-        .collect();
+    let (total, failed) = tally(&results);
     assert!(total > 100, "load ran: {total} requests");
     assert!(
         failed.is_empty(),
@@ -301,12 +307,8 @@ async fn short_lived_tokens_refresh_at_half_life_under_load_with_no_failed_reque
     tokio::time::sleep(Duration::from_secs(20)).await;
     stop.store(true, Ordering::Relaxed);
     let results = collect(workers).await;
-    let total: usize = results.iter().map(Vec::len).sum();
-    let failed = results
-        .iter()
-        .flatten()
-        .filter(|(s, _)| !(200..300).contains(s))
-        .count();
+    let (total, failed) = tally(&results);
+    let failed = failed.len();
     let east_fetches = az.calls_for(Endpoint::Arm, RID_EAST) - before.0;
     let west_fetches = az.calls_for(Endpoint::Arm, RID_WEST) - before.1;
     eprintln!(
@@ -427,12 +429,7 @@ async fn failing_token_endpoint_turns_the_account_unhealthy_with_cause_credentia
     );
     stop.store(true, Ordering::Relaxed);
     let results = collect(workers).await;
-    let total: usize = results.iter().map(Vec::len).sum();
-    let failed: Vec<_> = results
-        .iter()
-        .flatten()
-        .filter(|(s, _)| !(200..300).contains(s))
-        .collect();
+    let (total, failed) = tally(&results);
     eprintln!(
         "token endpoint failing: {total} requests, {} failed",
         failed.len()
