@@ -15,6 +15,7 @@
 use std::fmt;
 
 mod auth;
+mod client_auth;
 mod duration;
 mod keys;
 mod model;
@@ -23,6 +24,7 @@ pub mod spec;
 mod validate;
 
 pub use auth::*;
+pub use client_auth::*;
 pub use duration::parse_duration;
 pub use model::*;
 pub use parse::parse;

@@ -77,6 +77,8 @@ pub struct Config {
     pub certificates: Vec<CertificateConfig>,
     /// `[azure]`: endpoints of the Azure credential kinds.
     pub azure: crate::AzureEndpoints,
+    /// `[client_auth]` and `[[jwt_issuer]]`: how clients authenticate.
+    pub client_auth: crate::ClientAuth,
 }
 
 /// `[listen]`.
@@ -86,6 +88,9 @@ pub struct Listen {
     pub http: SocketAddr,
     /// HTTPS listener (TLS 1.2/1.3, ALPN h2 and http/1.1), when set; needs `[[certificate]]`s.
     pub https: Option<SocketAddr>,
+    /// CA bundle client certificates are verified against, as written (relative to the
+    /// config file's directory); `None`: no client certificate is asked for.
+    pub client_ca: Option<std::path::PathBuf>,
 }
 
 /// One `[[certificate]]`. Paths are as written: relative ones are relative to the config file's
@@ -438,4 +443,6 @@ pub struct TenantConfig {
     pub failover: FailoverPolicy,
     /// `[limits]` merged with this tenant's `limits = { ... }`.
     pub limits: TenantLimits,
+    /// `client_auth = { ... }`: who may call as this tenant.
+    pub client_auth: crate::TenantClientAuth,
 }

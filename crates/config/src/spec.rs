@@ -55,6 +55,67 @@ pub struct ConfigSpec {
     pub certificates: Vec<CertificateSpec>,
     /// `[azure]`: endpoints of the Azure credential kinds.
     pub azure: AzureSpec,
+    /// `[client_auth]`: how clients prove which tenant they are.
+    pub client_auth: ClientAuthSpec,
+    /// `[[jwt_issuer]]`, in file order.
+    #[serde(rename = "jwt_issuer")]
+    pub jwt_issuers: Vec<JwtIssuerSpec>,
+}
+
+/// `[client_auth]`: gateway-wide client authentication settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct ClientAuthSpec {
+    /// `required = true`: every tenant must accept at least one credential kind.
+    pub required: Option<bool>,
+    /// `api_key_header = "x-api-key"`.
+    pub api_key_header: Option<String>,
+    /// `mtls = "optional" | "required"` (with `[listen] client_ca`).
+    pub mtls: Option<String>,
+    /// `identity_header = "x-pairgate-client"`; `""` sends no identity upstream.
+    pub identity_header: Option<String>,
+    /// `jwt_cache_entries = 10000`: verified tokens remembered.
+    pub jwt_cache_entries: Option<i64>,
+}
+
+/// One `[[jwt_issuer]]`: a token issuer and where its signing keys are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct JwtIssuerSpec {
+    /// Unique name, referenced by tenants' `client_auth.jwt_issuers`.
+    pub name: Option<String>,
+    /// The exact `iss` claim.
+    pub issuer: Option<String>,
+    /// Accepted `aud` values.
+    pub audiences: Vec<String>,
+    /// A JWKS file.
+    pub jwks_file: Option<String>,
+    /// A JWKS URL.
+    pub jwks_url: Option<String>,
+    /// `jwks_refresh = "5m"`.
+    pub jwks_refresh: Option<String>,
+    /// `jwks_min_refresh = "30s"`.
+    pub jwks_min_refresh: Option<String>,
+    /// `algorithms = ["ES256", "RS256"]`.
+    pub algorithms: Option<Vec<String>>,
+    /// `tenant_claim = "tenant"`.
+    pub tenant_claim: Option<String>,
+    /// `leeway = "30s"`.
+    pub leeway: Option<String>,
+}
+
+/// `client_auth = { ... }` inside a `[[tenant]]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct TenantClientAuthSpec {
+    /// `"sha256:<hex>"` digests of the tenant's API keys.
+    pub api_keys: Vec<String>,
+    /// Names of `[[jwt_issuer]]`s whose tokens the tenant accepts.
+    pub jwt_issuers: Vec<String>,
+    /// `"CN=..."` or URI SANs (`"spiffe://..."`) of accepted client certificates.
+    pub mtls_subjects: Vec<String>,
+    /// Refuse requests without a credential even when `[client_auth] required` is false.
+    pub required: Option<bool>,
 }
 
 /// One `[[certificate]]`: a PEM chain and key served for some host names.
@@ -79,6 +140,9 @@ pub struct ListenSpec {
     pub http: Option<String>,
     /// `https = "IP:PORT"`.
     pub https: Option<String>,
+    /// `client_ca = "clients-ca.pem"`: CA bundle the HTTPS listener verifies client
+    /// certificates against.
+    pub client_ca: Option<String>,
 }
 
 /// `[routing]`.
@@ -350,6 +414,8 @@ pub struct TenantSpec {
     pub failover: Option<FailoverSpec>,
     /// Per-tenant limits.
     pub limits: Option<TenantLimitsSpec>,
+    /// Who may call as this tenant.
+    pub client_auth: Option<TenantClientAuthSpec>,
 }
 
 /// `limits = { ... }` inside a `[[tenant]]`.

@@ -1202,3 +1202,133 @@ fn header_values_come_from_secret_files() {
         format!("Bearer file-{SECRET}")
     );
 }
+
+const DIGEST: &str = "sha256:c4bbcb1fbec99d65bf59d85c8cb62ee2db963f0fe106f483d9afa73bd4e39a8a";
+
+/// Every client-authentication problem at once: a key pasted instead of its digest (never
+/// echoed), a key shared by two tenants, an unknown issuer, HMAC and `none` algorithms, an
+/// issuer without keys or audiences, certificate subjects without a client CA, and a tenant
+/// that requires a credential it cannot accept.
+#[test]
+fn client_auth_problems_are_all_reported() {
+    let key = "plain-key-that-is-not-a-digest";
+    check(
+        &format!(
+            r#"
+[client_auth]
+mtls = "sometimes"
+
+[[jwt_issuer]]
+name = "idp"
+issuer = "https://idp.example/"
+algorithms = ["HS256", "none", "RS256"]
+
+[[tenant]]
+name = "fabrikam"
+hosts = ["fabrikam.example.com"]
+primary = "east"
+client_auth = {{ api_keys = ["{key}", "{DIGEST}"], jwt_issuers = ["nope"], mtls_subjects = ["billing"] }}
+
+[[tenant]]
+name = "tailspin"
+hosts = ["tailspin.example.com"]
+primary = "east"
+client_auth = {{ api_keys = ["{DIGEST}"] }}
+
+[[tenant]]
+name = "northwind"
+hosts = ["northwind.example.com"]
+primary = "east"
+client_auth = {{ required = true }}
+"#
+        ),
+        &[
+            (E, "client_auth.mtls", "not a mode"),
+            (E, "jwt_issuer[0].audiences", "at least one"),
+            (E, "jwt_issuer[0]", "needs jwks_file or jwks_url"),
+            (E, "jwt_issuer[0].algorithms", "\"HS256\" is always refused"),
+            (E, "jwt_issuer[0].algorithms", "\"none\" is always refused"),
+            (E, "tenant[1].client_auth.api_keys[0]", "pairgate hash-key"),
+            (
+                E,
+                "tenant[1].client_auth.jwt_issuers[0]",
+                "unknown jwt_issuer \"nope\"",
+            ),
+            (
+                E,
+                "tenant[1].client_auth.mtls_subjects",
+                "needs [listen] client_ca",
+            ),
+            (E, "tenant[1].client_auth.mtls_subjects[0]", "not a subject"),
+            (
+                E,
+                "tenant[2].client_auth.api_keys[0]",
+                "also belongs to tenant[1]",
+            ),
+            (E, "tenant[3].client_auth", "accepts no credential"),
+        ],
+    );
+    assert!(
+        !problems(&format!("{BASE}\n[[tenant]]\nname = \"x\"\nhosts = [\"x.example\"]\nprimary = \"east\"\nclient_auth = {{ api_keys = [\"{key}\"] }}\n"))
+            .iter()
+            .any(|p| p.to_string().contains(key)),
+        "a pasted key is never repeated"
+    );
+}
+
+/// Defaults, and a tenant's kinds turn its authentication on.
+#[test]
+fn client_auth_defaults_and_required() {
+    let text = format!(
+        r#"{BASE}
+[listen]
+https = "127.0.0.1:8443"
+client_ca = "clients.pem"
+
+[[certificate]]
+hosts = ["contoso.example.com"]
+cert = "c.pem"
+key = "k.pem"
+
+[[jwt_issuer]]
+name = "idp"
+issuer = "https://idp.example/"
+audiences = ["pairgate"]
+jwks_url = "https://idp.example/keys"
+
+[[tenant]]
+name = "fabrikam"
+hosts = ["fabrikam.example.com"]
+primary = "east"
+client_auth = {{ api_keys = ["{DIGEST}"], jwt_issuers = ["idp"], mtls_subjects = ["CN=billing", "spiffe://example.org/x"] }}
+"#
+    );
+    let config = load(&text, &env).expect("valid").config;
+    let auth = &config.client_auth;
+    assert_eq!(
+        auth.mtls,
+        MtlsMode::Optional,
+        "client_ca alone asks, optionally"
+    );
+    assert_eq!(auth.api_key_header, "x-api-key");
+    assert_eq!(auth.identity_header.as_deref(), Some("x-pairgate-client"));
+    let idp = &auth.issuers[0];
+    assert_eq!(idp.algorithms, [JwtAlgorithm::ES256, JwtAlgorithm::RS256]);
+    assert_eq!(idp.tenant_claim, "tenant");
+    assert_eq!(
+        (idp.refresh, idp.min_refresh, idp.leeway),
+        (
+            Duration::from_secs(300),
+            Duration::from_secs(30),
+            Duration::from_secs(30)
+        )
+    );
+    assert!(!config.tenants[0].client_auth.enabled(), "contoso: open");
+    let fabrikam = &config.tenants[1].client_auth;
+    assert!(fabrikam.enabled() && fabrikam.required);
+    assert_eq!(fabrikam.jwt_issuers, [0]);
+    // `[client_auth] required` makes contoso, which accepts nothing, an error.
+    let got = problems(&format!("{text}\n[client_auth]\nrequired = true\n"));
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0].path, "tenant[0].client_auth");
+}

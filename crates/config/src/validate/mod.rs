@@ -5,6 +5,7 @@
 //! Duplicate detection uses hash maps, so validation is linear in the size of the config.
 
 mod auth;
+mod client_auth;
 mod control;
 mod policy;
 mod rules;
@@ -67,6 +68,13 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
                     );
                 })
                 .ok()
+        }),
+        client_ca: spec.listen.client_ca.as_ref().and_then(|raw| {
+            if raw.is_empty() {
+                problems.error("listen.client_ca", "must not be empty");
+                return None;
+            }
+            Some(std::path::PathBuf::from(raw))
         }),
     };
     let routing = Routing {
@@ -252,7 +260,14 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
         env,
         problems,
     );
-    let tenants = tenants(
+    let client_auth = client_auth::client_auth(
+        &spec.client_auth,
+        &spec.jwt_issuers,
+        listen.client_ca.as_ref(),
+        listen.https.is_some(),
+        problems,
+    );
+    let mut tenants = tenants(
         &spec.tenants,
         &accounts,
         &regions.configs,
@@ -261,6 +276,7 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
         routing.tenant_header.is_some(),
         problems,
     );
+    client_auth::tenants(&spec.tenants, &mut tenants, &client_auth, problems);
     outage_warnings(
         spec,
         &regions.configs,
@@ -289,6 +305,7 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
         regions: regions.configs,
         accounts: accounts.configs,
         tenants,
+        client_auth,
     }
 }
 
@@ -632,6 +649,8 @@ fn tenants(
             secondary,
             failover,
             limits: tenant_limits,
+            // Filled by `client_auth::tenants`, which needs every tenant's name first.
+            client_auth: Default::default(),
         });
     }
     out
