@@ -1,0 +1,1 @@
+//! Gate decisions on real signed tokens and key sets (ES256 keys generated here).
