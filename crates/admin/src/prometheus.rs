@@ -348,6 +348,36 @@ fn requests(out: &mut String, proxy: &Shared) {
     }
     header(
         out,
+        "pairgate_client_auth_total",
+        "counter",
+        "Client authentications of tenants with client_auth, by tenant and result (ok, missing, invalid, wrong_tenant, unavailable); tenants past metrics.tenant_label_limit share tenant=\"_other\".",
+    );
+    for tenant in table.tenants() {
+        let Some(counters) = &tenant.counters else {
+            continue;
+        };
+        for (i, label) in AUTH_LABELS.iter().enumerate() {
+            let n = counters.auth_count(i);
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "pairgate_client_auth_total{{tenant=\"{}\",result=\"{label}\"}} {n}",
+                    esc(&tenant.name),
+                );
+            }
+        }
+    }
+    for (i, label) in AUTH_LABELS.iter().enumerate() {
+        let n = m.other_tenants_auth(i);
+        if n > 0 {
+            let _ = writeln!(
+                out,
+                "pairgate_client_auth_total{{tenant=\"_other\",result=\"{label}\"}} {n}"
+            );
+        }
+    }
+    header(
+        out,
         "pairgate_request_errors_total",
         "counter",
         "Requests that failed, by error code (the code in the error response and the access log).",
@@ -465,3 +495,7 @@ fn esc(v: &str) -> String {
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
+
+/// `result` labels of `pairgate_client_auth_total`, by `pairgate_clientauth::AuthResult` index.
+const AUTH_LABELS: [&str; pairgate_routing::counters::AUTH_RESULTS] =
+    ["ok", "missing", "invalid", "wrong_tenant", "unavailable"];

@@ -140,14 +140,20 @@ impl Gateway {
         // Probers start after the controller exists, so no verdict is lost; the first probe
         // round runs at once.
         monitor.sync(&config, &table, &options.tls.upstream, credentials.map());
+        // JWT issuers' key sets: files read now, URLs fetched by their refreshers.
+        let base = config_dir(options.config_path.as_deref());
+        let issuers = pairgate_clientauth::Issuers::for_config(&config, &base, None);
+        let gate = Arc::new(pairgate_clientauth::Gate::new(&config, &issuers));
         let shared = Shared::new(
             table,
             &options.tls.upstream,
             credentials.map(),
+            &gate,
             Settings::from_config(&config),
             Arc::new(PassiveSignals(Arc::clone(&monitor))),
         );
         let resolver = options.tls.server.map(pairgate_tls::SniResolver::new);
+        let client_certs = pairgate_tls::ClientCertPolicy::new(options.tls.client_certs.clone());
         let config = Arc::new(config);
         let admin_token = Arc::new(arc_swap::ArcSwapOption::from(
             options.admin_token.map(Arc::new),
@@ -163,6 +169,8 @@ impl Gateway {
             fleet_objects: std::sync::Mutex::new(None),
             last_tls: std::sync::Mutex::new(options.tls.upstream.clone()),
             credentials: std::sync::Mutex::new(Some(credentials)),
+            issuers: std::sync::Mutex::new(Some(issuers)),
+            client_certs: Arc::clone(&client_certs),
             admin_token: Arc::clone(&admin_token),
             lock: tokio::sync::Mutex::new(()),
             accepted: AtomicU64::new(0),
@@ -200,7 +208,7 @@ impl Gateway {
         let https = match (options.https, &resolver) {
             (Some(listener), Some(resolver)) => {
                 https_addr = Some(listener.local_addr().context("https listener address")?);
-                let tls = pairgate_tls::server_config(Arc::clone(resolver));
+                let tls = pairgate_tls::server_config(Arc::clone(resolver), client_certs);
                 Some(tokio::spawn(pairgate_proxy::serve_tls(
                     listener,
                     Arc::clone(&shared),
@@ -440,6 +448,11 @@ pub(crate) struct FileReloader {
     /// The account credentials of the applied config (`None` only while a reload rebuilds
     /// them, under `lock`).
     credentials: std::sync::Mutex<Option<credentials::Credentials>>,
+    /// The JWT issuers' key stores of the applied config (carried across reloads while an
+    /// issuer is unchanged; `None` only while a reload rebuilds them, under `lock`).
+    issuers: std::sync::Mutex<Option<pairgate_clientauth::Issuers>>,
+    /// The HTTPS listener's client-certificate policy, swapped by reloads.
+    client_certs: Arc<pairgate_tls::ClientCertPolicy>,
     /// The admin API's token: re-read from `admin.token_file` at each reload (unless the
     /// variable named by `admin.token_env` sets it).
     admin_token: Arc<arc_swap::ArcSwapOption<String>>,
@@ -646,7 +659,17 @@ impl FileReloader {
         };
         self.monitor
             .sync(&config, &table, &tls.upstream, &credentials);
-        self.shared.swap_routes(table, &tls.upstream, &credentials);
+        let gate = {
+            let mut slot = self.issuers.lock().unwrap_or_else(|p| p.into_inner());
+            let base = config_dir(self.path.as_deref());
+            let next = pairgate_clientauth::Issuers::for_config(&config, &base, slot.take());
+            let gate = pairgate_clientauth::Gate::new(&config, &next);
+            *slot = Some(next);
+            Arc::new(gate)
+        };
+        self.shared
+            .swap_routes(table, &tls.upstream, &credentials, &gate);
+        self.client_certs.swap(tls.client_certs.clone());
         *self.last_tls.lock().unwrap_or_else(|p| p.into_inner()) = tls.upstream.clone();
         // New handshakes get the new certificates; open connections keep their session.
         if let (Some(resolver), Some(store)) = (&self.resolver, tls.server) {
@@ -838,6 +861,8 @@ pub struct TlsFiles {
     pub upstream: pairgate_tls::UpstreamTlsMap,
     /// Fleet mode: TLS settings for `https://` etcd endpoints.
     pub etcd: Option<Arc<rustls::ClientConfig>>,
+    /// The HTTPS listener's client-certificate verifier (`[listen] client_ca`), if any.
+    pub client_certs: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
 }
 
 /// A config and everything it refers to, checked together, every problem reported at once.
@@ -953,18 +978,47 @@ pub fn load_tls(
             })),
         }
     }
+    let client_certs = match pairgate_tls::client_verifier(
+        config.listen.client_ca.as_deref(),
+        config.client_auth.mtls,
+        base,
+    ) {
+        Ok(v) => v,
+        Err(p) => {
+            problems.extend(p);
+            None
+        }
+    };
+    // The signing keys of file-based JWT issuers: a file that is not a key set is a config
+    // problem like a missing certificate.
+    for (i, err) in pairgate_clientauth::Issuers::check_files(config, base) {
+        problems.push(pairgate_config::Problem {
+            severity: pairgate_config::Severity::Error,
+            path: format!("jwt_issuer[{i}].jwks_file"),
+            message: err.to_string(),
+            location: None,
+        });
+    }
     if problems.is_empty() {
         Ok((
             TlsFiles {
                 server,
                 upstream,
                 etcd,
+                client_certs,
             },
             warnings,
         ))
     } else {
         Err(problems)
     }
+}
+
+/// The directory relative paths of the config at `path` are resolved against.
+fn config_dir(path: Option<&std::path::Path>) -> PathBuf {
+    path.and_then(std::path::Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf)
 }
 
 /// Why a config file could not be loaded.

@@ -73,6 +73,10 @@ enum Command {
         #[command(subcommand)]
         action: ClusterAction,
     },
+    /// Print the `sha256:<hex>` digest of an API key read from stdin (one line; the trailing
+    /// newline is not part of the key), for a tenant's `client_auth.api_keys`. The key itself
+    /// never goes in the config.
+    HashKey,
     /// Start mock regions and a gateway in front of them, with no files at all.
     Demo {
         /// Where the gateway listens.
@@ -108,10 +112,40 @@ fn main() -> ExitCode {
         Command::Check { config, format } => check(&config, format),
         Command::Run { config } => run(&config),
         Command::Cluster { action } => cluster(action),
+        Command::HashKey => hash_key(),
         Command::Demo { listen, control } => {
             report(runtime(None).and_then(|rt| rt.block_on(pairgate::demo::run(listen, control))))
         }
     }
+}
+
+fn hash_key() -> ExitCode {
+    use std::io::Read;
+    let mut key = Vec::new();
+    if let Err(err) = std::io::stdin().lock().read_to_end(&mut key) {
+        eprintln!("pairgate hash-key: cannot read stdin: {err}");
+        return ExitCode::from(1);
+    }
+    while key.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        key.pop();
+    }
+    if key.is_empty() {
+        eprintln!(
+            "pairgate hash-key: no key on stdin (e.g. `head -c 32 /dev/urandom | base64 | tee key | pairgate hash-key`)"
+        );
+        return ExitCode::from(2);
+    }
+    if key.len() < 16 {
+        eprintln!(
+            "pairgate hash-key: warning: a key shorter than 16 bytes is guessable; use at least 16 random bytes"
+        );
+    }
+    let _ = writeln!(
+        std::io::stdout().lock(),
+        "{}",
+        pairgate_clientauth::render_digest(&key)
+    );
+    ExitCode::SUCCESS
 }
 
 fn check(path: &std::path::Path, format: CheckFormat) -> ExitCode {

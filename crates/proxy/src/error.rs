@@ -103,6 +103,22 @@ pub enum ErrorKind {
     /// is failing or expired); nothing was sent.
     #[error("no valid credential for the account")]
     CredentialUnavailable,
+    /// The tenant authenticates its clients and the request carried no credential it
+    /// accepts (`reason` is `None`), or one that failed a check (`reason` names it). Answered
+    /// with `challenge` in `WWW-Authenticate`.
+    #[error("client not authenticated")]
+    Unauthenticated {
+        /// The failed check (`token_expired`, `unknown_api_key`, ...); never the credential.
+        reason: Option<&'static str>,
+        /// The `WWW-Authenticate` value.
+        challenge: &'static str,
+    },
+    /// The request carried a valid credential of another tenant.
+    #[error("credential of another tenant")]
+    WrongTenant,
+    /// The tenant's JWT issuer has no signing keys loaded, so no token can be verified.
+    #[error("client authentication unavailable")]
+    ClientAuthUnavailable,
 }
 
 impl ErrorKind {
@@ -126,6 +142,9 @@ impl ErrorKind {
             ErrorKind::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ErrorKind::LocalResources => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::CredentialUnavailable => StatusCode::BAD_GATEWAY,
+            ErrorKind::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            ErrorKind::WrongTenant => StatusCode::FORBIDDEN,
+            ErrorKind::ClientAuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -149,6 +168,9 @@ impl ErrorKind {
             ErrorKind::Misdirected => "misdirected_request",
             ErrorKind::LocalResources => "gateway_out_of_resources",
             ErrorKind::CredentialUnavailable => "account_credential_unavailable",
+            ErrorKind::Unauthenticated { .. } => "unauthenticated",
+            ErrorKind::WrongTenant => "wrong_tenant",
+            ErrorKind::ClientAuthUnavailable => "client_auth_unavailable",
         }
     }
 
@@ -185,7 +207,11 @@ impl ErrorKind {
             // The gateway's own descriptors, not the account: no evidence against it.
             | ErrorKind::LocalResources
             // The credential's health reaches the prober from its provider, not from here.
-            | ErrorKind::CredentialUnavailable => false,
+            | ErrorKind::CredentialUnavailable
+            // The client's credential: nothing about the account.
+            | ErrorKind::Unauthenticated { .. }
+            | ErrorKind::WrongTenant
+            | ErrorKind::ClientAuthUnavailable => false,
         }
     }
 
@@ -195,6 +221,11 @@ impl ErrorKind {
             ErrorKind::BadRequest(why) => {
                 format!(r#"{{"error":"{}","detail":"{}"}}"#, self.code(), why)
             }
+            // Reasons are static identifiers: nothing of the request is echoed.
+            ErrorKind::Unauthenticated {
+                reason: Some(reason),
+                ..
+            } => format!(r#"{{"error":"{}","reason":"{}"}}"#, self.code(), reason),
             _ => format!(r#"{{"error":"{}"}}"#, self.code()),
         };
         let mut resp = Response::new(
@@ -214,6 +245,21 @@ impl ErrorKind {
             }
             ErrorKind::TenantOverloaded => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ErrorKind::Unauthenticated { reason, challenge } => {
+                // RFC 6750 §3.1: a Bearer challenge says `invalid_token` when one failed.
+                let value = match reason {
+                    Some(_) if challenge.starts_with("Bearer") => {
+                        HeaderValue::from_str(&format!("{challenge}, error=\"invalid_token\""))
+                    }
+                    _ => HeaderValue::from_str(challenge),
+                };
+                if let Ok(value) = value {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
+            ErrorKind::ClientAuthUnavailable => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             // The request's framing or pace is in doubt: do not reuse the connection.
             ErrorKind::PayloadTooLarge | ErrorKind::RequestTimeout | ErrorKind::ClientBody => {
@@ -253,6 +299,25 @@ mod tests {
             (ErrorKind::TenantOverloaded, 503, "tenant_over_capacity"),
             (ErrorKind::Misdirected, 421, "misdirected_request"),
             (ErrorKind::LocalResources, 503, "gateway_out_of_resources"),
+            (
+                ErrorKind::CredentialUnavailable,
+                502,
+                "account_credential_unavailable",
+            ),
+            (
+                ErrorKind::Unauthenticated {
+                    reason: None,
+                    challenge: "ApiKey realm=\"pairgate\"",
+                },
+                401,
+                "unauthenticated",
+            ),
+            (ErrorKind::WrongTenant, 403, "wrong_tenant"),
+            (
+                ErrorKind::ClientAuthUnavailable,
+                503,
+                "client_auth_unavailable",
+            ),
         ];
         for (err, status, code) in cases {
             let resp = err.into_response();

@@ -91,6 +91,8 @@ pub(crate) struct ConnInfo {
     pub(crate) sni: Option<Arc<str>>,
     /// Whether the connection is TLS.
     pub(crate) https: bool,
+    /// The names of the client certificate the TLS handshake verified, if any.
+    pub(crate) client_cert: Option<Arc<crate::PeerIdentity>>,
 }
 
 /// The status the access log and the metrics give a request whose client went away before
@@ -236,8 +238,10 @@ async fn forward(
     // 1.
     check_shape(&req, &shared.settings)?;
     // 3.
-    let admitted = admit(table, conn, &req, trace)?;
-    let tenant = table.tenant(admitted.tenant);
+    let resolved = resolve(table, conn, &req, trace)?;
+    let tenant = table.tenant(resolved.tenant);
+    let identity = authenticate(shared, snapshot, conn, tenant, resolved.tenant, &req).await?;
+    let admitted = admit(tenant, resolved, &req)?;
     // 4.
     let accounts = active_account(tenant, trace)?;
     // 5.
@@ -245,6 +249,12 @@ async fn forward(
     if let Some(name) = table.strip_tenant_header() {
         rewritten.template.parts.headers.remove(name);
     }
+    client_credentials(
+        &snapshot.client_auth,
+        admitted.tenant,
+        identity,
+        &mut rewritten.template.parts.headers,
+    );
     trace.request_id = Some(request_id(&mut rewritten.template.parts.headers));
     // 6.
     let (body, replay_body) = read_ahead(body, &rewritten, admitted.declared, shared).await?;
@@ -298,6 +308,13 @@ fn check_shape(req: &Request<Incoming>, settings: &crate::Settings) -> Result<()
     Ok(())
 }
 
+/// The tenant a request resolved to (step 3).
+struct Resolved {
+    tenant: TenantId,
+    /// Bytes of the path that are the tenant's prefix, stripped upstream.
+    strip: usize,
+}
+
 /// A tenant that took the request (step 3).
 struct Admitted {
     tenant: TenantId,
@@ -309,18 +326,17 @@ struct Admitted {
     declared: Option<u64>,
 }
 
-/// 3. Tenant: resolve it (a miss never falls through to a default upstream), check the
-///    connection's SNI names it, take its in-flight slot and check its body limit.
-fn admit(
+/// 3. Tenant: resolve it (a miss never falls through to a default upstream) and check the
+///    connection's SNI names it.
+fn resolve(
     table: &RouteTable,
     conn: &ConnInfo,
     req: &Request<Incoming>,
     trace: &mut Trace,
-) -> Result<Admitted, ProxyError> {
+) -> Result<Resolved, ProxyError> {
     let resolved = table
         .resolve_tenant(req.uri(), req.headers())
         .map_err(|_| ErrorKind::UnknownTenant)?;
-    let tenant = table.tenant(resolved.tenant);
     trace.tenant = Some(resolved.tenant);
     // A connection set up for one tenant's name must not carry another tenant's requests
     // (RFC 9110 15.5.20).
@@ -331,6 +347,94 @@ fn admit(
     {
         return Err(ErrorKind::Misdirected.into());
     }
+    Ok(Resolved {
+        tenant: resolved.tenant,
+        strip: resolved.strip,
+    })
+}
+
+/// 3. Client: when the tenant authenticates its clients, the request must carry one of its
+///    credentials (after the tenant is known, before it takes a slot: refused requests cost
+///    no capacity and reach no upstream). Counted per tenant; refusals logged at a bounded
+///    rate, without the credential.
+async fn authenticate(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    conn: &ConnInfo,
+    tenant: &Tenant,
+    id: TenantId,
+    req: &Request<Incoming>,
+) -> Result<Option<pairgate_clientauth::Identity>, ProxyError> {
+    use pairgate_clientauth::{AuthResult, Refusal};
+    let gate = &snapshot.client_auth;
+    if !gate.enabled(id.index()) {
+        return Ok(None);
+    }
+    let result = gate
+        .authenticate(
+            id.index(),
+            &tenant.name,
+            req.headers(),
+            conn.client_cert.as_deref(),
+        )
+        .await;
+    let counted = result
+        .as_ref()
+        .map_or_else(|r| r.result(), |_| AuthResult::Ok);
+    match tenant.counters.as_deref() {
+        Some(counters) => counters.record_auth(counted.index()),
+        None => shared.metrics.record_other_tenant_auth(counted.index()),
+    }
+    result.map_err(|refusal| {
+        gate.log_refusal(&tenant.name, refusal, conn.peer);
+        let challenge = gate.challenge(id.index());
+        match refusal {
+            Refusal::Missing => ErrorKind::Unauthenticated {
+                reason: None,
+                challenge,
+            },
+            Refusal::Invalid(reason) => ErrorKind::Unauthenticated {
+                reason: Some(reason),
+                challenge,
+            },
+            Refusal::WrongTenant => ErrorKind::WrongTenant,
+            Refusal::Unavailable => ErrorKind::ClientAuthUnavailable,
+        }
+        .into()
+    })
+}
+
+/// 5. The client's credential never travels upstream (its API key header always, and the
+///    `Authorization` header when it carried the JWT that authenticated it); the identity
+///    header carries who it was, and a client's own identity header is always dropped.
+fn client_credentials(
+    gate: &crate::ClientGate,
+    tenant: TenantId,
+    identity: Option<pairgate_clientauth::Identity>,
+    headers: &mut http::HeaderMap,
+) {
+    if let Some(name) = gate.identity_header() {
+        headers.remove(name);
+    }
+    if !gate.enabled(tenant.index()) {
+        return;
+    }
+    headers.remove(gate.api_key_header());
+    let Some(identity) = identity else { return };
+    if identity.strip_authorization {
+        headers.remove(header::AUTHORIZATION);
+    }
+    if let (Some(name), Some(id)) = (gate.identity_header(), identity.id) {
+        headers.insert(name.clone(), id);
+    }
+}
+
+/// 3. Admission: take the tenant's in-flight slot and check its body limit.
+fn admit(
+    tenant: &Tenant,
+    resolved: Resolved,
+    req: &Request<Incoming>,
+) -> Result<Admitted, ProxyError> {
     // One tenant's flood cannot take every connection's worth of upstream capacity.
     let slot = InFlight::acquire(&tenant.in_flight, tenant.limits.max_in_flight)
         .ok_or(ErrorKind::TenantOverloaded)?;

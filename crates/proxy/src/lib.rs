@@ -170,6 +170,7 @@ impl Settings {
 type UpstreamClient = Client<HttpConnector, Body>;
 type TlsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
+pub use pairgate_clientauth::{Gate as ClientGate, PeerIdentity};
 pub use pairgate_credentials::{AccountCredential, CredentialMap};
 pub use pairgate_tls::{UpstreamTls, UpstreamTlsMap};
 
@@ -179,6 +180,9 @@ pub(crate) struct Snapshot {
     pub(crate) table: Arc<RouteTable>,
     pub(crate) tls: Vec<Option<TlsClient>>,
     pub(crate) credentials: Vec<Option<AccountCredential>>,
+    /// Who may call as each tenant, compiled from the same config as `table` (tenant indices
+    /// agree).
+    pub(crate) client_auth: Arc<ClientGate>,
 }
 
 impl Snapshot {
@@ -186,10 +190,12 @@ impl Snapshot {
         table: Arc<RouteTable>,
         tls: &UpstreamTlsMap,
         credentials: &CredentialMap,
+        client_auth: &Arc<ClientGate>,
         settings: &Settings,
     ) -> Snapshot {
         let connector = plain_connector(settings);
         Snapshot {
+            client_auth: Arc::clone(client_auth),
             tls: tls_clients(&table, tls, settings, &connector),
             credentials: table
                 .accounts()
@@ -233,11 +239,12 @@ impl Shared {
         routes: Arc<RouteTable>,
         tls: &UpstreamTlsMap,
         credentials: &CredentialMap,
+        client_auth: &Arc<ClientGate>,
         settings: Settings,
         observer: Arc<dyn Observer>,
     ) -> Arc<Self> {
         let connector = plain_connector(&settings);
-        let snapshot = Snapshot::new(routes, tls, credentials, &settings);
+        let snapshot = Snapshot::new(routes, tls, credentials, client_auth, &settings);
         Arc::new(Shared {
             routes: ArcSwap::from_pointee(snapshot),
             http1: pooled_client(&settings, false, connector.clone()),
@@ -255,15 +262,17 @@ impl Shared {
         Arc::clone(&self.routes.load().table)
     }
 
-    /// Publishes a new routing snapshot, with TLS clients for its `https://` accounts and the
-    /// credentials of its accounts, with one store; requests in flight keep the one they loaded.
+    /// Publishes a new routing snapshot, with TLS clients for its `https://` accounts, the
+    /// credentials of its accounts and its client-authentication policy, with one store;
+    /// requests in flight keep the one they loaded.
     pub fn swap_routes(
         &self,
         routes: Arc<RouteTable>,
         tls: &UpstreamTlsMap,
         credentials: &CredentialMap,
+        client_auth: &Arc<ClientGate>,
     ) {
-        let snapshot = Snapshot::new(routes, tls, credentials, &self.settings);
+        let snapshot = Snapshot::new(routes, tls, credentials, client_auth, &self.settings);
         self.routes.store(Arc::new(snapshot));
     }
 

@@ -53,6 +53,16 @@ impl RequestMetrics {
         self.other_tenants.record(status);
     }
 
+    /// Counts a client authentication of a tenant without its own label.
+    pub fn record_other_tenant_auth(&self, result: usize) {
+        self.other_tenants.record_auth(result);
+    }
+
+    /// Client authentications of tenants without their own label, for result index `result`.
+    pub fn other_tenants_auth(&self, result: usize) -> u64 {
+        self.other_tenants.auth_count(result)
+    }
+
     /// Counts one failed request by its error code.
     pub fn record_error(&self, code: &'static str) {
         for (slot, count) in &self.errors {

@@ -112,6 +112,7 @@ async fn accept_loop(
                         client_ip: crate::headers::client_ip_value(peer.ip()),
                         sni: None,
                         https: false,
+                        client_cert: None,
                     };
                     serve_conn(stream, info, &shared, &builder, watcher).await;
                 }
@@ -122,12 +123,20 @@ async fn accept_loop(
                     );
                     match handshake.await {
                         Ok(Ok(tls_stream)) => {
-                            let sni = tls_stream.get_ref().1.server_name().map(Arc::from);
+                            let session = tls_stream.get_ref().1;
+                            let sni = session.server_name().map(Arc::from);
+                            // rustls verified the chain against `client_ca`; the leaf's
+                            // names are read once for the connection's requests.
+                            let client_cert = session
+                                .peer_certificates()
+                                .and_then(|chain| chain.first())
+                                .map(|leaf| Arc::new(crate::PeerIdentity::from_der(leaf)));
                             let info = ConnInfo {
                                 peer,
                                 client_ip: crate::headers::client_ip_value(peer.ip()),
                                 sni,
                                 https: true,
+                                client_cert,
                             };
                             serve_conn(tls_stream, info, &shared, &builder, watcher).await;
                         }

@@ -151,9 +151,25 @@ impl AccountCounters {
 #[derive(Debug, Default)]
 pub struct TenantCounters {
     classes: [AtomicU64; CLASSES],
+    /// Client authentications by result (`pairgate_clientauth::AuthResult::index`).
+    auth: [AtomicU64; AUTH_RESULTS],
 }
 
+/// Client-authentication results counted per tenant: ok, missing, invalid, wrong_tenant,
+/// unavailable.
+pub const AUTH_RESULTS: usize = 5;
+
 impl TenantCounters {
+    /// Counts one client authentication with result index `result`.
+    pub fn record_auth(&self, result: usize) {
+        self.auth[result.min(AUTH_RESULTS - 1)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The count of authentication result index `result`.
+    pub fn auth_count(&self, result: usize) -> u64 {
+        self.auth[result.min(AUTH_RESULTS - 1)].load(Ordering::Relaxed)
+    }
+
     /// Counts one request.
     pub fn record(&self, status: u16) {
         self.classes[class_index(status)].fetch_add(1, Ordering::Relaxed);

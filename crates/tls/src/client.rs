@@ -101,7 +101,7 @@ pub fn client_config(
 }
 
 /// Every certificate of the bundle as a trust anchor.
-fn ca_roots(file: &PemFile<'_>, problems: &mut Problems) -> Option<RootCertStore> {
+pub(crate) fn ca_roots(file: &PemFile<'_>, problems: &mut Problems) -> Option<RootCertStore> {
     let certs = read_certs(file, problems)?;
     let mut roots = RootCertStore::empty();
     let mut ok = true;

@@ -18,6 +18,7 @@ use rustls::SupportedProtocolVersion;
 use rustls::crypto::CryptoProvider;
 
 mod client;
+mod client_certs;
 mod der;
 mod describe;
 mod files;
@@ -27,6 +28,7 @@ mod server;
 mod tests;
 
 pub use client::client_config;
+pub use client_certs::{ClientCertPolicy, client_verifier};
 pub use der::{format_utc, validity};
 pub use describe::{Describe, describe_bounded};
 pub use server::{CertStore, SniResolver, load_server_certs, server_config};

@@ -178,12 +178,16 @@ impl ResolvesServerCert for SniResolver {
 }
 
 /// The listener's configuration: TLS 1.2 and 1.3 with the ring provider's safe defaults, ALPN
-/// `h2` then `http/1.1`, no client authentication, certificates from `resolver`.
-pub fn server_config(resolver: Arc<SniResolver>) -> Arc<ServerConfig> {
+/// `h2` then `http/1.1`, client certificates as `client_certs` says (none asked for while it
+/// holds no verifier), certificates from `resolver`.
+pub fn server_config(
+    resolver: Arc<SniResolver>,
+    client_certs: Arc<crate::ClientCertPolicy>,
+) -> Arc<ServerConfig> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(PROTOCOL_VERSIONS)
         .expect("the ring provider supports TLS 1.2 and 1.3")
-        .with_no_client_auth()
+        .with_client_cert_verifier(client_certs)
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_H1.to_vec()];
     Arc::new(config)

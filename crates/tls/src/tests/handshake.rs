@@ -30,7 +30,10 @@ fn store_of(dir: &TempDir, name: &str, leaf: &Leaf) -> Result<CertStore, String>
 
 /// Our listener configuration serving `leaf` for every name.
 fn server_for(dir: &TempDir, name: &str, leaf: &Leaf) -> Result<Arc<ServerConfig>, String> {
-    Ok(server_config(SniResolver::new(store_of(dir, name, leaf)?)))
+    Ok(server_config(
+        SniResolver::new(store_of(dir, name, leaf)?),
+        crate::ClientCertPolicy::new(None),
+    ))
 }
 
 /// `AccountTls` trusting the CA bundle written to `ca.pem`.
@@ -152,7 +155,7 @@ async fn swap_serves_the_new_store_to_new_handshakes() -> TestResult {
     let old = leaf(&["swap.test"], Some(&ca), ALWAYS);
     let new = leaf(&["swap.test"], Some(&ca), ALWAYS);
     let resolver = SniResolver::new(store_of(&dir, "old", &old)?);
-    let server = server_config(Arc::clone(&resolver));
+    let server = server_config(Arc::clone(&resolver), crate::ClientCertPolicy::new(None));
     let tls = trusting(&dir, &[&ca]);
     // A fresh client each time: a resumed session would keep the certificate of its first
     // handshake (as it should) and never reach the resolver.
@@ -292,7 +295,10 @@ fn default_roots_and_host_forms() -> TestResult {
 #[test]
 fn nothing_installs_a_process_default_provider() -> TestResult {
     let dir = TempDir::new();
-    let _ = server_config(SniResolver::new(CertStore::default()));
+    let _ = server_config(
+        SniResolver::new(CertStore::default()),
+        crate::ClientCertPolicy::new(None),
+    );
     let _ = client(
         &trusting(&dir, &[&Ca::new("x")]),
         "a.test",
