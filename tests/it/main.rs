@@ -2,6 +2,7 @@
 //! `pairgate` executable where a process boundary matters (CLI, logs, memory).
 
 mod cli;
+mod client_auth;
 mod control;
 mod credentials;
 mod data_plane;

@@ -17,6 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use pairgate::Gateway;
 
+pub mod jwt;
 pub mod relay;
 pub mod tls;
 use tokio::net::TcpListener;

@@ -142,6 +142,19 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
+/// A TLS client trusting `ca_pems` and presenting `cert` (mTLS), HTTP/1.1 only.
+pub fn client_config_with_cert(
+    ca_pems: &[&str],
+    cert: &Issued,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut config = rustls::ClientConfig::builder_with_provider(pairgate_tls::provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots(ca_pems)?)
+        .with_client_auth_cert(cert.chain()?, cert.key()?)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// A server configuration for a TLS mock account: `issued` as its certificate, ALPN h2 and
 /// http/1.1, and, with `client_ca`, client certificates required and checked against it.
 pub fn mock_server_config(
