@@ -7,10 +7,18 @@ microseconds per request per run and their medians. Use it to tell whether a cha
 path moved anything: single runs drift by +-10% on a shared machine, interleaved medians less.
 
     python3 benches/ab.py --bins /tmp/before,/tmp/after,haproxy --reps 4
+
+`--modes none,api-key,jwt` runs each pairgate binary once per client-authentication mode (every
+tenant with an API key, or with a JWT issuer; wrk sends each tenant's key or token), interleaved
+in the same run, so the cost of each kind reads against `none`. JWT runs need the
+`bench-tokens` binary next to the pairgate binary's target dir or on PATH
+(`cargo build --release -p pairgate-benches --bin bench-tokens`).
 """
 import argparse
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 
@@ -27,20 +35,35 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--duration", type=int, default=8, help="seconds per measured run (<= 30)")
     ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--modes", default="none",
+                    help="comma-separated client-auth modes for pairgate: none, api-key, jwt")
     a = ap.parse_args()
     if not 1 <= a.duration <= 30:
         sys.exit("--duration must be 1..30 s")
     a.warmup = 2
-    bins = a.bins.split(",")
-    results = {b: [] for b in bins}
+    modes = a.modes.split(",")
+    runs = []
+    for b in a.bins.split(","):
+        for m in (["none"] if b == "haproxy" else modes):
+            runs.append((b, m))
+    label = {r: r[0] if r[1] == "none" else f"{r[0]} [{r[1]}]" for r in runs}
+    results = {label[r]: [] for r in runs}
     with tempfile.TemporaryDirectory(prefix="pairgate-ab-") as d:
+        if "jwt" in modes:
+            tokens = shutil.which("bench-tokens") or os.path.join(
+                os.path.dirname(os.path.abspath(runs[0][0])), "bench-tokens")
+            subprocess.run([tokens, d, str(a.tenants)], check=True)
         upstream = c.start_upstream(d, a.accounts)
         try:
-            script = c.wrk_script(d, a.tenants)
+            scripts = {m: c.wrk_script(d, a.tenants, None if m == "none" else (m, d))
+                       for m in modes + ["none"]}
             for _ in range(a.reps):
-                for b in bins:
+                for (b, m) in runs:
                     kind = "haproxy" if b == "haproxy" else "pairgate"
-                    w, user, system, _mem = c.measure(kind, d, a.tenants, a.accounts, b, script, a)
+                    auth = None if m == "none" else (m, d)
+                    w, user, system, _mem = c.measure(kind, d, a.tenants, a.accounts, b,
+                                                      scripts[m], a, auth)
+                    b = label[(b, m)]
                     n = max(w["requests"], 1)
                     row = (w["rps"], user * 1e6 / n, system * 1e6 / n,
                            w["non2xx"] + w["socket_errors"])

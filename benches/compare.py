@@ -30,6 +30,7 @@ default (one prober per account, every 2 s).
 """
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -207,7 +208,13 @@ backend be_health
     return "".join(out)
 
 
-def pairgate_conf(tenants, accounts):
+def bench_key(i):
+    """Tenant t{i}'s API key in client-authentication runs (the wrk script builds the same)."""
+    return f"bench-key-{i:06d}-7c1e9a3b5d"
+
+
+def pairgate_conf(tenants, accounts, auth=None):
+    """`auth`: None, or ("api-key" | "jwt", directory holding jwks.json for "jwt")."""
     out = [f"""[listen]
 http = "127.0.0.1:{PROXY_PORT}"
 
@@ -228,20 +235,44 @@ pair = "eastus"
     for p in range(accounts):
         out.append(f'\n[[account]]\nname = "east{p}"\nregion = "eastus"\nurl = "http://127.0.0.1:{east(p)}"\n')
         out.append(f'\n[[account]]\nname = "west{p}"\nregion = "westus"\nurl = "http://127.0.0.1:{west(p)}"\n')
+    if auth and auth[0] == "jwt":
+        out.append(f'\n[[jwt_issuer]]\nname = "idp"\nissuer = "https://idp.bench.local/"\n'
+                   f'audiences = ["pairgate"]\njwks_file = "{auth[1]}/jwks.json"\n')
     for i in range(tenants):
         p = i % accounts
-        out.append(f'\n[[tenant]]\nname = "t{i}"\nhosts = ["t{i}.bench.local"]\nprimary = "east{p}"\nsecondary = "west{p}"\n')
+        extra = ""
+        if auth and auth[0] == "api-key":
+            digest = hashlib.sha256(bench_key(i).encode()).hexdigest()
+            extra = f'client_auth = {{ api_keys = ["sha256:{digest}"] }}\n'
+        elif auth and auth[0] == "jwt":
+            extra = 'client_auth = { jwt_issuers = ["idp"] }\n'
+        out.append(f'\n[[tenant]]\nname = "t{i}"\nhosts = ["t{i}.bench.local"]\nprimary = "east{p}"\nsecondary = "west{p}"\n{extra}')
     return "".join(out)
 
 
-def wrk_script(d, tenants):
-    path = f"{d}/rotate-{tenants}.lua"
+def wrk_script(d, tenants, auth=None):
+    """`auth` as for `pairgate_conf`: each request carries its tenant's key or token."""
+    mode = auth[0] if auth else "none"
+    path = f"{d}/rotate-{tenants}-{mode}.lua"
+    if mode == "api-key":
+        credential = 'h["x-api-key"] = string.format("bench-key-%06d-7c1e9a3b5d", i)'
+        setup = ""
+    elif mode == "jwt":
+        credential = 'h["Authorization"] = "Bearer " .. tokens[i + 1]'
+        setup = f"""local tokens = {{}}
+for line in io.lines("{auth[1]}/tokens.txt") do tokens[#tokens + 1] = line end
+"""
+    else:
+        credential = ""
+        setup = ""
     with open(path, "w") as f:
         f.write(f"""-- Rotates the Host over all {tenants} tenants, one request each in turn.
 local n = {tenants}
 local reqs = {{}}
-for i = 0, n - 1 do
-  reqs[i] = wrk.format("GET", "/bench", {{["Host"] = "t" .. i .. ".bench.local"}})
+{setup}for i = 0, n - 1 do
+  local h = {{["Host"] = "t" .. i .. ".bench.local"}}
+  {credential}
+  reqs[i] = wrk.format("GET", "/bench", h)
 end
 local k = math.random(0, n - 1)
 request = function()
@@ -333,7 +364,7 @@ def stop(proc):
         proc.wait()
 
 
-def start_proxy(kind, d, tenants, accounts, pairgate_bin):
+def start_proxy(kind, d, tenants, accounts, pairgate_bin, auth=None):
     """Starts `kind` pinned to CPU 0; returns the process (None for direct) and data port."""
     if kind == "direct":
         return None, east(0)
@@ -352,7 +383,7 @@ def start_proxy(kind, d, tenants, accounts, pairgate_bin):
     else:
         conf = f"{d}/pairgate.toml"
         with open(conf, "w") as f:
-            f.write(pairgate_conf(tenants, accounts))
+            f.write(pairgate_conf(tenants, accounts, auth))
         cmd = ["taskset", "-c", "0", pairgate_bin, "run", "--config", conf]
         env = {**os.environ, "PAIRGATE_ADMIN_TOKEN": TOKEN,
                "RUST_LOG": "warn,pairgate::access=off"}
@@ -387,11 +418,11 @@ def start_upstream(d, accounts):
     return upstream
 
 
-def measure(kind, d, tenants, accounts, pairgate_bin, script, a):
+def measure(kind, d, tenants, accounts, pairgate_bin, script, a, auth=None):
     """One run of `kind`, started fresh: an unmeasured warm-up, then the measured wrk run.
     Returns the wrk result, the proxy's user and kernel CPU seconds over the measured run, and
     its (VmRSS, VmHWM) in KiB afterwards (None for `direct`)."""
-    proc, port = start_proxy(kind, d, tenants, accounts, pairgate_bin)
+    proc, port = start_proxy(kind, d, tenants, accounts, pairgate_bin, auth)
     try:
         run_wrk(port, script, a.warmup, a.connections)
         # After the warm-up: nginx forks its worker only once the config is loaded, which at
