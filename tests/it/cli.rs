@@ -474,3 +474,56 @@ async fn secret_files_rotate_on_reload() {
         "a secret reached the log"
     );
 }
+
+/// `hash-key` prints the digest a tenant's `api_keys` holds (the trailing newline is not part of
+/// the key); `check` reads each `jwks_file` and names one that is missing or holds no usable key
+/// (an HMAC key is never one), with the key set's path in the config.
+#[test]
+fn hash_key_and_key_set_files_are_checked() {
+    use std::io::Write as _;
+    let mut child = Command::new(pairgate_bin().expect("binary"))
+        .arg("hash-key")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("hash-key runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"correct horse battery staple\n")
+        .expect("write key");
+    let out = child.wait_with_output().expect("hash-key ends");
+    assert!(out.status.success());
+    // sha256sum of the 28 bytes without the newline.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "sha256:c4bbcb1fbec99d65bf59d85c8cb62ee2db963f0fe106f483d9afa73bd4e39a8a"
+    );
+
+    let hmac_only = temp_path("hmac-jwks.json");
+    std::fs::write(
+        &hmac_only,
+        r#"{"keys":[{"kty":"oct","k":"c2VjcmV0","alg":"HS256","kid":"h"}]}"#,
+    )
+    .expect("write");
+    let issuers = format!(
+        "[[jwt_issuer]]\nname = \"a\"\nissuer = \"https://a/\"\naudiences = [\"x\"]\njwks_file = \"/nonexistent/jwks.json\"\n\
+         [[jwt_issuer]]\nname = \"b\"\nissuer = \"https://b/\"\naudiences = [\"x\"]\njwks_file = \"{}\"\n",
+        hmac_only.display()
+    );
+    let (code, out) = check(&format!("{VALID}\n{issuers}"), &[]);
+    assert_eq!(code, 64, "{out}");
+    assert!(
+        out.contains("jwt_issuer[0].jwks_file: cannot read /nonexistent/jwks.json"),
+        "{out}"
+    );
+    assert!(
+        out.contains("jwt_issuer[1].jwks_file: no usable signing key"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("c2VjcmV0"),
+        "the key set's secret is never printed: {out}"
+    );
+}
