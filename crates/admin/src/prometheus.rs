@@ -177,6 +177,17 @@ pub fn render(
             "pairgate_local_resource_errors_total{{kind=\"{kind}\",at=\"{at}\"}} {n}"
         );
     }
+    header(
+        &mut out,
+        "pairgate_log_lines_dropped_total",
+        "counter",
+        "Log lines (access log included) dropped because the log writer's queue was full: stderr did not keep up.",
+    );
+    let _ = writeln!(
+        out,
+        "pairgate_log_lines_dropped_total {}",
+        pairgate_proxy::metrics::LOG_LINES_DROPPED.load(Ordering::Relaxed)
+    );
     let credentials = proxy.account_credentials();
     header(
         &mut out,
