@@ -196,3 +196,65 @@ async fn hold_open(addr: std::net::SocketAddr, n: usize) -> Vec<tokio::net::TcpS
     }
     held
 }
+
+/// `pairgate_upstream_connections_open{account}`: connections the pools hold to an account,
+/// counted while in use and idle, none for an account never used, back to 0 once the pool
+/// closes them after `upstream.idle_timeout`.
+#[tokio::test]
+async fn upstream_connections_are_counted_per_account() {
+    let (east, west) = regions().await;
+    let toml = format!(
+        "[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        crate::support::config(&east, &west, "[upstream]\nidle_timeout = \"1s\"\n")
+    );
+    let gw = GatewayProcess::spawn(
+        &temp_path("observe-pool.toml"),
+        &toml,
+        &[("IT_EAST_KEY", EAST_KEY)],
+    )
+    .expect("gateway process");
+    let open = |text: &str, account: &str| {
+        metric(
+            text,
+            &format!("pairgate_upstream_connections_open{{account=\"{account}\"}}"),
+        )
+        .unwrap_or_else(|| panic!("no gauge for {account}:\n{text}"))
+    };
+    // tailspin's primary is west: east is never sent a request.
+    for _ in 0..3 {
+        let reply = get(&gw.url("/a"), "tailspin.example.com")
+            .await
+            .expect("reply");
+        assert_eq!(reply.status, 200);
+    }
+    // One request held in flight while scraping, so its connection is open whatever the
+    // idle timeout did meanwhile.
+    let slow = tokio::spawn({
+        let url = gw.url("/delay/1500");
+        async move { get(&url, "tailspin.example.com").await }
+    });
+    // Bounded: 100 scrapes, 50 ms apart.
+    let mut text = String::new();
+    let mut counted = false;
+    for _ in 0..100 {
+        text = gw.metrics().await.expect("metrics");
+        counted = open(&text, "west") >= 1.0;
+        if counted {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(counted, "west's connection counted:\n{text}");
+    assert_eq!(open(&text, "east"), 0.0, "{text}");
+    assert_eq!(
+        slow.await.expect("task").expect("reply").status,
+        200,
+        "the delayed request succeeds"
+    );
+    // Idle connections close after the idle timeout (1 s; the pool checks about as often).
+    let closed = crate::support::eventually(std::time::Duration::from_secs(10), || async {
+        open(&gw.metrics().await.expect("metrics"), "west") == 0.0
+    })
+    .await;
+    assert!(closed, "west's idle connections closed and uncounted");
+}

@@ -153,6 +153,20 @@ pub fn render(
             );
         }
     }
+    header(
+        &mut out,
+        "pairgate_upstream_connections_open",
+        "gauge",
+        "Connections open from the gateway's upstream pools to the account (idle or in use); accounts sharing an http:// authority share connections and show the same number.",
+    );
+    for account in table.accounts() {
+        let _ = writeln!(
+            out,
+            "pairgate_upstream_connections_open{{account=\"{}\"}} {}",
+            esc(&account.name),
+            account.counters.connections_open()
+        );
+    }
     let probes = monitor.stats();
     header(
         &mut out,
