@@ -163,6 +163,8 @@ async fn access_log_and_metrics_name_who_answered() {
             1.0,
         ),
         ("pairgate_replays_total{outcome=\"succeeded\"}", 1.0),
+        // Exported from the start; nothing here fills the log writer's queue.
+        ("pairgate_log_lines_dropped_total", 0.0),
     ] {
         assert_eq!(metric(&metrics, series), Some(want), "{series}\n{metrics}");
     }
