@@ -197,3 +197,95 @@ impl<T: Write + Unpin> Write for Counted<T> {
         Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use tower_service::Service as _;
+
+    /// Bound on every connect (loopback: instant unless something is badly wrong).
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Accounts `a` and `b` share `shared`'s authority; `c` has its own.
+    fn table(shared: std::net::SocketAddr, other: std::net::SocketAddr) -> RouteTable {
+        let toml = format!(
+            "[[region]]\nname = \"r\"\n\
+             [[account]]\nname = \"a\"\nregion = \"r\"\nurl = \"http://{shared}\"\n\
+             [[account]]\nname = \"b\"\nregion = \"r\"\nurl = \"http://{shared}\"\npath_prefix = \"/b\"\n\
+             [[account]]\nname = \"c\"\nregion = \"r\"\nurl = \"http://{other}\"\n\
+             [[tenant]]\nname = \"t\"\nhosts = [\"t.example.com\"]\nprimary = \"a\"\n"
+        );
+        let loaded = pairgate_config::load(&toml, &|_| None).expect("valid");
+        RouteTable::compile(&loaded.config, 1, None).expect("compiles")
+    }
+
+    fn open(table: &RouteTable, name: &str) -> u64 {
+        table
+            .accounts()
+            .iter()
+            .find(|a| &*a.name == name)
+            .expect("account")
+            .counters
+            .connections_open()
+    }
+
+    #[tokio::test]
+    async fn a_connection_counts_under_its_authoritys_accounts_while_it_lives() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let other = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let table = table(addr, other.local_addr().expect("addr"));
+        let map = Arc::new(ArcSwap::from_pointee(ByAuthority::of(&table)));
+        let mut connector = Counting::shared(HttpConnector::new(), map);
+
+        let uri: Uri = format!("http://{addr}/").parse().expect("uri");
+        let first = tokio::time::timeout(WAIT, connector.call(uri.clone()))
+            .await
+            .expect("connects in time")
+            .expect("connects");
+        let second = tokio::time::timeout(WAIT, connector.call(uri))
+            .await
+            .expect("connects in time")
+            .expect("connects");
+        assert_eq!(
+            [open(&table, "a"), open(&table, "b"), open(&table, "c")],
+            [2, 2, 0],
+            "both accounts of the authority count its connections; the other none"
+        );
+        drop(first);
+        assert_eq!(open(&table, "a"), 1);
+        drop(second);
+        assert_eq!([open(&table, "a"), open(&table, "b")], [0, 0]);
+    }
+
+    #[tokio::test]
+    async fn an_accounts_own_connector_counts_only_that_account() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let table = table(addr, addr);
+        let c = table
+            .accounts()
+            .iter()
+            .find(|a| &*a.name == "c")
+            .expect("account");
+        let mut connector = Counting::account(HttpConnector::new(), &c.counters);
+        let uri: Uri = format!("http://{addr}/").parse().expect("uri");
+        let io = tokio::time::timeout(WAIT, connector.call(uri))
+            .await
+            .expect("connects in time")
+            .expect("connects");
+        assert_eq!(
+            [open(&table, "a"), open(&table, "b"), open(&table, "c")],
+            [0, 0, 1]
+        );
+        drop(io);
+        assert_eq!(open(&table, "c"), 0);
+    }
+}
