@@ -32,6 +32,8 @@ pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 enum Msg {
     /// One formatted line (or whatever one event wrote), newline included.
     Line(Vec<u8>),
+    /// Flush, then answer: everything queued before has been written.
+    Sync(SyncSender<()>),
     /// Flush and stop: the guard is dropped. The subscriber keeps its senders for the life of
     /// the process, so the channel itself never disconnects.
     Shutdown,
@@ -96,6 +98,29 @@ impl NonBlocking {
         Ok((NonBlocking { tx, dropped }, guard))
     }
 
+    /// Waits, at most `within`, until every line queued before the call has been written and
+    /// flushed; `false` when that did not happen in time. For text written to stderr directly
+    /// that must follow the log lines (the binary's last error message). It blocks: call it
+    /// from the main thread, never from a runtime worker.
+    pub fn sync(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        let (ack, acked) = mpsc::sync_channel(1);
+        let mut msg = Msg::Sync(ack);
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    msg = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(_) => return false,
+            }
+        }
+        acked
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
+    }
+
     /// Queues one line, or drops and counts it when the queue is full or the writer stopped.
     fn send(&self, line: Vec<u8>) {
         match self.tx.try_send(Msg::Line(line)) {
@@ -147,6 +172,10 @@ fn drain<W: Write>(rx: &Receiver<Msg>, out: W) {
             match msg {
                 Msg::Line(line) => {
                     let _ = out.write_all(&line);
+                }
+                Msg::Sync(ack) => {
+                    let _ = out.flush();
+                    let _ = ack.try_send(());
                 }
                 Msg::Shutdown => {
                     let _ = out.flush();
@@ -280,6 +309,29 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn sync_returns_once_earlier_lines_are_written() {
+        let dropped: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
+        let out = Shared::default();
+        let (nb, guard) = NonBlocking::new(out.clone(), QUEUE_LINES, dropped).expect("thread");
+        for i in 0..100 {
+            line(&nb, &format!("line {i}"));
+        }
+        assert!(nb.sync(Duration::from_secs(10)), "the writer answers");
+        let text = String::from_utf8(out.0.lock().expect("not poisoned").clone()).expect("utf-8");
+        assert_eq!(
+            text.lines().count(),
+            100,
+            "all written before sync returned"
+        );
+        assert!(text.ends_with("line 99\n"), "{text}");
+        drop(guard);
+        assert!(
+            !nb.sync(Duration::from_millis(100)),
+            "no writer after shutdown"
+        );
     }
 
     #[test]

@@ -393,6 +393,10 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     if LOG_JSON.load(std::sync::atomic::Ordering::Relaxed) {
         tracing::error!("{err:#}");
     } else {
+        // After the log lines already queued, not among them.
+        if let Some(log) = LOG_OUT.get() {
+            log.sync(std::time::Duration::from_secs(1));
+        }
         let _ = writeln!(std::io::stderr(), "pairgate: {err:#}");
     }
     if err.chain().any(|e| e.is::<pairgate::BindError>()) {
@@ -404,6 +408,10 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 
 /// Whether logs are JSON (set once, before anything is reported).
 static LOG_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The log writer (set once, before anything is reported), for `report` to print its plain
+/// message after the log lines queued before it.
+static LOG_OUT: std::sync::OnceLock<pairgate::log_writer::NonBlocking> = std::sync::OnceLock::new();
 
 /// One worker thread gets Tokio's current-thread scheduler: the same single thread of work,
 /// without the work-stealing machinery (shared queues, cross-thread wake-ups) that a pool of one
@@ -430,6 +438,7 @@ fn init_tracing(format: LogFormat) -> Option<pairgate::log_writer::WriterGuard> 
     let dropped = &pairgate_proxy::metrics::LOG_LINES_DROPPED;
     match NonBlocking::new(std::io::stderr(), QUEUE_LINES, dropped) {
         Ok((writer, guard)) => {
+            let _ = LOG_OUT.set(writer.clone());
             install_subscriber(format, writer);
             Some(guard)
         }
