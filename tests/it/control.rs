@@ -1211,6 +1211,20 @@ async fn drains_at_sigterm(runtime: &str, file: &str) {
         .wait_exit(Duration::from_secs(10))
         .expect("exits after the request");
     assert_eq!(exit, Some(0), "exit code; log:\n{}", gw.stderr());
+    // What was logged up to the exit reaches stderr: the slow request's access line (written
+    // when its body ended, just before the exit) and the shutdown message; the log writer's
+    // guard writes out its queue before the process ends.
+    assert!(
+        gw.wait_stderr(Duration::from_secs(5), |log| {
+            log.contains("shutting down")
+                && log
+                    .lines()
+                    .any(|l| l.contains("pairgate::access") && l.contains("/delay/1500"))
+        })
+        .await,
+        "lines logged before the exit are missing:\n{}",
+        gw.stderr()
+    );
     // New connections are refused once it has stopped.
     assert!(get(&gw.url("/x"), "slow.example.com").await.is_err());
 }

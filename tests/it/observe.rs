@@ -163,6 +163,8 @@ async fn access_log_and_metrics_name_who_answered() {
             1.0,
         ),
         ("pairgate_replays_total{outcome=\"succeeded\"}", 1.0),
+        // Exported from the start; nothing here fills the log writer's queue.
+        ("pairgate_log_lines_dropped_total", 0.0),
     ] {
         assert_eq!(metric(&metrics, series), Some(want), "{series}\n{metrics}");
     }
@@ -195,4 +197,154 @@ async fn hold_open(addr: std::net::SocketAddr, n: usize) -> Vec<tokio::net::TcpS
         held.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
     }
     held
+}
+
+/// `bytes_out` is what the client was sent, written when the body ends: the length of a
+/// chunked (undeclared) body and of a declared one; for a client that leaves mid-body, the
+/// bytes sent until then and `body_complete=false`. Each request is logged once.
+#[tokio::test]
+async fn access_log_counts_streamed_body_bytes() {
+    use http_body_util::BodyExt as _;
+    let (east, west) = regions().await;
+    let toml = format!(
+        "[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        crate::support::config(&east, &west, "")
+    );
+    let gw = GatewayProcess::spawn(
+        &temp_path("observe-bytes.toml"),
+        &toml,
+        &[("IT_EAST_KEY", EAST_KEY), ("PAIRGATE_LOG_FORMAT", "json")],
+    )
+    .expect("gateway process");
+    // tailspin: west primary, no path prefix, so `/download` reaches the mock's endpoint.
+    const HOST: &str = "tailspin.example.com";
+    const CHUNKED: u64 = 200_003;
+    let chunked = get(
+        &gw.url(&format!("/download?bytes={CHUNKED}&chunked=1")),
+        HOST,
+    )
+    .await
+    .expect("reply");
+    assert_eq!(chunked.status, 200);
+    assert!(
+        !chunked.headers.contains_key(http::header::CONTENT_LENGTH),
+        "the body must stream without a declared length: {:?}",
+        chunked.headers
+    );
+    assert_eq!(chunked.body.len() as u64, CHUNKED);
+    let declared = get(&gw.url("/download?bytes=1234"), HOST)
+        .await
+        .expect("reply");
+    assert_eq!(declared.body.len(), 1234);
+
+    // The upstream sends 100000 bytes, then stalls; the client reads them all and leaves.
+    const SENT: u64 = 100_000;
+    let req = http::Request::get(gw.url(&format!(
+        "/download?bytes=1000000&stall_after={SENT}&chunked=1"
+    )))
+    .header(http::header::HOST, HOST)
+    .body(Full::new(bytes::Bytes::new()))
+    .expect("request");
+    let client = pairgate_test_support::client();
+    let read = tokio::time::timeout(pairgate_test_support::WAIT, async {
+        let mut body = client.request(req).await.expect("head").into_body();
+        let mut read = 0u64;
+        while read < SENT {
+            let frame = body.frame().await.expect("a frame").expect("no error");
+            read += frame.data_ref().map_or(0, |d| d.len() as u64);
+        }
+        read
+    })
+    .await
+    .expect("the first bytes arrive");
+    assert_eq!(read, SENT);
+    drop(client);
+
+    let lines = |log: &str, path: &str| -> Vec<serde_json::Value> {
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == "pairgate::access" && v["path"] == path)
+            .collect()
+    };
+    // The last line is written when the gateway notices the client left.
+    assert!(
+        gw.wait_stderr(pairgate_test_support::WAIT, |log| lines(log, "/download")
+            .len()
+            >= 3)
+            .await,
+        "three access lines:\n{}",
+        gw.stderr()
+    );
+    let log = gw.kill();
+    let all = lines(&log, "/download");
+    assert_eq!(all.len(), 3, "one line per request: {all:#?}");
+    assert_eq!(all[0]["bytes_out"], CHUNKED, "{}", all[0]);
+    assert_eq!(all[0]["body_complete"], true, "{}", all[0]);
+    assert_eq!(all[1]["bytes_out"], 1234, "{}", all[1]);
+    assert_eq!(all[1]["body_complete"], true, "{}", all[1]);
+    assert_eq!(all[2]["status"], 200, "{}", all[2]);
+    assert_eq!(all[2]["bytes_out"], SENT, "{}", all[2]);
+    assert_eq!(all[2]["body_complete"], false, "{}", all[2]);
+}
+
+/// `pairgate_upstream_connections_open{account}`: connections the pools hold to an account,
+/// counted while in use and idle, none for an account never used, back to 0 once the pool
+/// closes them after `upstream.idle_timeout`.
+#[tokio::test]
+async fn upstream_connections_are_counted_per_account() {
+    let (east, west) = regions().await;
+    let toml = format!(
+        "[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        crate::support::config(&east, &west, "[upstream]\nidle_timeout = \"1s\"\n")
+    );
+    let gw = GatewayProcess::spawn(
+        &temp_path("observe-pool.toml"),
+        &toml,
+        &[("IT_EAST_KEY", EAST_KEY)],
+    )
+    .expect("gateway process");
+    let open = |text: &str, account: &str| {
+        metric(
+            text,
+            &format!("pairgate_upstream_connections_open{{account=\"{account}\"}}"),
+        )
+        .unwrap_or_else(|| panic!("no gauge for {account}:\n{text}"))
+    };
+    // tailspin's primary is west: east is never sent a request.
+    for _ in 0..3 {
+        let reply = get(&gw.url("/a"), "tailspin.example.com")
+            .await
+            .expect("reply");
+        assert_eq!(reply.status, 200);
+    }
+    // One request held in flight while scraping, so its connection is open whatever the
+    // idle timeout did meanwhile.
+    let slow = tokio::spawn({
+        let url = gw.url("/delay/1500");
+        async move { get(&url, "tailspin.example.com").await }
+    });
+    // Bounded: 100 scrapes, 50 ms apart.
+    let mut text = String::new();
+    let mut counted = false;
+    for _ in 0..100 {
+        text = gw.metrics().await.expect("metrics");
+        counted = open(&text, "west") >= 1.0;
+        if counted {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(counted, "west's connection counted:\n{text}");
+    assert_eq!(open(&text, "east"), 0.0, "{text}");
+    assert_eq!(
+        slow.await.expect("task").expect("reply").status,
+        200,
+        "the delayed request succeeds"
+    );
+    // Idle connections close after the idle timeout (1 s; the pool checks about as often).
+    let closed = crate::support::eventually(std::time::Duration::from_secs(10), || async {
+        open(&gw.metrics().await.expect("metrics"), "west") == 0.0
+    })
+    .await;
+    assert!(closed, "west's idle connections closed and uncounted");
 }

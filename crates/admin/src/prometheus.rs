@@ -153,6 +153,20 @@ pub fn render(
             );
         }
     }
+    header(
+        &mut out,
+        "pairgate_upstream_connections_open",
+        "gauge",
+        "Connections open from the gateway's upstream pools to the account (idle or in use); accounts sharing an http:// authority share connections and show the same number.",
+    );
+    for account in table.accounts() {
+        let _ = writeln!(
+            out,
+            "pairgate_upstream_connections_open{{account=\"{}\"}} {}",
+            esc(&account.name),
+            account.counters.connections_open()
+        );
+    }
     let probes = monitor.stats();
     header(
         &mut out,
@@ -177,6 +191,17 @@ pub fn render(
             "pairgate_local_resource_errors_total{{kind=\"{kind}\",at=\"{at}\"}} {n}"
         );
     }
+    header(
+        &mut out,
+        "pairgate_log_lines_dropped_total",
+        "counter",
+        "Log lines (access log included) dropped because the log writer's queue was full: stderr did not keep up.",
+    );
+    let _ = writeln!(
+        out,
+        "pairgate_log_lines_dropped_total {}",
+        pairgate_proxy::metrics::LOG_LINES_DROPPED.load(Ordering::Relaxed)
+    );
     let credentials = proxy.account_credentials();
     header(
         &mut out,

@@ -120,6 +120,9 @@ async fn route(
                 if let Some(at) = query_param(query, "stall_after").and_then(|n| n.parse().ok()) {
                     body = body.stalling_at(at);
                 }
+                if query_param(query, "chunked").is_some() {
+                    body = body.chunked();
+                }
                 let mut response = Response::new(body.boxed());
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,

@@ -15,7 +15,8 @@
 //!   counted by `probe_count`, never recorded.
 //! - `/download?bytes=N`: `N` bytes of the pattern [`pattern_byte`], streamed in 64 KiB chunks with
 //!   `content-length`; check it with [`pattern_fnv64`]. With `&stall_after=K`, only the first `K`
-//!   bytes are sent and then nothing, the connection left open (a stalled upstream).
+//!   bytes are sent and then nothing, the connection left open (a stalled upstream). With
+//!   `&chunked=1`, no length is declared: the body goes out chunked (HTTP/1.1).
 //! - `/status/{code}`: the JSON echo with that status.
 //! - `/delay/{ms}`: the JSON echo after `ms` milliseconds.
 //! - `/ws` with a WebSocket handshake: 101, then every text and binary message is echoed back.

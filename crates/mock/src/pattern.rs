@@ -92,13 +92,16 @@ fn chunk_at(pos: u64, total: u64) -> (usize, usize) {
 }
 
 /// Response body of `/download`: `len` pattern bytes, produced chunk by chunk on demand. It never
-/// holds more than the shared table, and it reports an exact size so hyper sends `content-length`.
+/// holds more than the shared table, and it reports an exact size so hyper sends `content-length`
+/// (unless made [`PatternBody::chunked`]).
 pub(crate) struct PatternBody {
     table: Bytes,
     pos: u64,
     len: u64,
     /// Send this many bytes, then nothing more (the connection stays open).
     stall_at: Option<u64>,
+    /// Report no size, so hyper sends `transfer-encoding: chunked` (HTTP/1.1).
+    chunked: bool,
 }
 
 impl PatternBody {
@@ -109,7 +112,14 @@ impl PatternBody {
             pos: 0,
             len,
             stall_at: None,
+            chunked: false,
         }
+    }
+
+    /// The same body with no declared length: a streamed response of unknown size.
+    pub(crate) fn chunked(mut self) -> Self {
+        self.chunked = true;
+        self
     }
 
     /// The same body that stops for good after `at` bytes: a stalled upstream.
@@ -146,6 +156,9 @@ impl Body for PatternBody {
     }
 
     fn size_hint(&self) -> SizeHint {
+        if self.chunked {
+            return SizeHint::default();
+        }
         SizeHint::with_exact(self.len - self.pos)
     }
 }

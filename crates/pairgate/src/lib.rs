@@ -8,6 +8,7 @@ mod credentials;
 pub mod demo;
 /// Fleet mode lives in its own crate; re-exported for `pairgate cluster` and the tests.
 pub use pairgate_fleet as fleet;
+pub mod log_writer;
 pub mod supervise;
 
 use std::net::SocketAddr;

@@ -107,7 +107,9 @@ enum ClusterAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // Held to the end of `main`: dropping it writes out the queued log lines, the last
+    // report's included.
+    let _log = init_tracing(cli.log_format);
     match cli.command {
         Command::Check { config, format } => check(&config, format),
         Command::Run { config } => run(&config),
@@ -425,6 +427,10 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     if LOG_JSON.load(std::sync::atomic::Ordering::Relaxed) {
         tracing::error!("{err:#}");
     } else {
+        // After the log lines already queued, not among them.
+        if let Some(log) = LOG_OUT.get() {
+            log.sync(std::time::Duration::from_secs(1));
+        }
         let _ = writeln!(std::io::stderr(), "pairgate: {err:#}");
     }
     if err.chain().any(|e| e.is::<pairgate::BindError>()) {
@@ -436,6 +442,10 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 
 /// Whether logs are JSON (set once, before anything is reported).
 static LOG_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The log writer (set once, before anything is reported), for `report` to print its plain
+/// message after the log lines queued before it.
+static LOG_OUT: std::sync::OnceLock<pairgate::log_writer::NonBlocking> = std::sync::OnceLock::new();
 
 /// One worker thread gets Tokio's current-thread scheduler: the same single thread of work,
 /// without the work-stealing machinery (shared queues, cross-thread wake-ups) that a pool of one
@@ -454,13 +464,36 @@ fn runtime(worker_threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runt
     builder.build().context("starting the tokio runtime")
 }
 
-fn init_tracing(format: LogFormat) {
+/// Logs go to stderr through the non-blocking writer (`pairgate::log_writer`): a request's
+/// worker formats its access-log line and queues it, and never waits on stderr. When the
+/// writer thread cannot start, logs are written synchronously, as before it existed.
+fn init_tracing(format: LogFormat) -> Option<pairgate::log_writer::WriterGuard> {
+    use pairgate::log_writer::{NonBlocking, QUEUE_LINES};
+    let dropped = &pairgate_proxy::metrics::LOG_LINES_DROPPED;
+    match NonBlocking::new(std::io::stderr(), QUEUE_LINES, dropped) {
+        Ok((writer, guard)) => {
+            let _ = LOG_OUT.set(writer.clone());
+            install_subscriber(format, writer);
+            Some(guard)
+        }
+        Err(err) => {
+            install_subscriber(format, std::io::stderr);
+            tracing::warn!(error = %err, "logging synchronously to stderr");
+            None
+        }
+    }
+}
+
+fn install_subscriber<W>(format: LogFormat, writer: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Pretty => builder.init(),
         LogFormat::Json => {

@@ -1,4 +1,5 @@
-//! Body wrappers: request-body limits (size, idle time) and the tenant in-flight guard.
+//! Body wrappers: request-body limits (size, idle time), and the response body that holds the
+//! tenant's in-flight slot and writes the access-log line.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -6,6 +7,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::forward::AccessLine;
 use crate::idle::IdleTimer;
 use crate::{BoxError, ErrorKind};
 use bytes::Bytes;
@@ -127,10 +129,19 @@ impl Drop for InFlight {
 /// long download counts against the tenant's concurrency like any other request; it fails
 /// when the upstream sends nothing for `idle` (`upstream.read_timeout`), so a stalled upstream
 /// cannot hold the slot and the client's connection forever.
+///
+/// It also carries the request's access-log line, written once: when the body ends, fails or
+/// is dropped (the client left), with the body bytes handed to the client's connection. The
+/// line lives inside this body (one allocation with it, when the body is boxed), and counting
+/// is one add per data frame.
 pub(crate) struct HoldingBody {
     inner: Incoming,
     _slot: InFlight,
     idle: IdleTimer,
+    /// Data bytes passed on so far.
+    sent: u64,
+    /// Written and taken at the body's end; `None` once written, or when `[log]` wants none.
+    line: Option<AccessLine>,
 }
 
 impl HoldingBody {
@@ -139,6 +150,21 @@ impl HoldingBody {
             inner,
             _slot: slot,
             idle: IdleTimer::new(idle),
+            sent: 0,
+            line: None,
+        }
+    }
+
+    /// Carries `line`, to be written when the body ends.
+    pub(crate) fn with_access_line(mut self, line: Option<AccessLine>) -> Self {
+        self.line = line;
+        self
+    }
+
+    /// Writes the access-log line, if not yet written.
+    fn log(&mut self, complete: bool) {
+        if let Some(line) = self.line.take() {
+            line.write(Some(self.sent), Some(complete));
         }
     }
 }
@@ -154,14 +180,25 @@ impl Body for HoldingBody {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.sent += data.len() as u64;
+                }
                 this.idle.progress();
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(other) => Poll::Ready(other.map(|r| r.map_err(Into::into))),
+            Poll::Ready(None) => {
+                this.log(true);
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(err))) => {
+                this.log(false);
+                Poll::Ready(Some(Err(err.into())))
+            }
             Poll::Pending if this.idle.expired(cx) => {
                 tracing::debug!(
                     "upstream response body idle past upstream.read_timeout; cutting it"
                 );
+                this.log(false);
                 Poll::Ready(Some(Err(
                     "upstream response body idle (upstream.read_timeout)".into(),
                 )))
@@ -176,6 +213,15 @@ impl Body for HoldingBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for HoldingBody {
+    fn drop(&mut self) {
+        // Dropped before its end was polled: complete only if nothing was left to send (a
+        // bodiless response, or hyper stopped at the declared length); else the client left.
+        let complete = self.inner.is_end_stream();
+        self.log(complete);
     }
 }
 

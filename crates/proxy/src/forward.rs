@@ -5,7 +5,7 @@ use std::error::Error as StdError;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use std::sync::atomic::Ordering;
 
@@ -70,8 +70,6 @@ struct Trace {
     ttfb: Option<std::time::Duration>,
     /// Request body bytes, when known (declared or read ahead).
     bytes_in: Option<u64>,
-    /// Response body bytes, when the response declares them.
-    bytes_out: Option<u64>,
 }
 
 impl Trace {
@@ -99,8 +97,10 @@ pub(crate) struct ConnInfo {
 /// its response head was ready (nginx's "client closed request"); nothing is sent.
 const CLIENT_CLOSED: u16 = 499;
 
-/// One access-log event and one metrics record per request: written when the response head is
-/// ready, or on drop when the request ends without one (the client left while it waited).
+/// One metrics record per request, written when the response head is ready, or on drop when
+/// the request ends without one (the client left while it waited); and one access-log line,
+/// handed to the response body ([`AccessLine`]) or written at once when there is no body to
+/// wait for.
 struct Record<'a> {
     shared: &'a Shared,
     conn: &'a ConnInfo,
@@ -114,7 +114,9 @@ struct Record<'a> {
 }
 
 impl Record<'_> {
-    fn write(&mut self, status: u16, error: Option<&'static str>) {
+    /// Records the request's metrics, and returns its access-log line when `[log]` wants one.
+    /// The line takes the request's fields (moved, not copied).
+    fn finish(&mut self, status: u16, error: Option<&'static str>) -> Option<AccessLine> {
         self.written = true;
         let trace = &self.trace;
         let elapsed = self.started.elapsed();
@@ -136,18 +138,73 @@ impl Record<'_> {
         }
         let log = &self.shared.settings.access_log;
         if !log.wants(status, error.is_some(), &self.shared.stats.access_sampled) {
-            return;
+            return None;
         }
+        Some(AccessLine {
+            client: self.conn.peer,
+            query: log.query,
+            method: std::mem::take(&mut self.method),
+            host: self.host.take(),
+            uri: std::mem::take(&mut self.uri),
+            trace: std::mem::take(&mut self.trace),
+            status,
+            error,
+            elapsed,
+        })
+    }
+}
+
+impl Drop for Record<'_> {
+    fn drop(&mut self) {
+        if !self.written
+            && let Some(line) = self.finish(CLIENT_CLOSED, Some("client_closed"))
+        {
+            line.write(None, None);
+        }
+    }
+}
+
+/// A request's access-log line, complete but for the response body: the body that carries it
+/// (`HoldingBody`) writes it once, when the body ends or is dropped, with the bytes it sent.
+/// Owned, so it can outlive the request's handler. It holds the routing table the request was
+/// routed with (names are read from it only when the line is written, which saves copying
+/// them): after a reload, the old table stays in memory until the last logged body routed with
+/// it ends.
+pub(crate) struct AccessLine {
+    client: SocketAddr,
+    /// `[log] query`: whether the path is logged with its query string.
+    query: bool,
+    method: Method,
+    host: Option<HeaderValue>,
+    uri: Uri,
+    trace: Trace,
+    status: u16,
+    error: Option<&'static str>,
+    /// Request head to response head.
+    elapsed: Duration,
+}
+
+impl AccessLine {
+    /// Writes the line. `bytes_out`: response body bytes sent (`None` when no response was);
+    /// `body_complete`: whether the body was sent to its end (`false`: the client left or the
+    /// upstream broke off mid-body).
+    pub(crate) fn write(&self, bytes_out: Option<u64>, body_complete: Option<bool>) {
+        let trace = &self.trace;
+        let table = trace.table.as_deref();
+        let account = table.zip(trace.account).map(|(t, id)| t.account(id));
+        let tenant = table.zip(trace.tenant).map(|(t, id)| t.tenant(id));
         let region = table.zip(account).map(|(t, a)| &*t.region(a.region).name);
-        let path = if log.query {
+        let path = if self.query {
             self.uri.path_and_query().map_or("-", |pq| pq.as_str())
         } else {
             self.uri.path()
         };
+        let status = self.status;
+        let error = self.error;
         tracing::info!(
             target: "pairgate::access",
             request_id = trace.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
-            client = %self.conn.peer,
+            client = %self.client,
             method = %self.method,
             host = self
                 .host
@@ -163,8 +220,9 @@ impl Record<'_> {
             generation = trace.generation,
             status,
             bytes_in = trace.bytes_in,
-            bytes_out = trace.bytes_out,
-            duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            bytes_out,
+            body_complete,
+            duration_us = u64::try_from(self.elapsed.as_micros()).unwrap_or(u64::MAX),
             ttfb_us = trace.ttfb.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             error,
             error.cause = trace.error.as_ref().and_then(cause).map(|c| tracing::field::debug(c.to_string())),
@@ -182,14 +240,6 @@ impl Record<'_> {
 /// What caused `err`, as the access log shows it.
 fn cause(err: &ProxyError) -> Option<pairgate_tls::Describe<'_>> {
     StdError::source(err).map(pairgate_tls::Describe)
-}
-
-impl Drop for Record<'_> {
-    fn drop(&mut self) {
-        if !self.written {
-            self.write(CLIENT_CLOSED, Some("client_closed"));
-        }
-    }
 }
 
 /// Serves one client request: never fails, every error becomes a response.
@@ -211,18 +261,23 @@ pub(crate) async fn handle(
     // 2. One snapshot per request: the routing table and its accounts' TLS clients.
     let snapshot = shared.routes.load_full();
     record.trace.table = Some(Arc::clone(&snapshot.table));
-    let resp = match forward(shared, &snapshot, conn, req, &mut record.trace).await {
-        Ok(resp) => resp,
+    match forward(shared, &snapshot, conn, req, &mut record.trace).await {
+        Ok(resp) => {
+            // 9. The metrics now; the log line when the body has been sent (bytes_out).
+            let line = record.finish(resp.status().as_u16(), None);
+            resp.map(|body| body.with_access_line(line).boxed())
+        }
         Err(err) => {
             let resp = err.into_response();
+            let code = err.kind().code();
             record.trace.error = Some(err);
+            // An error body is a few bytes, whole in memory: logged now.
+            if let Some(line) = record.finish(resp.status().as_u16(), Some(code)) {
+                line.write(http_body::Body::size_hint(resp.body()).exact(), Some(true));
+            }
             resp
         }
-    };
-    let error = record.trace.error.as_ref().map(|e| e.kind().code());
-    record.trace.bytes_out = content_length(resp.headers());
-    record.write(resp.status().as_u16(), error);
-    resp
+    }
 }
 
 /// The request's way through, one call per step of ARCHITECTURE.md's walk (step 2, the
@@ -233,7 +288,7 @@ async fn forward(
     conn: &ConnInfo,
     req: Request<Incoming>,
     trace: &mut Trace,
-) -> Result<Response<Body>, ProxyError> {
+) -> Result<Response<HoldingBody>, ProxyError> {
     let table = &*snapshot.table;
     // 1.
     check_shape(&req, &shared.settings)?;
@@ -681,7 +736,7 @@ fn respond(
     replayed: bool,
     client_upgrade: Option<OnUpgrade>,
     slot: InFlight,
-) -> Result<Response<Body>, ProxyError> {
+) -> Result<Response<HoldingBody>, ProxyError> {
     if ambiguous_response_framing(resp.headers()) {
         return Err(ErrorKind::UpstreamProtocol.into());
     }
@@ -702,7 +757,7 @@ fn respond(
             .insert(&X_PAIRGATE_REPLAYED, HeaderValue::from_static("1"));
     }
     let read_timeout = shared.settings.read_timeout;
-    Ok(resp.map(|body| HoldingBody::new(body, slot, read_timeout).boxed()))
+    Ok(resp.map(|body| HoldingBody::new(body, slot, read_timeout)))
 }
 
 /// An upstream response whose framing hyper might have settled one way while another hop reads
@@ -740,16 +795,6 @@ fn generate_request_id() -> HeaderValue {
         *b = b"0123456789abcdef"[nibble as usize];
     }
     HeaderValue::from_bytes(&buf).expect("hex digits are a valid header value")
-}
-
-/// A response's declared body length.
-fn content_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
 }
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

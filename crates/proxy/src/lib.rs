@@ -24,6 +24,7 @@ pub mod headers;
 mod idle;
 pub mod metrics;
 mod server;
+mod upstream_conn;
 pub mod uri;
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use pairgate_config::Config;
 use pairgate_routing::RouteTable;
+use upstream_conn::{ByAuthority, Counting};
 
 pub use error::{ErrorKind, ProxyError};
 pub use forward::{Observer, UpstreamOutcome};
@@ -167,8 +169,8 @@ impl Settings {
     }
 }
 
-type UpstreamClient = Client<HttpConnector, Body>;
-type TlsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+type UpstreamClient = Client<Counting<HttpConnector>, Body>;
+type TlsClient = Client<Counting<hyper_rustls::HttpsConnector<HttpConnector>>, Body>;
 
 pub use pairgate_clientauth::{Gate as ClientGate, PeerIdentity};
 pub use pairgate_credentials::{AccountCredential, CredentialMap};
@@ -220,6 +222,9 @@ impl Snapshot {
 /// Everything the data plane shares between connections.
 pub struct Shared {
     routes: ArcSwap<Snapshot>,
+    /// The plain accounts of the current snapshot by authority, for the shared pools'
+    /// connector to count connections per account; stored with `routes`.
+    plain_accounts: Arc<ArcSwap<ByAuthority>>,
     http1: UpstreamClient,
     http2: UpstreamClient,
     settings: Settings,
@@ -243,10 +248,12 @@ impl Shared {
         settings: Settings,
         observer: Arc<dyn Observer>,
     ) -> Arc<Self> {
-        let connector = plain_connector(&settings);
+        let plain_accounts = Arc::new(ArcSwap::from_pointee(ByAuthority::of(&routes)));
+        let connector = Counting::shared(plain_connector(&settings), Arc::clone(&plain_accounts));
         let snapshot = Snapshot::new(routes, tls, credentials, client_auth, &settings);
         Arc::new(Shared {
             routes: ArcSwap::from_pointee(snapshot),
+            plain_accounts,
             http1: pooled_client(&settings, false, connector.clone()),
             http2: pooled_client(&settings, true, connector),
             observer,
@@ -272,6 +279,10 @@ impl Shared {
         credentials: &CredentialMap,
         client_auth: &Arc<ClientGate>,
     ) {
+        // Before the snapshot: a connection its requests open is then counted under the
+        // accounts they are sent to.
+        self.plain_accounts
+            .store(Arc::new(ByAuthority::of(&routes)));
         let snapshot = Snapshot::new(routes, tls, credentials, client_auth, &self.settings);
         self.routes.store(Arc::new(snapshot));
     }
@@ -343,7 +354,11 @@ fn tls_clients(
         .map(|account| {
             let t = tls.get(&account.key)?;
             let https = pairgate_tls::https_connector(t, connector.clone());
-            Some(pooled_client(settings, false, https))
+            Some(pooled_client(
+                settings,
+                false,
+                Counting::account(https, &account.counters),
+            ))
         })
         .collect()
 }

@@ -17,6 +17,12 @@ use pairgate_routing::counters::{TenantCounters, class_index};
 /// The label of requests that never reached an account (unknown tenant, bad request).
 pub const NO_REGION: &str = "none";
 
+/// Log lines (access log and every other event) dropped because the log writer's queue was
+/// full: the writer never blocks the thread that logs (`pairgate::log_writer`). A static, like
+/// `pairgate_routing::local::LOCAL_ERRORS`: stderr is a process resource, written by one thread
+/// for the whole process, and the binary sets the writer up before any gateway exists.
+pub static LOG_LINES_DROPPED: AtomicU64 = AtomicU64::new(0);
+
 /// Slots of the error counter: more than the `ErrorKind` codes (a test holds the margin).
 const ERROR_SLOTS: usize = 32;
 

@@ -94,12 +94,17 @@ pub const PASSIVE_KINDS: [&str; 8] = [
 ];
 
 /// Requests answered by one account (a histogram per side and status class), its probes by
-/// result and its passive failures by kind.
+/// result, its passive failures by kind, and the data plane's connections open to it.
 #[derive(Debug, Default)]
 pub struct AccountCounters {
     by_side: [[Histogram; CLASSES]; 2],
     probes: [AtomicU64; PROBE_RESULTS.len()],
     passive: [AtomicU64; PASSIVE_KINDS.len()],
+    /// Upstream connections open now (idle in a pool or in use): raised when a connection is
+    /// made, lowered when it is dropped, by the data plane's connector. A gauge carried across
+    /// reloads like the counters, so a connection made before a reload is uncounted from the
+    /// same number after it.
+    connections_open: AtomicU64,
 }
 
 impl AccountCounters {
@@ -138,6 +143,21 @@ impl AccountCounters {
             .iter()
             .zip(&self.passive)
             .map(|(k, n)| (*k, n.load(Ordering::Relaxed)))
+    }
+
+    /// One more upstream connection to this account is open.
+    pub fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An upstream connection counted by [`Self::connection_opened`] closed.
+    pub fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Upstream connections open to this account now.
+    pub fn connections_open(&self) -> u64 {
+        self.connections_open.load(Ordering::Relaxed)
     }
 
     /// The histogram of `side` and class index `class`.
