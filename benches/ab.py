@@ -8,7 +8,8 @@ path moved anything: single runs drift by +-10% on a shared machine, interleaved
 
     python3 benches/ab.py --bins /tmp/before,/tmp/after,haproxy --reps 4
 
-`--modes none,api-key,jwt` runs each pairgate binary once per client-authentication mode (every
+`--modes none,api-key,jwt` runs each pairgate binary (`PATH@MODE`: that mode only, e.g.
+`/tmp/before@none` for a build without client authentication) once per client-authentication mode (every
 tenant with an API key, or with a JWT issuer; wrk sends each tenant's key or token), interleaved
 in the same run, so the cost of each kind reads against `none`. JWT runs need the
 `bench-tokens` binary next to the pairgate binary's target dir or on PATH
@@ -43,20 +44,23 @@ def main():
     a.warmup = 2
     modes = a.modes.split(",")
     runs = []
-    for b in a.bins.split(","):
-        for m in (["none"] if b == "haproxy" else modes):
+    for spec in a.bins.split(","):
+        # `PATH@MODE` runs that binary in one mode only (a build without client auth: `@none`).
+        b, _, only = spec.partition("@")
+        for m in (["none"] if b == "haproxy" else [only] if only else modes):
             runs.append((b, m))
+    modes = sorted({m for _, m in runs})
     label = {r: r[0] if r[1] == "none" else f"{r[0]} [{r[1]}]" for r in runs}
     results = {label[r]: [] for r in runs}
     with tempfile.TemporaryDirectory(prefix="pairgate-ab-") as d:
         if "jwt" in modes:
             tokens = shutil.which("bench-tokens") or os.path.join(
-                os.path.dirname(os.path.abspath(runs[0][0])), "bench-tokens")
+                os.path.dirname(os.path.abspath(runs[-1][0])), "bench-tokens")
             subprocess.run([tokens, d, str(a.tenants)], check=True)
         upstream = c.start_upstream(d, a.accounts)
         try:
             scripts = {m: c.wrk_script(d, a.tenants, None if m == "none" else (m, d))
-                       for m in modes + ["none"]}
+                       for m in modes}
             for _ in range(a.reps):
                 for (b, m) in runs:
                     kind = "haproxy" if b == "haproxy" else "pairgate"

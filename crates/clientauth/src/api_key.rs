@@ -26,14 +26,19 @@ pub fn render_digest(key: &[u8]) -> String {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// Whether `presented` is one of `accepted`. Every digest is compared, each in constant time,
-/// so the time taken says nothing about which one matched or how much of it.
-pub fn matches(accepted: &[ApiKeyDigest], presented: &ApiKeyDigest) -> bool {
+/// The index of `presented` in `accepted`. Every digest is compared, each in constant time,
+/// and the index is selected without a branch on the comparison, so the time taken says
+/// nothing about which one matched or how much of it.
+pub fn position(accepted: &[ApiKeyDigest], presented: &ApiKeyDigest) -> Option<usize> {
+    use subtle::ConditionallySelectable;
     let mut found = subtle::Choice::from(0);
-    for candidate in accepted {
-        found |= candidate.0.ct_eq(&presented.0);
+    let mut index = 0u64;
+    for (i, candidate) in accepted.iter().enumerate() {
+        let eq = candidate.0.ct_eq(&presented.0);
+        index = u64::conditional_select(&index, &(i as u64), eq);
+        found |= eq;
     }
-    found.into()
+    bool::from(found).then(|| usize::try_from(index).unwrap_or(usize::MAX))
 }
 
 #[cfg(test)]
@@ -49,8 +54,20 @@ mod tests {
             "sha256:c4bbcb1fbec99d65bf59d85c8cb62ee2db963f0fe106f483d9afa73bd4e39a8a"
         );
         let parsed = ApiKeyDigest::parse(&rendered).expect("valid form");
-        assert!(matches(&[parsed], &digest(b"correct horse battery staple")));
-        assert!(!matches(&[parsed], &digest(b"correct horse battery stapl")));
-        assert!(!matches(&[], &digest(b"x")));
+        assert_eq!(
+            position(&[parsed], &digest(b"correct horse battery staple")),
+            Some(0)
+        );
+        assert_eq!(
+            position(&[parsed], &digest(b"correct horse battery stapl")),
+            None
+        );
+        assert_eq!(position(&[], &digest(b"x")), None);
+        let other = digest(b"another key");
+        assert_eq!(
+            position(&[other, parsed], &digest(b"correct horse battery staple")),
+            Some(1)
+        );
+        assert_eq!(position(&[parsed, other], &other), Some(1));
     }
 }

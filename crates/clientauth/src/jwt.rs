@@ -26,7 +26,7 @@ pub(crate) struct Verified {
     /// `sub`, when it is a valid header value (sent upstream as the client's identity).
     pub(crate) subject: Option<HeaderValue>,
     /// The issuer's tenant claim, when it is a string.
-    pub(crate) tenant: Option<Box<str>>,
+    pub(crate) tenant: Option<std::sync::Arc<str>>,
 }
 
 /// Why a token was not accepted.
@@ -131,7 +131,7 @@ pub(crate) async fn verify(
                     tenant: claims
                         .get(&issuer.tenant_claim)
                         .and_then(serde_json::Value::as_str)
-                        .map(Box::from),
+                        .map(std::sync::Arc::from),
                 });
             }
             // Another key with the same `kid` (or none) may be the one.

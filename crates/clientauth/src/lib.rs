@@ -130,6 +130,8 @@ pub struct Identity {
 struct TenantPolicy {
     enabled: bool,
     keys: Vec<ApiKeyDigest>,
+    /// Each key's id as sent upstream (`sha256:` and 12 hex digits), built once.
+    key_ids: Vec<Option<HeaderValue>>,
     issuers: Vec<usize>,
     subjects: Vec<String>,
     challenge: &'static str,
@@ -193,6 +195,11 @@ impl Gate {
                 TenantPolicy {
                     enabled: c.enabled(),
                     keys: c.api_keys.clone(),
+                    key_ids: c
+                        .api_keys
+                        .iter()
+                        .map(|k| HeaderValue::from_str(&k.id()).ok())
+                        .collect(),
                     issuers: c.jwt_issuers.clone(),
                     subjects: c.mtls_subjects.clone(),
                     challenge,
@@ -299,9 +306,9 @@ impl Gate {
         }
         if let Some(key) = headers.get(&self.api_key_header) {
             let digest = api_key::digest(key.as_bytes());
-            if api_key::matches(&policy.keys, &digest) {
+            if let Some(i) = api_key::position(&policy.keys, &digest) {
                 return Ok(Some(Identity {
-                    id: HeaderValue::from_str(&digest.id()).ok(),
+                    id: policy.key_ids.get(i).cloned().flatten(),
                     strip_authorization: false,
                 }));
             }
