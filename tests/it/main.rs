@@ -14,6 +14,7 @@ mod hardening;
 mod limits;
 mod observe;
 mod streaming;
+mod subscriptions;
 mod support;
 mod tls;
 mod upgrade;

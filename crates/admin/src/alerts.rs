@@ -78,6 +78,10 @@ pub struct ServiceHealthAlert {
     pub impacted: Vec<ImpactedService>,
     /// The notification's title (`title`), if any.
     pub title: Option<String>,
+    /// The subscription Azure sent the notification for, lower-cased: from
+    /// `data.essentials.alertTargetIDs` (`/subscriptions/{id}`) or the `alertId` prefix in the
+    /// common schema, `data.context.activityLog.subscriptionId` in the activity-log schema.
+    pub subscription: Option<String>,
 }
 
 /// Why a body could not be understood. The handler answers 400 to all of these.
@@ -248,7 +252,33 @@ fn parse_common(root: &Map<String, Value>) -> Result<Parsed, AlertError> {
         Some("Resolved") => Some(IncidentStage::Resolved),
         _ => None,
     };
-    service_health(properties, fallback, "data.alertContext.properties")
+    // `alertTargetIDs` lists the subscription a service-health alert fired in; `alertId`
+    // (`/subscriptions/{id}/providers/Microsoft.AlertsManagement/alerts/{guid}`) starts with it.
+    let subscription = essentials
+        .get("alertTargetIDs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .chain(str_field(essentials, &["alertId"]))
+        .find_map(subscription_of);
+    service_health(
+        properties,
+        fallback,
+        "data.alertContext.properties",
+        subscription,
+    )
+}
+
+/// The subscription id of an ARM id that starts with `/subscriptions/{id}`, lower-cased.
+fn subscription_of(id: &str) -> Option<String> {
+    let rest = id.trim().strip_prefix('/')?;
+    let (segment, rest) = rest.split_once('/').unwrap_or((rest, ""));
+    if !segment.eq_ignore_ascii_case("subscriptions") {
+        return None;
+    }
+    let sub = rest.split('/').next()?.trim();
+    (!sub.is_empty() && sub.len() <= 64).then(|| sub.to_ascii_lowercase())
 }
 
 /// Activity-log alert schema: `data.status` + `data.context.activityLog`.
@@ -277,7 +307,16 @@ fn parse_activity_log(
         },
     };
     let properties = log.get("properties").and_then(Value::as_object);
-    service_health(properties, fallback, "data.context.activityLog.properties")
+    let subscription = str_field(log, &["subscriptionId"])
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && s.len() <= 64)
+        .map(str::to_ascii_lowercase);
+    service_health(
+        properties,
+        fallback,
+        "data.context.activityLog.properties",
+        subscription,
+    )
 }
 
 /// The schema-independent part: the `properties` of a service-health event.
@@ -285,6 +324,7 @@ fn service_health(
     properties: Option<&Map<String, Value>>,
     fallback: Option<IncidentStage>,
     path: &str,
+    subscription: Option<String>,
 ) -> Result<Parsed, AlertError> {
     let Some(props) = properties else {
         return Err(AlertError::Malformed(format!(
@@ -351,6 +391,7 @@ fn service_health(
         services,
         impacted,
         title,
+        subscription,
     }))
 }
 

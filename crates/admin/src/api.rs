@@ -296,9 +296,9 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Resp {
 fn allowed_methods(path: &[&str]) -> Option<&'static str> {
     match path {
         ["healthz" | "readyz" | "metrics"]
-        | ["v1", "tenants" | "regions" | "events"]
+        | ["v1", "tenants" | "regions" | "events" | "accounts"]
         | ["v1", "tenants", _] => Some("GET"),
-        ["v1", "tenants", _, "mode"] | ["v1", "regions", _] => Some("PUT"),
+        ["v1", "tenants", _, "mode"] | ["v1", "regions", _] | ["v1", "accounts", _] => Some("PUT"),
         ["v1", "tenants", _, "failback"] | ["v1", "reload"] | ["v1", "alerts", "azure-monitor"] => {
             Some("POST")
         }
@@ -450,6 +450,39 @@ async fn v1(state: &AdminState, method: &Method, path: &[&str], query: &str, bod
                 Err(err) => control_error(err),
             }
         }
+        (&Method::GET, ["accounts"]) => {
+            let accounts = state.control.accounts().await;
+            let config = state.reloader.config();
+            json_resp(
+                StatusCode::OK,
+                &json!({"accounts": accounts.iter().map(|a| account_json(a, &config)).collect::<Vec<_>>()}),
+            )
+        }
+        (&Method::PUT, ["accounts", name]) => {
+            let (change, reason) = match parse_region_state(body) {
+                Ok(v) => v,
+                Err(msg) => return error(StatusCode::BAD_REQUEST, "bad_request", &msg),
+            };
+            if state.fleet.is_some() {
+                return error(
+                    StatusCode::CONFLICT,
+                    "not_in_fleet_mode",
+                    "account holds are kept by each replica and not shared through etcd yet; \
+                     hold the region instead",
+                );
+            }
+            match state
+                .control
+                .set_account(name, change, &reason, "operator")
+                .await
+            {
+                Ok(view) => json_resp(
+                    StatusCode::OK,
+                    &account_json(&view, &state.reloader.config()),
+                ),
+                Err(err) => control_error(err),
+            }
+        }
         (&Method::GET, ["events"]) if query_param(query, "scope").as_deref() == Some("fleet") => {
             let Some(fleet) = &state.fleet else {
                 return error(
@@ -558,6 +591,9 @@ async fn azure_alert(state: &AdminState, body: &[u8]) -> Resp {
         );
     }
     let table = state.proxy.routes();
+    if config.alerts.azure_monitor_scope == pairgate_config::AlertScope::Subscription {
+        return subscription_alert(state, &config, &alert, &impacted).await;
+    }
     let regions: Vec<String> = table
         .regions()
         .iter()
@@ -641,6 +677,114 @@ async fn azure_alert(state: &AdminState, body: &[u8]) -> Resp {
     )
 }
 
+/// `scope = "subscription"`: the incident holds down only the accounts of the impacted regions
+/// whose subscription is the one Azure sent it for; `Resolved` releases exactly those holds.
+async fn subscription_alert(
+    state: &AdminState,
+    config: &pairgate_config::Config,
+    alert: &alerts::ServiceHealthAlert,
+    impacted: &[&str],
+) -> Resp {
+    let Some(subscription) = alert.subscription.as_deref() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "malformed_alert",
+            "alerts.azure_monitor.scope is \"subscription\" but the payload names no \
+             subscription (data.essentials.alertTargetIDs, or \
+             data.context.activityLog.subscriptionId)",
+        );
+    };
+    let in_region = |region: usize| {
+        let r = &config.regions[region];
+        impacted
+            .iter()
+            .any(|a| alerts::region_matches(a, &r.name, r.azure_name.as_deref()))
+    };
+    let accounts: Vec<&str> = config
+        .accounts
+        .iter()
+        .filter(|a| a.subscription.as_deref() == Some(subscription) && in_region(a.region))
+        .map(|a| a.name.as_str())
+        .collect();
+    if accounts.is_empty() {
+        return json_resp(
+            StatusCode::ACCEPTED,
+            &json!({"status": "ignored", "subscription": subscription,
+                    "reason": "no configured account of that subscription is in an impacted region"}),
+        );
+    }
+    let holder = Holder::Incident(alert.tracking_id.clone());
+    let change = match &alert.stage {
+        IncidentStage::Active => RegionChange::Hold(holder.clone()),
+        IncidentStage::Resolved => RegionChange::Release(holder.clone()),
+        IncidentStage::Other(stage) => {
+            return json_resp(
+                StatusCode::ACCEPTED,
+                &json!({"status": "ignored", "reason": format!("incident stage {stage}")}),
+            );
+        }
+    };
+    let reason = format!(
+        "{INCIDENT_REASON_PREFIX}{} (subscription {subscription})",
+        alert.tracking_id
+    );
+    let current = state.control.accounts().await;
+    let mut applied = Vec::new();
+    for name in accounts {
+        if matches!(change, RegionChange::Release(_)) {
+            // An incident releases only its own hold: the operator's and other incidents'
+            // keep the account down.
+            let ours = current
+                .iter()
+                .any(|v| *v.name == *name && v.holds.iter().any(|(h, _)| *h == holder));
+            if !ours {
+                continue;
+            }
+        }
+        match state
+            .control
+            .set_account(name, change.clone(), &reason, "azure-monitor")
+            .await
+        {
+            Ok(_) => applied.push(name),
+            // Azure retries a webhook that fails: the change can be saved on a later delivery.
+            Err(ControlError::NotPersisted) => return control_error(ControlError::NotPersisted),
+            Err(_) => {}
+        }
+    }
+    let state_name = if matches!(change, RegionChange::Hold(_)) {
+        "down"
+    } else {
+        "auto"
+    };
+    json_resp(
+        StatusCode::OK,
+        &json!({
+            "status": "applied", "tracking_id": alert.tracking_id, "subscription": subscription,
+            "state": state_name, "accounts": applied,
+        }),
+    )
+}
+
+fn account_json(v: &pairgate_health::AccountView, config: &pairgate_config::Config) -> Value {
+    let subscription = config
+        .accounts
+        .iter()
+        .find(|a| a.name == *v.name)
+        .and_then(|a| a.subscription.as_deref());
+    json!({
+        "name": &*v.name,
+        "region": &*v.region,
+        "subscription": subscription,
+        "state": if v.holds.is_empty() { "auto" } else { "down" },
+        "health": v.health.as_str(),
+        "probed_health": v.probed.as_str(),
+        "holds": v.holds.iter().map(|(holder, o)| json!({
+            "holder": holder.id(), "reason": o.reason, "source": o.source, "at_unix_ms": o.at_unix_ms,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 /// Fleet mode: the alert writes the regions' state to etcd, so every replica applies it. A
 /// region already down (by an operator or another incident) is left as it is, and an incident
 /// that resolves returns to auto only the regions it marked down (their hold has its reason).
@@ -698,6 +842,28 @@ async fn metrics(state: &AdminState) -> Resp {
         state.proxy.routes().generation(),
     );
     crate::process::render(&mut text, &state.build);
+    {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            text,
+            "# HELP pairgate_account_holds Holds keeping an account down (Service Health incidents sent for its subscription, the operator); 0 when it is in auto.\n# TYPE pairgate_account_holds gauge"
+        );
+        for account in state.control.accounts().await {
+            let subscription = config
+                .accounts
+                .iter()
+                .find(|a| a.name == *account.name)
+                .and_then(|a| a.subscription.as_deref())
+                .unwrap_or("");
+            let _ = writeln!(
+                text,
+                "pairgate_account_holds{{account=\"{}\",subscription=\"{}\"}} {}",
+                prometheus::esc(&account.name),
+                prometheus::esc(subscription),
+                account.holds.len()
+            );
+        }
+    }
     if let Some(fleet) = &state.fleet {
         use std::fmt::Write as _;
         let _ = writeln!(
@@ -803,6 +969,19 @@ fn tenant_detail(state: &AdminState, v: &TenantView) -> Value {
     out["pending_failback_in_ms"] = v.pending_failback_in.map_or(Value::Null, |d| {
         json!(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     });
+    // The subscription each account lives in (what `scope = "subscription"` incidents match).
+    let config = state.reloader.config();
+    let subscription = |name: &str| {
+        config
+            .accounts
+            .iter()
+            .find(|a| a.name == name)
+            .and_then(|a| a.subscription.clone())
+    };
+    out["primary"]["subscription"] = json!(subscription(&v.primary.0));
+    if let Some(secondary) = &v.secondary {
+        out["secondary"]["subscription"] = json!(subscription(&secondary.0));
+    }
     // Why an unhealthy account is (`tls: invalid peer certificate: Expired`), `null` otherwise.
     out["primary"]["last_error"] = json!(v.primary_last_error.as_deref());
     if v.secondary.is_some() {
@@ -817,7 +996,9 @@ fn tenant_detail(state: &AdminState, v: &TenantView) -> Value {
             EventKind::Transition { tenant, .. } | EventKind::Pin { tenant, .. } => {
                 *tenant == v.name
             }
-            EventKind::AccountHealth { account, .. } => accounts.contains(&Some(account)),
+            EventKind::AccountHealth { account, .. } | EventKind::AccountState { account, .. } => {
+                accounts.contains(&Some(account))
+            }
             EventKind::RegionState { .. }
             | EventKind::Reload { .. }
             | EventKind::StateNotPersisted { .. }
@@ -890,6 +1071,17 @@ fn event_json(e: &pairgate_health::Event) -> Value {
             "type": "region_state", "region": &**region, "state": state, "action": action,
             "holder": holder, "reason": reason, "source": source,
         }),
+        EventKind::AccountState {
+            account,
+            state,
+            action,
+            holder,
+            reason,
+            source,
+        } => json!({
+            "type": "account_state", "account": &**account, "state": state, "action": action,
+            "holder": holder, "reason": reason, "source": source,
+        }),
         EventKind::Disagreement {
             account,
             local,
@@ -943,6 +1135,11 @@ fn control_error(err: ControlError) -> Resp {
             StatusCode::NOT_FOUND,
             "unknown_region",
             "no region by that name",
+        ),
+        ControlError::UnknownAccount => error(
+            StatusCode::NOT_FOUND,
+            "unknown_account",
+            "no account by that name",
         ),
         ControlError::NoSecondary => error(
             StatusCode::CONFLICT,

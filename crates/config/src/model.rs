@@ -165,6 +165,19 @@ pub struct Alerts {
     /// `[alerts.azure_monitor] services`: when non-empty, only incidents that name one of these
     /// services (case-insensitive) act on regions.
     pub azure_monitor_services: Vec<String>,
+    /// `[alerts.azure_monitor] scope`: what a Service Health incident acts on.
+    pub azure_monitor_scope: AlertScope,
+}
+
+/// What a Service Health incident acts on (`[alerts.azure_monitor] scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AlertScope {
+    /// Every account of the impacted regions: the region is held down (the default).
+    #[default]
+    Region,
+    /// Only the impacted regions' accounts in the subscription the incident was sent for:
+    /// each is held down, other subscriptions' accounts are untouched.
+    Subscription,
 }
 
 /// What a replica cut off from etcd does (`isolated_failover`).
@@ -422,6 +435,10 @@ pub struct AccountConfig {
     pub tls: Option<AccountTls>,
     /// `auth = { ... }`: a credential the gateway mints for this account; `None` when unset.
     pub auth: Option<crate::AccountAuth>,
+    /// The Azure subscription id the account lives in, lower-cased: `subscription`, else the
+    /// one in `auth.resource_id`. Service Health incidents with
+    /// `[alerts.azure_monitor] scope = "subscription"` act only on their subscription's accounts.
+    pub subscription: Option<String>,
 }
 
 /// One `[[tenant]]`.

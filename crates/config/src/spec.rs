@@ -201,6 +201,8 @@ pub struct AlertsSpec {
 pub struct AzureMonitorSpec {
     /// `services = ["Video Indexer"]`: only incidents naming one of these services count.
     pub services: Option<Vec<String>>,
+    /// `scope = "region" | "subscription"`: what an incident acts on.
+    pub scope: Option<String>,
 }
 
 /// `[cluster]`.
@@ -394,6 +396,8 @@ pub struct AccountSpec {
     pub client_key: Option<String>,
     /// `auth = { type = "...", ... }` or `[account.auth]`: a credential the gateway mints.
     pub auth: Option<AuthSpec>,
+    /// `subscription = "<Azure subscription id>"`: the subscription the account lives in.
+    pub subscription: Option<String>,
 }
 
 /// One `[[tenant]]`.

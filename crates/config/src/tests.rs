@@ -1332,3 +1332,62 @@ client_auth = {{ api_keys = ["{DIGEST}"], jwt_issuers = ["idp"], mtls_subjects =
     assert_eq!(got.len(), 1, "{got:#?}");
     assert_eq!(got[0].path, "tenant[0].client_auth");
 }
+
+/// An account's subscription comes from `subscription` or its ARM `resource_id`; a bad id, a
+/// disagreement, an unknown scope and the subscription scope in fleet mode are reported; under
+/// that scope an account without a subscription is a warning.
+#[test]
+fn subscriptions_and_the_alert_scope() {
+    let config = load(
+        &format!(
+            "{BASE}\n[alerts.azure_monitor]\nscope = \"subscription\"\n{}\n[[account]]\nname = \"sub\"\nregion = \"eastus\"\nurl = \"http://127.0.0.1:9005\"\nsubscription = \"AAAAAAAA-0000-0000-0000-000000000001\"\n",
+            vi(&format!(
+                "type = \"azure-video-indexer\", resource_id = \"{RID}\", credential = \"managed-identity\""
+            ))
+        ),
+        &env,
+    )
+    .expect("valid, with warnings")
+    ;
+    assert_eq!(
+        config.config.alerts.azure_monitor_scope,
+        AlertScope::Subscription
+    );
+    let by_name = |n: &str| {
+        config
+            .config
+            .accounts
+            .iter()
+            .find(|a| a.name == n)
+            .and_then(|a| a.subscription.clone())
+    };
+    assert_eq!(
+        by_name("sub").as_deref(),
+        Some("aaaaaaaa-0000-0000-0000-000000000001")
+    );
+    assert!(by_name("vi").is_some(), "taken from resource_id");
+    assert!(
+        config
+            .warnings
+            .iter()
+            .any(|w| w.path == "account[0]" && w.message.contains("no subscription")),
+        "{:#?}",
+        config.warnings
+    );
+    check(
+        r#"
+[alerts.azure_monitor]
+scope = "tenant"
+
+[[account]]
+name = "bad"
+region = "eastus"
+url = "http://127.0.0.1:9006"
+subscription = "not-a-guid"
+"#,
+        &[
+            (E, "alerts.azure_monitor.scope", "not a scope"),
+            (E, "account[3].subscription", "not a subscription id"),
+        ],
+    );
+}

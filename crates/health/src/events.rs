@@ -59,6 +59,22 @@ pub enum EventKind {
         /// `operator` or `azure-monitor`.
         source: &'static str,
     },
+    /// A hold on an account was taken or released (a Service Health incident sent for its
+    /// subscription, the operator).
+    AccountState {
+        /// Account name.
+        account: Arc<str>,
+        /// The account's state after the change: `down` (some hold remains) or `auto`.
+        state: &'static str,
+        /// `hold`, `release` or `release_all`.
+        action: &'static str,
+        /// The holder id (`operator`, `incident:<tracking id>`), `*` for `release_all`.
+        holder: String,
+        /// Why (the incident's tracking id and subscription, an operator's note).
+        reason: String,
+        /// `operator` or `azure-monitor`.
+        source: &'static str,
+    },
     /// An operator change (pin, region state) could not be written to the state file and was
     /// refused.
     StateNotPersisted {
@@ -122,7 +138,8 @@ impl EventKind {
     fn bounded(mut self) -> EventKind {
         match &mut self {
             EventKind::Pin { reason, .. } => pairgate_config::clamp_text(reason, MAX_EVENT_TEXT),
-            EventKind::RegionState { reason, holder, .. } => {
+            EventKind::RegionState { reason, holder, .. }
+            | EventKind::AccountState { reason, holder, .. } => {
                 pairgate_config::clamp_text(reason, MAX_EVENT_TEXT);
                 pairgate_config::clamp_text(holder, MAX_EVENT_TEXT);
             }

@@ -22,8 +22,8 @@ pub mod probe;
 pub mod state;
 
 pub use control::{
-    Command, ControlError, ControlHandle, Controller, ControllerStats, FleetLink, Holder, Proposal,
-    RegionChange, RegionView, TenantView, defs as engine_defs,
+    AccountView, Command, ControlError, ControlHandle, Controller, ControllerStats, FleetLink,
+    Holder, Proposal, RegionChange, RegionView, TenantView, defs as engine_defs,
 };
 pub use events::{CauseInfo, Event, EventKind, EventLog};
 pub use monitor::{Monitor, PASSIVE_5XX, PassiveHint, ProbeStats, Verdict};

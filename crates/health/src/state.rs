@@ -56,6 +56,11 @@ pub struct PersistedState {
     /// is marked down while it has at least one hold; `auto` is the absence of an entry.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub region_holds: BTreeMap<String, BTreeMap<String, Override>>,
+    /// Account name to its holds, as for regions: an account is held down (counted unhealthy
+    /// whatever its probes say) while it has at least one. Absent in files written before
+    /// account holds existed; older binaries ignore it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub account_holds: BTreeMap<String, BTreeMap<String, Override>>,
 }
 
 /// The holder id of the operator's hold on a region.
@@ -147,6 +152,9 @@ pub struct Overrides {
     pub pins: BTreeMap<String, Pin>,
     /// Region name to its holds, never empty: a region without holds has no entry (auto).
     pub holds: BTreeMap<String, BTreeMap<Holder, Note>>,
+    /// Account name to its holds, never empty (a Service Health incident sent for the
+    /// account's subscription, the operator).
+    pub account_holds: BTreeMap<String, BTreeMap<Holder, Note>>,
 }
 
 /// An entry of a state file that names no override pairgate writes; dropped at restore.
@@ -186,6 +194,17 @@ impl Overrides {
                     (name.clone(), holds)
                 })
                 .collect(),
+            account_holds: self
+                .account_holds
+                .iter()
+                .map(|(name, holds)| {
+                    let holds = holds
+                        .iter()
+                        .map(|(holder, note)| (holder.id(), record("down", note)))
+                        .collect();
+                    (name.clone(), holds)
+                })
+                .collect(),
         }
     }
 
@@ -216,7 +235,12 @@ impl Overrides {
                 },
             );
         }
-        for (name, holds) in state.region_holds {
+        for (account, (name, holds)) in state
+            .region_holds
+            .into_iter()
+            .map(|e| (false, e))
+            .chain(state.account_holds.into_iter().map(|e| (true, e)))
+        {
             let mut typed = BTreeMap::new();
             for (id, o) in holds {
                 match Holder::parse(&id) {
@@ -227,7 +251,11 @@ impl Overrides {
                 }
             }
             if !typed.is_empty() {
-                out.holds.insert(name, typed);
+                if account {
+                    out.account_holds.insert(name, typed);
+                } else {
+                    out.holds.insert(name, typed);
+                }
             }
         }
         (out, unreadable)
@@ -433,7 +461,19 @@ mod tests {
             (Holder::Operator, note("maintenance")),
             (Holder::Incident("X1".into()), note("incident")),
         ]);
+        typed
+            .account_holds
+            .entry("east-a".into())
+            .or_default()
+            .insert(
+                Holder::Incident("4K_2-VT8".into()),
+                note("subscription 1111"),
+            );
         let persisted = typed.to_persisted();
+        assert_eq!(
+            persisted.account_holds["east-a"]["incident:4K_2-VT8"].reason,
+            "subscription 1111"
+        );
         assert_eq!(persisted.version, VERSION);
         assert_eq!(persisted.tenants["contoso"].value, "secondary");
         let ids: Vec<&String> = persisted.region_holds["eastus"].keys().collect();

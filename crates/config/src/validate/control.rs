@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::rules::{self, Host};
 use super::{Problems, count};
 use crate::model::{
-    AccessLogMode, AccountTls, Admin, Alerts, CertificateConfig, Cluster, IsolatedFailover,
-    LogConfig, Metrics, Scheme, StateConfig,
+    AccessLogMode, AccountTls, Admin, AlertScope, Alerts, CertificateConfig, Cluster,
+    IsolatedFailover, LogConfig, Metrics, Scheme, StateConfig,
 };
 use crate::spec::{
     AccountSpec, AdminSpec, AlertsSpec, CertificateSpec, ClusterSpec, LogSpec, MetricsSpec,
@@ -384,8 +384,20 @@ pub(super) fn alerts(spec: &AlertsSpec, problems: &mut Problems) -> Alerts {
             );
         }
     }
+    let scope = match spec.azure_monitor.scope.as_deref() {
+        None | Some("region") => AlertScope::Region,
+        Some("subscription") => AlertScope::Subscription,
+        Some(other) => {
+            problems.error(
+                "alerts.azure_monitor.scope",
+                format!("{other:?} is not a scope; expected \"region\" or \"subscription\""),
+            );
+            AlertScope::Region
+        }
+    };
     Alerts {
         azure_monitor_services: services.iter().map(|s| s.trim().to_owned()).collect(),
+        azure_monitor_scope: scope,
     }
 }
 

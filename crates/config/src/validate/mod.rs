@@ -277,6 +277,25 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
         problems,
     );
     client_auth::tenants(&spec.tenants, &mut tenants, &client_auth, problems);
+    if alerts.azure_monitor_scope == crate::model::AlertScope::Subscription {
+        if cluster.is_some() {
+            problems.error(
+                "alerts.azure_monitor.scope",
+                "\"subscription\" is not available in fleet mode yet: account holds are kept by \
+                 each replica, and only region states are shared through etcd",
+            );
+        }
+        for (i, account) in accounts.configs.iter().enumerate() {
+            if account.subscription.is_none() {
+                problems.warning(
+                    format!("account[{i}]"),
+                    "no subscription (set subscription, or auth.resource_id): with \
+                     alerts.azure_monitor.scope = \"subscription\" no Service Health incident \
+                     can move its tenants",
+                );
+            }
+        }
+    }
     outage_warnings(
         spec,
         &regions.configs,
@@ -489,17 +508,62 @@ fn accounts<'s>(
             http2: spec.http2.unwrap_or(false),
             health,
             tls: control::account_tls(spec, scheme, &at, problems),
+            subscription: None,
             auth: spec
                 .auth
                 .as_ref()
                 .and_then(|a| auth::account_auth(a, &at("auth"), env, problems)),
         });
+        let account = configs.last_mut().expect("just pushed");
+        account.subscription = subscription(spec, account.auth.as_ref(), &at, problems);
     }
     Accounts {
         configs,
         index,
         regions,
     }
+}
+
+/// An account's subscription: `subscription` (a GUID, compared lower-cased), else the one in
+/// its ARM `resource_id`; both set and different is an error.
+fn subscription(
+    spec: &AccountSpec,
+    auth: Option<&crate::AccountAuth>,
+    at: &dyn Fn(&str) -> String,
+    problems: &mut Problems,
+) -> Option<String> {
+    let from_auth = match auth {
+        Some(crate::AccountAuth::AzureVideoIndexer(arm)) => {
+            Some(arm.resource_id.subscription.to_ascii_lowercase())
+        }
+        _ => None,
+    };
+    let Some(raw) = spec.subscription.as_deref() else {
+        return from_auth;
+    };
+    let ok = raw.len() == 36
+        && raw.char_indices().all(|(i, c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        });
+    if !ok {
+        problems.error(
+            at("subscription"),
+            format!("{raw:?} is not a subscription id; expected a GUID such as \"00000000-0000-0000-0000-000000000000\""),
+        );
+        return from_auth;
+    }
+    let own = raw.to_ascii_lowercase();
+    if let Some(other) = from_auth.filter(|s| *s != own) {
+        problems.error(
+            at("subscription"),
+            format!("differs from the subscription of auth.resource_id ({other})"),
+        );
+    }
+    Some(own)
 }
 
 fn tenants(

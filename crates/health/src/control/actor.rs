@@ -43,6 +43,10 @@ pub struct Controller {
     pub(super) ejection: bool,
     /// Why each unhealthy account is (by account key): the verdict's detail, else its reason.
     pub(super) last_error: HashMap<Arc<str>, Arc<str>>,
+    /// Each account's last verdict from its probes (by account key). The engine and the data
+    /// plane get the effective health: unhealthy while the account is held down, this
+    /// otherwise.
+    pub(super) probed: HashMap<Arc<str>, pairgate_failover::Health>,
 }
 
 impl Controller {
@@ -77,6 +81,7 @@ impl Controller {
             persister: Persister::new(file_writer()),
             ejection: false,
             last_error: HashMap::new(),
+            probed: HashMap::new(),
         };
         controller.index();
         controller.restore(restored);
@@ -222,6 +227,19 @@ impl Controller {
                 source,
                 reply,
             } => self.set_region(region, change, reason, source, reply),
+            Command::SetAccount {
+                account,
+                change,
+                reason,
+                source,
+                reply,
+            } => self.set_account(account, change, reason, source, reply),
+            Command::Accounts { reply } => {
+                let views = (0..self.table.accounts().len())
+                    .map(|a| self.account_view(a))
+                    .collect();
+                let _ = reply.send(views);
+            }
             Command::Regions { reply } => {
                 let views = (0..self.table.regions().len())
                     .map(|r| self.region_view(r))
@@ -280,14 +298,19 @@ impl Controller {
         self.state_path = config.state.path.clone();
         self.index();
         let (tenants, regions) = (&self.tenant_index, &self.region_index);
-        let before = (self.overrides.pins.len(), self.overrides.holds.len());
+        let accounts = &self.account_by_name;
+        let count = |o: &Overrides| (o.pins.len(), o.holds.len(), o.account_holds.len());
+        let before = count(&self.overrides);
         self.overrides
             .pins
             .retain(|name, _| tenants.contains_key(name.as_str()));
         self.overrides
             .holds
             .retain(|name, _| regions.contains_key(name.as_str()));
-        if before != (self.overrides.pins.len(), self.overrides.holds.len()) {
+        self.overrides
+            .account_holds
+            .retain(|name, _| accounts.contains_key(name.as_str()));
+        if before != count(&self.overrides) {
             self.persist();
         }
         self.publish(&transitions);
@@ -299,7 +322,14 @@ impl Controller {
             return; // a prober of an account that a reload removed
         };
         let account = self.table.account(id);
-        account.health.store(verdict.health);
+        self.probed.insert(Arc::clone(&account.key), verdict.health);
+        let held = self.overrides.account_holds.contains_key(&*account.name);
+        let effective = if held {
+            pairgate_failover::Health::Unhealthy
+        } else {
+            verdict.health
+        };
+        account.health.store(effective);
         self.last_cause
             .insert(Arc::clone(&account.key), verdict.reason);
         tracing::info!(
@@ -326,11 +356,36 @@ impl Controller {
         }
         let transitions = self
             .engine
-            .set_health(id.index(), verdict.health, Instant::now());
+            .set_health(id.index(), effective, Instant::now());
         // Moves away from an ejected account say so: their cause is `passive_5xx`.
         self.ejection = verdict.reason == PASSIVE_5XX;
         self.publish(&transitions);
         self.ejection = false;
+    }
+}
+
+impl Controller {
+    /// The probes' last verdict on account `a` (unknown before the first).
+    pub(super) fn probed(&self, a: usize) -> pairgate_failover::Health {
+        let key = &self.table.accounts()[a].key;
+        self.probed
+            .get(key)
+            .copied()
+            .unwrap_or(pairgate_failover::Health::Unknown)
+    }
+
+    /// Gives the engine and the data plane account `a`'s effective health after its holds
+    /// changed: unhealthy while held, its probes' verdict otherwise.
+    pub(super) fn apply_effective_health(&mut self, a: usize) {
+        let account = &self.table.accounts()[a];
+        let effective = if self.overrides.account_holds.contains_key(&*account.name) {
+            pairgate_failover::Health::Unhealthy
+        } else {
+            self.probed(a)
+        };
+        account.health.store(effective);
+        let transitions = self.engine.set_health(a, effective, Instant::now());
+        self.publish(&transitions);
     }
 }
 

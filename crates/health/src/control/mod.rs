@@ -25,7 +25,7 @@ pub use persist::{StateWriter, file_writer};
 pub use protocol::{
     Command, ControlError, ControlHandle, FleetLink, Holder, Proposal, RegionChange,
 };
-pub use views::{ControllerStats, RegionView, TenantView};
+pub use views::{AccountView, ControllerStats, RegionView, TenantView};
 
 #[cfg(test)]
 mod tests;

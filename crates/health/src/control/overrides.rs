@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use super::Controller;
 use super::persist::Written;
 use super::protocol::{ControlError, RegionChange};
-use super::views::{RegionView, TenantView};
+use super::views::{AccountView, RegionView, TenantView};
 use crate::events::EventKind;
 use crate::state::{Note, Overrides, PersistedState, Pin, now_unix_ms};
 
@@ -32,6 +32,23 @@ impl Controller {
                 }
                 None => {
                     tracing::warn!(region = %name, "dropping persisted region holds: unknown region")
+                }
+            }
+        }
+        for (name, holds) in restored.account_holds {
+            match self.account_by_name.get(name.as_str()) {
+                Some(&a) => {
+                    self.overrides.account_holds.insert(name, holds);
+                    let account = &self.table.accounts()[a];
+                    account.health.store(pairgate_failover::Health::Unhealthy);
+                    transitions.extend(self.engine.set_health(
+                        a,
+                        pairgate_failover::Health::Unhealthy,
+                        now,
+                    ));
+                }
+                None => {
+                    tracing::warn!(account = %name, "dropping persisted account holds: unknown account")
                 }
             }
         }
@@ -86,6 +103,30 @@ impl Controller {
         }
         self.request(Waiter::Region {
             region,
+            change,
+            reason,
+            source,
+            at_unix_ms: now_unix_ms(),
+            reply,
+        });
+    }
+
+    /// Takes or releases a hold on an account (held down while any hold remains): checked now,
+    /// applied once the state file holds it.
+    pub(super) fn set_account(
+        &mut self,
+        account: String,
+        change: RegionChange,
+        reason: String,
+        source: &'static str,
+        reply: oneshot::Sender<Result<AccountView, ControlError>>,
+    ) {
+        if !self.account_by_name.contains_key(account.as_str()) {
+            let _ = reply.send(Err(ControlError::UnknownAccount));
+            return;
+        }
+        self.request(Waiter::Account {
+            account,
             change,
             reason,
             source,
@@ -246,6 +287,38 @@ impl Controller {
                     let _ = reply.send(Ok(view));
                 }
             }
+            Waiter::Account {
+                account,
+                change,
+                reason,
+                source,
+                ..
+            } => {
+                let Some(&a) = self.account_by_name.get(account.as_str()) else {
+                    self.persister.mark_dirty();
+                    waiter.refuse(ControlError::UnknownAccount);
+                    return;
+                };
+                waiter.apply(&mut self.overrides);
+                let held = self.overrides.account_holds.contains_key(account.as_str());
+                let (action, holder) = change.action();
+                let value = if held { "down" } else { "auto" };
+                let name = Arc::clone(&self.table.accounts()[a].name);
+                tracing::info!(account = %name, action, holder = %holder, state = value, reason = %reason, source, "account hold changed");
+                self.events.push(EventKind::AccountState {
+                    account: name,
+                    state: value,
+                    action,
+                    holder,
+                    reason: reason.clone(),
+                    source,
+                });
+                self.apply_effective_health(a);
+                let view = self.account_view(a);
+                if let Waiter::Account { reply, .. } = waiter {
+                    let _ = reply.send(Ok(view));
+                }
+            }
         }
     }
 }
@@ -289,6 +362,21 @@ pub(super) enum Waiter {
         /// Where the answer goes.
         reply: oneshot::Sender<Result<RegionView, ControlError>>,
     },
+    /// Take or release a hold on an account.
+    Account {
+        /// Account name.
+        account: String,
+        /// Which hold.
+        change: RegionChange,
+        /// Why.
+        reason: String,
+        /// Who: `operator` or `azure-monitor`.
+        source: &'static str,
+        /// When it was asked for.
+        at_unix_ms: u64,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<AccountView, ControlError>>,
+    },
 }
 
 impl Waiter {
@@ -316,6 +404,20 @@ impl Waiter {
                         .insert(tenant.clone(), Pin { side: *side, note });
                 }
             },
+            Waiter::Account {
+                account,
+                change,
+                reason,
+                source,
+                at_unix_ms,
+                ..
+            } => {
+                let holds = overrides.account_holds.entry(account.clone()).or_default();
+                change_holds(holds, change, reason, source, *at_unix_ms);
+                if holds.is_empty() {
+                    overrides.account_holds.remove(account);
+                }
+            }
             Waiter::Region {
                 region,
                 change,
@@ -361,6 +463,15 @@ impl Waiter {
                 let (action, holder) = change.action();
                 format!("region {region} {action} {holder} ({source})")
             }
+            Waiter::Account {
+                account,
+                change,
+                source,
+                ..
+            } => {
+                let (action, holder) = change.action();
+                format!("account {account} {action} {holder} ({source})")
+            }
         }
     }
 
@@ -373,7 +484,34 @@ impl Waiter {
             Waiter::Region { reply, .. } => {
                 let _ = reply.send(Err(err));
             }
+            Waiter::Account { reply, .. } => {
+                let _ = reply.send(Err(err));
+            }
         }
+    }
+}
+
+/// Applies `change` to one region's or account's holds.
+fn change_holds(
+    holds: &mut std::collections::BTreeMap<crate::state::Holder, Note>,
+    change: &RegionChange,
+    reason: &str,
+    source: &str,
+    at_unix_ms: u64,
+) {
+    match change {
+        RegionChange::Hold(holder) => {
+            let note = Note {
+                reason: reason.to_owned(),
+                source: source.to_owned(),
+                at_unix_ms,
+            };
+            holds.insert(holder.clone(), note);
+        }
+        RegionChange::Release(holder) => {
+            holds.remove(holder);
+        }
+        RegionChange::ReleaseAll => holds.clear(),
     }
 }
 

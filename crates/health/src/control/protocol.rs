@@ -7,7 +7,7 @@ use pairgate_failover::{Health, Mode, Side};
 use pairgate_routing::RouteTable;
 use tokio::sync::{mpsc, oneshot};
 
-use super::views::{ControllerStats, RegionView, TenantView};
+use super::views::{AccountView, ControllerStats, RegionView, TenantView};
 use crate::monitor::Verdict;
 pub use crate::state::Holder;
 
@@ -69,6 +69,25 @@ pub enum Command {
     Regions {
         /// Where the answer goes.
         reply: oneshot::Sender<Vec<RegionView>>,
+    },
+    /// Hold an account down (it counts as unhealthy whatever its probes say), or release a
+    /// hold.
+    SetAccount {
+        /// Account name.
+        account: String,
+        /// Which hold is taken or released.
+        change: RegionChange,
+        /// Why (an alert's tracking id and subscription, an operator's note).
+        reason: String,
+        /// Who: `operator` or `azure-monitor`.
+        source: &'static str,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<AccountView, ControlError>>,
+    },
+    /// Every account's holds.
+    Accounts {
+        /// Where the answer goes.
+        reply: oneshot::Sender<Vec<AccountView>>,
     },
     /// Adopt a new config and its compiled table (the table is published by the caller after
     /// this answers, so slots are set before any request can see the new table).
@@ -150,6 +169,9 @@ pub enum ControlError {
     /// No region by that name.
     #[error("unknown region")]
     UnknownRegion,
+    /// No account by that name.
+    #[error("unknown account")]
+    UnknownAccount,
     /// Pinning to the secondary of a tenant that has none.
     #[error("the tenant has no secondary account")]
     NoSecondary,
@@ -240,6 +262,32 @@ impl ControlHandle {
         })
         .await
         .unwrap_or(Err(ControlError::Stopped))
+    }
+
+    /// Takes or releases a hold on `account` (by name).
+    pub async fn set_account(
+        &self,
+        account: &str,
+        change: RegionChange,
+        reason: &str,
+        source: &'static str,
+    ) -> Result<AccountView, ControlError> {
+        self.ask(|reply| Command::SetAccount {
+            account: account.to_owned(),
+            change,
+            reason: reason.to_owned(),
+            source,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(ControlError::Stopped))
+    }
+
+    /// Every account, with its holds.
+    pub async fn accounts(&self) -> Vec<AccountView> {
+        self.ask(|reply| Command::Accounts { reply })
+            .await
+            .unwrap_or_default()
     }
 
     /// Every region.

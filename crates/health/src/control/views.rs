@@ -58,6 +58,21 @@ pub struct RegionView {
     pub unhealthy: usize,
 }
 
+/// One account's holds as the controller sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountView {
+    /// Account name.
+    pub name: Arc<str>,
+    /// Its region's name.
+    pub region: Arc<str>,
+    /// Who holds it down (`operator`, `incident:<tracking id>`); empty when none does.
+    pub holds: Vec<(Holder, Note)>,
+    /// The health the engine decides with (unhealthy while held).
+    pub health: Health,
+    /// The probes' own verdict, whatever the holds.
+    pub probed: Health,
+}
+
 /// Counters and gauges for metrics.
 #[derive(Debug, Clone, Default)]
 pub struct ControllerStats {
@@ -180,6 +195,22 @@ impl Controller {
                 .iter()
                 .filter(|&&a| self.engine.account_health(a) == Health::Unhealthy)
                 .count(),
+        }
+    }
+
+    pub(super) fn account_view(&self, a: usize) -> AccountView {
+        let account = &self.table.accounts()[a];
+        AccountView {
+            name: Arc::clone(&account.name),
+            region: Arc::clone(&self.table.region(account.region).name),
+            holds: self
+                .overrides
+                .account_holds
+                .get(&*account.name)
+                .map(|h| h.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+            health: self.engine.account_health(a),
+            probed: self.probed(a),
         }
     }
 
