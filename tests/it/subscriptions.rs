@@ -15,6 +15,8 @@ use crate::support::{eventually, mock};
 const SUB_A: &str = "11111111-1111-1111-1111-111111111111";
 const SUB_B: &str = "22222222-2222-2222-2222-222222222222";
 const SUB_C: &str = "33333333-3333-3333-3333-333333333333";
+/// east-a's ARM resource, as the Resource Health samples in docs/alerts name it.
+const VI_EAST: &str = "/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/RG-VI/providers/Microsoft.VideoIndexer/accounts/vi-east";
 
 struct Fleet {
     gw: TestGateway,
@@ -37,6 +39,10 @@ async fn start(scope: &str) -> Fleet {
             "[[account]]\nname = \"{name}\"\nregion = \"{region}\"\nurl = \"{}\"\nsubscription = \"{sub}\"\n",
             m.url()
         ));
+        if name == "east-a" {
+            // Written in another case than the alerts use: ARM ids compare ignoring case.
+            accounts.push_str(&format!("resource_id = \"{VI_EAST}\"\n"));
+        }
         mocks.push(m);
     }
     let toml = format!(
@@ -260,4 +266,65 @@ async fn an_operator_holds_and_releases_an_account() {
             .await
             .expect("reply");
     assert_eq!(unknown.status, 404, "{}", unknown.text());
+}
+
+/// Resource Health (both schemas; docs/alerts holds Microsoft's documented samples with the
+/// resource swapped for a Video Indexer account): `Unavailable` holds down only the account it
+/// names, `Available` releases it (the tenant returns after hold-down); an unrelated resource
+/// is acknowledged and ignored; `Degraded` is ignored by default.
+#[tokio::test]
+async fn resource_health_holds_only_its_account() {
+    let f = start("region").await;
+    let gw = &f.gw;
+    let unrelated = sample("resource-health-activity-log-unavailable.json", SUB_A)
+        .replace("vi-east", "vi-elsewhere");
+    let r = post(gw, &unrelated).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(served_by(gw, "ta").await, "east-a");
+
+    let r = post(
+        gw,
+        &sample("common-schema-resource-health-unavailable.json", SUB_A),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["account"], "east-a");
+    assert_eq!(served_by(gw, "ta").await, "west-a");
+    assert_eq!(served_by(gw, "tb").await, "east-b", "only that account");
+    let accounts = gw
+        .admin("GET", "/v1/accounts", None)
+        .await
+        .expect("accounts")
+        .json();
+    assert_eq!(
+        accounts["accounts"][0]["holds"][0]["holder"],
+        "resource-health"
+    );
+    assert_eq!(
+        accounts["accounts"][0]["holds"][0]["source"],
+        "azure-resource-health"
+    );
+
+    let degraded = sample("resource-health-activity-log-unavailable.json", SUB_A).replace(
+        "\"currentHealthStatus\": \"Unavailable\"",
+        "\"currentHealthStatus\": \"Degraded\"",
+    );
+    let r = post(gw, &degraded).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+
+    let r = post(
+        gw,
+        &sample("resource-health-activity-log-available.json", SUB_A),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["state"], "auto");
+    let back = eventually(Duration::from_secs(5), || async {
+        served_by(gw, "ta").await == "east-a"
+    })
+    .await;
+    assert!(
+        back,
+        "the account returns once Resource Health says Available"
+    );
 }

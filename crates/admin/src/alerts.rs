@@ -35,6 +35,10 @@ const COMMON_SCHEMA: &str = "azureMonitorCommonAlertSchema";
 const ACTIVITY_LOG_SCHEMA: &str = "Microsoft.Insights/activityLogs";
 /// `monitoringService` / `eventSource` / `category` of a service-health notification.
 const SERVICE_HEALTH: &str = "ServiceHealth";
+/// `monitoringService` of a Resource Health alert in the common schema.
+const RESOURCE_HEALTH_COMMON: &str = "Resource Health";
+/// `eventSource` / `category` of a Resource Health alert in the activity-log schema.
+const RESOURCE_HEALTH: &str = "ResourceHealth";
 
 /// Where an incident is in its lifecycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,11 +102,51 @@ pub enum AlertError {
     Malformed(String),
 }
 
+/// A Resource Health status of one resource (RFC-less: Azure's documented values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceStatus {
+    /// `Available`.
+    Available,
+    /// `Unavailable`.
+    Unavailable,
+    /// `Degraded`.
+    Degraded,
+    /// `Unknown`, or a value Azure has not documented.
+    Unknown,
+}
+
+impl ResourceStatus {
+    /// How events and answers spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceStatus::Available => "Available",
+            ResourceStatus::Unavailable => "Unavailable",
+            ResourceStatus::Degraded => "Degraded",
+            ResourceStatus::Unknown => "Unknown",
+        }
+    }
+}
+
+/// A Resource Health alert: one resource's availability changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceHealthAlert {
+    /// The resource's ARM id, lower-cased (ARM ids compare case-insensitively).
+    pub resource_id: String,
+    /// `currentHealthStatus`.
+    pub status: ResourceStatus,
+    /// `title`, bounded.
+    pub title: Option<String>,
+    /// `cause` (`PlatformInitiated`, `UserInitiated`), bounded.
+    pub cause: Option<String>,
+}
+
 /// What a well-formed body turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
     /// A service-health incident notification.
     ServiceHealth(ServiceHealthAlert),
+    /// A Resource Health alert for one resource.
+    ResourceHealth(ResourceHealthAlert),
     /// A valid Azure Monitor payload that is not a service-health incident (a metric alert, an
     /// administrative activity-log event, planned maintenance, ...), with the reason. The
     /// handler acknowledges it (202) and does nothing else.
@@ -235,6 +279,21 @@ fn parse_common(root: &Map<String, Value>) -> Result<Parsed, AlertError> {
         ));
     };
     let service = str_field(essentials, &["monitoringService"]);
+    if service == Some(RESOURCE_HEALTH_COMMON) {
+        // The resource is the alert's target; the status is in the activity-log properties.
+        let resource = essentials
+            .get("alertTargetIDs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .find(|id| id.to_ascii_lowercase().contains("/providers/"));
+        let properties = data
+            .and_then(|d| d.get("alertContext"))
+            .and_then(|c| c.get("properties"))
+            .and_then(Value::as_object);
+        return resource_health(resource, properties, "data.essentials.alertTargetIDs");
+    }
     if service != Some(SERVICE_HEALTH) {
         return Ok(Parsed::Irrelevant(format!(
             "monitoringService is {}, not ServiceHealth",
@@ -288,6 +347,14 @@ fn parse_activity_log(
 ) -> Result<Parsed, AlertError> {
     // The documented sample carries `eventSource`; the schema's table names `category`.
     let source = str_field(log, &["eventSource", "category"]);
+    if source == Some(RESOURCE_HEALTH) {
+        let properties = log.get("properties").and_then(Value::as_object);
+        return resource_health(
+            str_field(log, &["resourceId"]),
+            properties,
+            "data.context.activityLog.resourceId",
+        );
+    }
     if source != Some(SERVICE_HEALTH) {
         return Ok(Parsed::Irrelevant(format!(
             "activity-log category is {}, not ServiceHealth",
@@ -317,6 +384,55 @@ fn parse_activity_log(
         "data.context.activityLog.properties",
         subscription,
     )
+}
+
+/// The schema-independent part of a Resource Health alert: the resource and its
+/// `properties.currentHealthStatus`.
+fn resource_health(
+    resource: Option<&str>,
+    properties: Option<&Map<String, Value>>,
+    path: &str,
+) -> Result<Parsed, AlertError> {
+    let Some(resource) = resource.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Err(AlertError::Malformed(format!(
+            "Resource Health payload without a resource ({path})"
+        )));
+    };
+    if resource.len() > MAX_ALERT_TEXT * 2 {
+        return Err(AlertError::Malformed(format!(
+            "{path} is {} bytes long; at most {} are accepted",
+            resource.len(),
+            MAX_ALERT_TEXT * 2
+        )));
+    }
+    let Some(props) = properties else {
+        return Err(AlertError::Malformed(
+            "Resource Health payload without properties".to_owned(),
+        ));
+    };
+    let status = match str_field(props, &["currentHealthStatus"]).map(str::trim) {
+        Some(s) if s.eq_ignore_ascii_case("Available") => ResourceStatus::Available,
+        Some(s) if s.eq_ignore_ascii_case("Unavailable") => ResourceStatus::Unavailable,
+        Some(s) if s.eq_ignore_ascii_case("Degraded") => ResourceStatus::Degraded,
+        Some(_) => ResourceStatus::Unknown,
+        None => {
+            return Err(AlertError::Malformed(
+                "Resource Health payload without properties.currentHealthStatus".to_owned(),
+            ));
+        }
+    };
+    let text = |key: &str| {
+        str_field(props, &[key])
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(bounded_text)
+    };
+    Ok(Parsed::ResourceHealth(ResourceHealthAlert {
+        resource_id: resource.to_ascii_lowercase(),
+        status,
+        title: text("title"),
+        cause: text("cause"),
+    }))
 }
 
 /// The schema-independent part: the `properties` of a service-health event.

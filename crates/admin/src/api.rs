@@ -571,6 +571,7 @@ async fn fleet_region(
 async fn azure_alert(state: &AdminState, body: &[u8]) -> Resp {
     let alert = match alerts::parse_azure_monitor(body) {
         Ok(Parsed::ServiceHealth(alert)) => alert,
+        Ok(Parsed::ResourceHealth(alert)) => return resource_health_alert(state, &alert).await,
         Ok(Parsed::Irrelevant(why)) => {
             return json_resp(
                 StatusCode::ACCEPTED,
@@ -764,6 +765,70 @@ async fn subscription_alert(
             "state": state_name, "accounts": applied,
         }),
     )
+}
+
+/// A Resource Health alert: `Unavailable` holds the account whose `resource_id` it names down
+/// (source `azure-resource-health`), `Available` releases that hold; `Degraded` and `Unknown`
+/// follow `[alerts.azure_monitor] degraded`. Other resources are acknowledged and ignored.
+async fn resource_health_alert(state: &AdminState, alert: &alerts::ResourceHealthAlert) -> Resp {
+    use alerts::ResourceStatus;
+    let config = state.reloader.config();
+    let Some(account) = config
+        .accounts
+        .iter()
+        .find(|a| a.resource_id.as_deref() == Some(alert.resource_id.as_str()))
+    else {
+        return json_resp(
+            StatusCode::ACCEPTED,
+            &json!({"status": "ignored", "reason": "no configured account has that resource_id"}),
+        );
+    };
+    if state.fleet.is_some() {
+        tracing::warn!(account = %account.name, status = alert.status.as_str(), "Resource Health alert ignored: account holds are not shared in fleet mode yet");
+        return json_resp(
+            StatusCode::ACCEPTED,
+            &json!({"status": "ignored", "reason": "fleet mode: account holds are not shared through etcd yet"}),
+        );
+    }
+    let down = match alert.status {
+        ResourceStatus::Unavailable => true,
+        ResourceStatus::Available => false,
+        ResourceStatus::Degraded | ResourceStatus::Unknown if config.alerts.degraded_is_down => {
+            true
+        }
+        ResourceStatus::Degraded | ResourceStatus::Unknown => {
+            return json_resp(
+                StatusCode::ACCEPTED,
+                &json!({"status": "ignored", "account": account.name,
+                        "reason": format!("{} is ignored (alerts.azure_monitor.degraded = \"ignore\")", alert.status.as_str())}),
+            );
+        }
+    };
+    let mut reason = format!("azure resource health {}", alert.status.as_str());
+    if let Some(cause) = &alert.cause {
+        reason.push_str(&format!(" ({cause})"));
+    }
+    if let Some(title) = &alert.title {
+        reason.push_str(&format!(": {title}"));
+    }
+    let change = if down {
+        RegionChange::Hold(Holder::ResourceHealth)
+    } else {
+        RegionChange::Release(Holder::ResourceHealth)
+    };
+    match state
+        .control
+        .set_account(&account.name, change, &reason, "azure-resource-health")
+        .await
+    {
+        Ok(view) => json_resp(
+            StatusCode::OK,
+            &json!({"status": "applied", "account": account.name,
+                    "state": if view.holds.is_empty() { "auto" } else { "down" },
+                    "health_status": alert.status.as_str()}),
+        ),
+        Err(err) => control_error(err),
+    }
 }
 
 fn account_json(v: &pairgate_health::AccountView, config: &pairgate_config::Config) -> Value {

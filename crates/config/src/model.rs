@@ -167,6 +167,9 @@ pub struct Alerts {
     pub azure_monitor_services: Vec<String>,
     /// `[alerts.azure_monitor] scope`: what a Service Health incident acts on.
     pub azure_monitor_scope: AlertScope,
+    /// `[alerts.azure_monitor] degraded = "down"`: a Resource Health `Degraded` or `Unknown`
+    /// holds the account down like `Unavailable` (default false: ignored).
+    pub degraded_is_down: bool,
 }
 
 /// What a Service Health incident acts on (`[alerts.azure_monitor] scope`).
@@ -439,6 +442,9 @@ pub struct AccountConfig {
     /// one in `auth.resource_id`. Service Health incidents with
     /// `[alerts.azure_monitor] scope = "subscription"` act only on their subscription's accounts.
     pub subscription: Option<String>,
+    /// The account's ARM resource id, lower-cased (ARM ids compare case-insensitively):
+    /// `resource_id`, else `auth.resource_id`. Resource Health alerts for it hold it down.
+    pub resource_id: Option<String>,
 }
 
 /// One `[[tenant]]`.

@@ -203,6 +203,8 @@ pub struct AzureMonitorSpec {
     pub services: Option<Vec<String>>,
     /// `scope = "region" | "subscription"`: what an incident acts on.
     pub scope: Option<String>,
+    /// `degraded = "ignore" | "down"`: what a Resource Health `Degraded` or `Unknown` does.
+    pub degraded: Option<String>,
 }
 
 /// `[cluster]`.
@@ -398,6 +400,9 @@ pub struct AccountSpec {
     pub auth: Option<AuthSpec>,
     /// `subscription = "<Azure subscription id>"`: the subscription the account lives in.
     pub subscription: Option<String>,
+    /// `resource_id = "/subscriptions/.../providers/Microsoft.VideoIndexer/accounts/..."`: the
+    /// account's ARM resource, matched against Resource Health alerts.
+    pub resource_id: Option<String>,
 }
 
 /// One `[[tenant]]`.

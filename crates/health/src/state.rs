@@ -65,6 +65,8 @@ pub struct PersistedState {
 
 /// The holder id of the operator's hold on a region.
 pub const OPERATOR_HOLDER: &str = "operator";
+/// The holder id of Resource Health's hold on an account.
+pub const RESOURCE_HEALTH_HOLDER: &str = "resource-health";
 /// The prefix of an incident's holder id; the incident's tracking id follows.
 pub const INCIDENT_HOLDER_PREFIX: &str = "incident:";
 /// How the alert receiver words a hold's reason; version 1 files are recognised by it.
@@ -100,6 +102,9 @@ impl PersistedState {
 pub enum Holder {
     /// An Azure Service Health incident, by tracking id.
     Incident(String),
+    /// Azure Resource Health (an account's own availability): one hold, taken on
+    /// `Unavailable` and released on `Available`.
+    ResourceHealth,
     /// The operator (admin API), one hold however often it is set.
     Operator,
 }
@@ -109,6 +114,7 @@ impl Holder {
     pub fn id(&self) -> String {
         match self {
             Holder::Operator => OPERATOR_HOLDER.to_owned(),
+            Holder::ResourceHealth => RESOURCE_HEALTH_HOLDER.to_owned(),
             Holder::Incident(id) => format!("{INCIDENT_HOLDER_PREFIX}{id}"),
         }
     }
@@ -117,6 +123,9 @@ impl Holder {
     pub fn parse(id: &str) -> Option<Holder> {
         if id == OPERATOR_HOLDER {
             return Some(Holder::Operator);
+        }
+        if id == RESOURCE_HEALTH_HOLDER {
+            return Some(Holder::ResourceHealth);
         }
         id.strip_prefix(INCIDENT_HOLDER_PREFIX)
             .filter(|tracking| !tracking.is_empty())

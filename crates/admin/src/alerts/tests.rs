@@ -237,16 +237,23 @@ fn parses_samples_and_variants() {
         (
             "activity log, other category",
             r#"{"schemaId":"Microsoft.Insights/activityLogs","data":{"status":"Activated",
-                "context":{"activityLog":{"eventSource":"ResourceHealth","properties":{}}}}}"#
+                "context":{"activityLog":{"eventSource":"Autoscale","properties":{}}}}}"#
                 .into(),
-            Want::Irrelevant(r#"category is "ResourceHealth""#),
+            Want::Irrelevant(r#"category is "Autoscale""#),
         ),
         (
-            "common: Resource Health",
+            "activity log: Resource Health without its resource",
+            r#"{"schemaId":"Microsoft.Insights/activityLogs","data":{"status":"Activated",
+                "context":{"activityLog":{"eventSource":"ResourceHealth","properties":{}}}}}"#
+                .into(),
+            Want::Error("Resource Health payload without a resource"),
+        ),
+        (
+            "common: Resource Health without its resource",
             r#"{"schemaId":"azureMonitorCommonAlertSchema","data":{"essentials":
                 {"monitoringService":"Resource Health"},"alertContext":{}}}"#
                 .into(),
-            Want::Irrelevant(r#""Resource Health", not ServiceHealth"#),
+            Want::Error("Resource Health payload without a resource"),
         ),
         (
             "common: no monitoringService",
@@ -552,5 +559,42 @@ fn what_an_alert_hands_on_is_bounded() {
     match parse_azure_monitor(body.as_bytes()) {
         Ok(Parsed::Irrelevant(why)) => assert!(why.len() <= MAX_ALERT_TEXT, "{}", why.len()),
         other => panic!("expected irrelevant, got {other:?}"),
+    }
+}
+
+/// Resource Health alerts in both schemas (docs/alerts holds Microsoft's documented samples,
+/// the resource swapped for a Video Indexer account): the resource lower-cased, the status,
+/// the cause and title kept.
+#[test]
+fn resource_health_samples_parse() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/alerts");
+    let read = |f: &str| std::fs::read(dir.join(f)).expect("sample");
+    let want = "/subscriptions/11111111-1111-1111-1111-111111111111/resourcegroups/rg-vi/providers/microsoft.videoindexer/accounts/vi-east";
+    for (file, status, cause) in [
+        (
+            "resource-health-activity-log-unavailable.json",
+            ResourceStatus::Unavailable,
+            "PlatformInitiated",
+        ),
+        (
+            "resource-health-activity-log-available.json",
+            ResourceStatus::Available,
+            "PlatformInitiated",
+        ),
+        (
+            "common-schema-resource-health-unavailable.json",
+            ResourceStatus::Unavailable,
+            "UserInitiated",
+        ),
+    ] {
+        match parse_azure_monitor(&read(file)) {
+            Ok(Parsed::ResourceHealth(alert)) => {
+                assert_eq!(alert.resource_id, want, "{file}");
+                assert_eq!(alert.status, status, "{file}");
+                assert_eq!(alert.cause.as_deref(), Some(cause), "{file}");
+                assert!(alert.title.is_some(), "{file}");
+            }
+            other => panic!("{file}: {other:?}"),
+        }
     }
 }

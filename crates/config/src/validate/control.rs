@@ -395,9 +395,21 @@ pub(super) fn alerts(spec: &AlertsSpec, problems: &mut Problems) -> Alerts {
             AlertScope::Region
         }
     };
+    let degraded_is_down = match spec.azure_monitor.degraded.as_deref() {
+        None | Some("ignore") => false,
+        Some("down") => true,
+        Some(other) => {
+            problems.error(
+                "alerts.azure_monitor.degraded",
+                format!("{other:?} is not a choice; expected \"ignore\" or \"down\""),
+            );
+            false
+        }
+    };
     Alerts {
         azure_monitor_services: services.iter().map(|s| s.trim().to_owned()).collect(),
         azure_monitor_scope: scope,
+        degraded_is_down,
     }
 }
 

@@ -509,18 +509,62 @@ fn accounts<'s>(
             health,
             tls: control::account_tls(spec, scheme, &at, problems),
             subscription: None,
+            resource_id: None,
             auth: spec
                 .auth
                 .as_ref()
                 .and_then(|a| auth::account_auth(a, &at("auth"), env, problems)),
         });
         let account = configs.last_mut().expect("just pushed");
-        account.subscription = subscription(spec, account.auth.as_ref(), &at, problems);
+        account.resource_id = resource_id(spec, account.auth.as_ref(), &at, problems);
+        account.subscription =
+            subscription(spec, account.auth.as_ref(), &at, problems).or_else(|| {
+                // The subscription of an explicit `resource_id`.
+                let id = account.resource_id.as_deref()?;
+                crate::ArmResourceId::parse(id)
+                    .ok()
+                    .map(|r| r.subscription.to_ascii_lowercase())
+            });
     }
     Accounts {
         configs,
         index,
         regions,
+    }
+}
+
+/// An account's ARM resource id, lower-cased: `resource_id` (checked like `auth.resource_id`),
+/// else the one in its `auth`; both set and different is an error.
+fn resource_id(
+    spec: &AccountSpec,
+    auth: Option<&crate::AccountAuth>,
+    at: &dyn Fn(&str) -> String,
+    problems: &mut Problems,
+) -> Option<String> {
+    let from_auth = match auth {
+        Some(crate::AccountAuth::AzureVideoIndexer(arm)) => {
+            Some(arm.resource_id.id.to_ascii_lowercase())
+        }
+        _ => None,
+    };
+    let Some(raw) = spec.resource_id.as_deref() else {
+        return from_auth;
+    };
+    match crate::ArmResourceId::parse(raw) {
+        Err(message) => {
+            problems.error(at("resource_id"), message);
+            from_auth
+        }
+        Ok(parsed) => {
+            let own = parsed.id.to_ascii_lowercase();
+            if let Some(other) = from_auth.filter(|s| *s != own) {
+                problems.error(
+                    at("resource_id"),
+                    format!("differs from auth.resource_id ({other})"),
+                );
+            }
+            Some(own)
+        }
     }
 }
 
