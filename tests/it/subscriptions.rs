@@ -139,6 +139,7 @@ async fn an_incident_moves_only_its_subscriptions_tenants() {
     assert_eq!(east_a["state"], "down");
     assert_eq!(east_a["subscription"], SUB_A);
     assert_eq!(east_a["holds"][0]["holder"], "incident:4K_2-VT8");
+    assert_eq!(east_a["holds"][0]["source"], "azure-service-health");
     assert_eq!(accounts["accounts"][2]["state"], "auto", "east-b untouched");
     let detail = gw
         .admin("GET", "/v1/tenants/ta", None)
@@ -234,6 +235,16 @@ async fn region_scope_moves_every_tenant_of_the_region() {
     assert_eq!(r.json()["regions"], serde_json::json!(["eastus"]));
     assert_eq!(served_by(&f.gw, "ta").await, "west-a");
     assert_eq!(served_by(&f.gw, "tb").await, "west-b");
+    // Every service name the incident listed is counted, as Azure spelled it.
+    let metrics =
+        f.gw.admin("GET", "/metrics", None)
+            .await
+            .expect("metrics")
+            .text();
+    assert!(
+        metrics.contains("pairgate_alert_services_seen_total{service=\"Video Indexer\"} 1"),
+        "{metrics}"
+    );
 }
 
 /// An operator can hold an account down and release it, like a region.

@@ -175,7 +175,7 @@ impl ServiceHealthAlert {
         if services.is_empty() {
             return self.impacted_regions.iter().map(String::as_str).collect();
         }
-        let wanted = |name: &str| services.iter().any(|s| eq_ignore_case(s, name));
+        let wanted = |name: &str| services.iter().any(|s| same_service(s, name));
         let mut out: Vec<&str> = Vec::new();
         if self.impacted.is_empty() {
             if self.services.iter().any(|s| wanted(s)) {
@@ -264,7 +264,7 @@ pub fn service_matches(alert: &ServiceHealthAlert, services: &[String]) -> bool 
     services.is_empty()
         || services
             .iter()
-            .any(|wanted| alert.services.iter().any(|s| eq_ignore_case(wanted, s)))
+            .any(|wanted| alert.services.iter().any(|s| same_service(wanted, s)))
 }
 
 /// Common alert schema: `data.essentials` + `data.alertContext.properties`.
@@ -613,6 +613,24 @@ fn region_key(name: &str) -> String {
 /// Whether two region names are the same ignoring case and whitespace.
 fn same_region(a: &str, b: &str) -> bool {
     region_key(a) == region_key(b)
+}
+
+/// A service name as compared: lower-cased, without the "Azure AI " or "Azure " prefix Azure
+/// puts on some display names (and leaves off others, and changes over time), without
+/// whitespace. `"Azure AI Video Indexer"`, `"Video Indexer"` and `"video indexer"` are one.
+fn service_key(name: &str) -> String {
+    let lower = name.trim().to_lowercase();
+    let bare = lower
+        .strip_prefix("azure ai ")
+        .or_else(|| lower.strip_prefix("azure "))
+        .unwrap_or(&lower);
+    bare.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+/// Whether two service names name the same service (see [`service_key`]).
+pub fn same_service(a: &str, b: &str) -> bool {
+    let (a, b) = (service_key(a), service_key(b));
+    !a.is_empty() && a == b
 }
 
 /// Case-insensitive comparison of names, ignoring surrounding whitespace.

@@ -174,6 +174,36 @@ pub struct AdminState {
     pub draining: Arc<AtomicBool>,
     /// The running build, for `pairgate_build_info`.
     pub build: crate::BuildInfo,
+    /// Every service name seen in Service Health alerts, counted
+    /// (`pairgate_alert_services_seen_total`), so an operator learns Azure's exact names.
+    pub alert_services: ServicesSeen,
+}
+
+/// Service names seen in Service Health alerts, with counts; bounded (past
+/// [`ServicesSeen::MAX`] names, the rest count under `_other`).
+#[derive(Debug, Default)]
+pub struct ServicesSeen(std::sync::Mutex<std::collections::BTreeMap<String, u64>>);
+
+impl ServicesSeen {
+    /// Distinct names kept.
+    pub const MAX: usize = 256;
+
+    fn note(&self, services: &[String]) {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for service in services {
+            let key = if seen.contains_key(service) || seen.len() < Self::MAX {
+                service.clone()
+            } else {
+                "_other".to_owned()
+            };
+            *seen.entry(key).or_default() += 1;
+        }
+    }
+
+    fn snapshot(&self) -> Vec<(String, u64)> {
+        let seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        seen.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
 }
 
 /// Serves the admin API until `shutdown` resolves.
@@ -570,7 +600,10 @@ async fn fleet_region(
 /// the same incident resolves. Regions marked down by someone else are left alone on resolve.
 async fn azure_alert(state: &AdminState, body: &[u8]) -> Resp {
     let alert = match alerts::parse_azure_monitor(body) {
-        Ok(Parsed::ServiceHealth(alert)) => alert,
+        Ok(Parsed::ServiceHealth(alert)) => {
+            state.alert_services.note(&alert.services);
+            alert
+        }
         Ok(Parsed::ResourceHealth(alert)) => return resource_health_alert(state, &alert).await,
         Ok(Parsed::Irrelevant(why)) => {
             return json_resp(
@@ -744,7 +777,7 @@ async fn subscription_alert(
         }
         match state
             .control
-            .set_account(name, change.clone(), &reason, "azure-monitor")
+            .set_account(name, change.clone(), &reason, "azure-service-health")
             .await
         {
             Ok(_) => applied.push(name),
@@ -913,6 +946,17 @@ async fn metrics(state: &AdminState) -> Resp {
             text,
             "# HELP pairgate_account_holds Holds keeping an account down (Service Health incidents sent for its subscription, the operator); 0 when it is in auto.\n# TYPE pairgate_account_holds gauge"
         );
+        let _ = writeln!(
+            text,
+            "# HELP pairgate_alert_services_seen_total Service names seen in Service Health alerts (Azure's exact spelling, for alerts.azure_monitor.services).\n# TYPE pairgate_alert_services_seen_total counter"
+        );
+        for (service, n) in state.alert_services.snapshot() {
+            let _ = writeln!(
+                text,
+                "pairgate_alert_services_seen_total{{service=\"{}\"}} {n}",
+                prometheus::esc(&service)
+            );
+        }
         for account in state.control.accounts().await {
             let subscription = config
                 .accounts

@@ -16,6 +16,7 @@ pub mod process;
 pub mod prometheus;
 
 pub use api::{
-    AdminState, BoxFuture, FleetWriteError, FleetWrites, ReloadRejected, Reloaded, Reloader, serve,
+    AdminState, BoxFuture, FleetWriteError, FleetWrites, ReloadRejected, Reloaded, Reloader,
+    ServicesSeen, serve,
 };
 pub use process::BuildInfo;

@@ -15,6 +15,7 @@
 use std::fmt;
 
 mod auth;
+pub mod catalogue;
 mod client_auth;
 mod duration;
 mod keys;

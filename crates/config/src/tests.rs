@@ -1391,3 +1391,67 @@ subscription = "not-a-guid"
         ],
     );
 }
+
+/// Regions named like Azure's get their display name and documented pair; a one-way documented
+/// pair (Brazil South -> South Central US) loads; another pair than the documented one is a
+/// warning; an explicit `azure_name` wins.
+#[test]
+fn the_azure_catalogue_fills_names_and_pairs() {
+    let text = r#"
+[[region]]
+name = "eastus"
+[[region]]
+name = "westus"
+[[region]]
+name = "brazilsouth"
+[[region]]
+name = "southcentralus"
+azure_name = "South Central US (custom)"
+[[region]]
+name = "mars"
+"#;
+    let loaded = load(text, &env).expect("valid");
+    let regions = &loaded.config.regions;
+    assert_eq!(regions[0].azure_name.as_deref(), Some("East US"));
+    assert_eq!(
+        regions[0].pair,
+        Some(1),
+        "eastus pairs with westus by default"
+    );
+    assert_eq!(regions[1].pair, Some(0));
+    assert_eq!(
+        regions[2].pair,
+        Some(3),
+        "brazilsouth -> southcentralus, one way"
+    );
+    assert_eq!(
+        regions[3].pair, None,
+        "southcentralus pairs with northcentralus, absent here"
+    );
+    assert_eq!(
+        regions[3].azure_name.as_deref(),
+        Some("South Central US (custom)")
+    );
+    assert_eq!(regions[4].azure_name, None, "unknown names get nothing");
+    assert!(loaded.warnings.is_empty(), "{:#?}", loaded.warnings);
+    // Pairing against the documentation is allowed, and said.
+    let got = problems(
+        "[[region]]\nname = \"eastus\"\npair = \"centralus\"\n[[region]]\nname = \"centralus\"\npair = \"eastus\"\n",
+    );
+    let warned: Vec<&str> = got.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(warned, ["region[0].pair", "region[1].pair"], "{got:#?}");
+    assert!(
+        got[0]
+            .message
+            .contains("Azure pairs \"eastus\" with \"westus\"")
+    );
+    // A one-way pair that is not documented is still an error.
+    let got = problems(
+        "[[region]]\nname = \"eastus\"\npair = \"westus\"\n[[region]]\nname = \"westus\"\npair = \"westus3\"\n[[region]]\nname = \"westus3\"\npair = \"westus\"\n",
+    );
+    assert!(
+        got.iter()
+            .any(|p| p.path == "region[0].pair" && p.message.contains("must be mutual")),
+        "{got:#?}"
+    );
+}

@@ -241,6 +241,7 @@ impl Gateway {
                         commit: env!("PAIRGATE_COMMIT"),
                         rustc: env!("PAIRGATE_RUSTC"),
                     },
+                    alert_services: pairgate_admin::ServicesSeen::default(),
                 });
                 Some(tokio::spawn(pairgate_admin::serve(
                     listener,

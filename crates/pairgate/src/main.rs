@@ -77,6 +77,10 @@ enum Command {
     /// newline is not part of the key), for a tenant's `client_auth.api_keys`. The key itself
     /// never goes in the config.
     HashKey,
+    /// Print Azure's documented regions: name, display name (what alerts say) and pair (`->`
+    /// marks a pair that does not pair back). A `[[region]]` with one of these names gets its
+    /// `azure_name` and, when unset, its `pair` from here.
+    Regions,
     /// Start mock regions and a gateway in front of them, with no files at all.
     Demo {
         /// Where the gateway listens.
@@ -115,10 +119,25 @@ fn main() -> ExitCode {
         Command::Run { config } => run(&config),
         Command::Cluster { action } => cluster(action),
         Command::HashKey => hash_key(),
+        Command::Regions => regions(),
         Command::Demo { listen, control } => {
             report(runtime(None).and_then(|rt| rt.block_on(pairgate::demo::run(listen, control))))
         }
     }
+}
+
+fn regions() -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{:<20} {:<22} PAIR", "NAME", "DISPLAY NAME");
+    for r in pairgate_config::catalogue::AZURE_REGIONS {
+        let pair = match r.pair {
+            None => "-".to_owned(),
+            Some(p) if r.one_way() => format!("-> {p} (one way)"),
+            Some(p) => format!("<> {p}"),
+        };
+        let _ = writeln!(out, "{:<20} {:<22} {pair}", r.name, r.display);
+    }
+    ExitCode::SUCCESS
 }
 
 fn hash_key() -> ExitCode {

@@ -598,3 +598,19 @@ fn resource_health_samples_parse() {
         }
     }
 }
+
+/// `services` matches Azure's display names and the names without their "Azure " or
+/// "Azure AI " prefix, ignoring case and spacing.
+#[test]
+fn service_names_match_aliases() {
+    for (a, b, same) in [
+        ("Video Indexer", "Azure AI Video Indexer", true),
+        ("azure ai video indexer", "VideoIndexer", true),
+        ("Storage", "Azure Storage", true),
+        ("Virtual Machines", "virtual machines", true),
+        ("Video Indexer", "Storage", false),
+        ("Azure", "", false),
+    ] {
+        assert_eq!(same_service(a, b), same, "{a:?} vs {b:?}");
+    }
+}

@@ -395,9 +395,32 @@ fn regions<'s>(specs: &'s [RegionSpec], problems: &mut Problems) -> Regions<'s> 
         .map(|r| r.name.as_deref().unwrap_or(""))
         .collect();
     let index = unique_names("region", specs.iter().map(|r| r.name.as_deref()), problems);
+    let known: Vec<Option<&crate::catalogue::AzureRegion>> =
+        names.iter().map(|n| crate::catalogue::lookup(n)).collect();
+    // Each region's pair: its own `pair`, else its documented pair when that region is
+    // configured too and does not pair elsewhere (a one-way documented pair needs nothing
+    // back).
+    let wanted: Vec<Option<&str>> = specs
+        .iter()
+        .zip(&known)
+        .enumerate()
+        .map(|(i, (spec, known))| {
+            spec.pair.as_deref().or_else(|| {
+                // A duplicate name is reported; it gets no defaults.
+                if index.get(names[i]) != Some(&i) {
+                    return None;
+                }
+                let known = (*known)?;
+                let p = known.pair?;
+                let &j = index.get(p)?;
+                let back = specs[j].pair.as_deref();
+                (known.one_way() || back.is_none() || back == Some(names[i])).then_some(p)
+            })
+        })
+        .collect();
     let mut configs = Vec::with_capacity(specs.len());
     for (i, spec) in specs.iter().enumerate() {
-        let pair = spec.pair.as_deref().and_then(|pair| {
+        let pair = wanted[i].and_then(|pair| {
             let at = format!("region[{i}].pair");
             let Some(&j) = index.get(pair) else {
                 problems.error(at, format!("unknown region {pair:?}"));
@@ -407,8 +430,13 @@ fn regions<'s>(specs: &'s [RegionSpec], problems: &mut Problems) -> Regions<'s> 
                 problems.error(at, "a region cannot pair with itself");
                 return None;
             }
-            let back = specs[j].pair.as_deref();
-            if back.and_then(|b| index.get(b)) != Some(&i) {
+            let documented = known[i].and_then(|k| k.pair);
+            let back = wanted[j];
+            // Azure pairs a few regions one way only (West US 3 -> East US, ...): such a pair
+            // is allowed when it is the documented one.
+            let one_way_documented =
+                documented == Some(pair) && known[i].is_some_and(|k| k.one_way());
+            if back.and_then(|b| index.get(b)) != Some(&i) && !one_way_documented {
                 let message = match back {
                     None => format!(
                         "pairs with {pair:?}, but {pair:?} does not pair back (set its pair = {:?})",
@@ -419,18 +447,26 @@ fn regions<'s>(specs: &'s [RegionSpec], problems: &mut Problems) -> Regions<'s> 
                     ),
                 };
                 problems.error(at, message);
+            } else if let Some(documented) = documented.filter(|d| *d != pair) {
+                problems.warning(
+                    at,
+                    format!(
+                        "Azure pairs {:?} with {documented:?}, not {pair:?} (see `pairgate regions`)",
+                        names[i]
+                    ),
+                );
             }
             Some(j)
         });
-        let azure_name = spec.azure_name.as_ref().and_then(|n| {
-            let trimmed = n.trim();
-            if trimmed.is_empty() {
+        let azure_name = match &spec.azure_name {
+            Some(n) if n.trim().is_empty() => {
                 problems.error(format!("region[{i}].azure_name"), "must not be empty");
                 None
-            } else {
-                Some(trimmed.to_owned())
             }
-        });
+            Some(n) => Some(n.trim().to_owned()),
+            // A known Azure region's alerts name it by its display name.
+            None => known[i].map(|k| k.display.to_owned()),
+        };
         configs.push(RegionConfig {
             name: names[i].to_owned(),
             pair,
