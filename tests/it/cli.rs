@@ -527,3 +527,33 @@ fn hash_key_and_key_set_files_are_checked() {
         "the key set's secret is never printed: {out}"
     );
 }
+
+/// `pairgate regions` prints Azure's documented regions with their display names and pairs,
+/// one-way pairs marked.
+#[test]
+fn regions_prints_the_catalogue() {
+    let out = Command::new(pairgate_bin().expect("binary"))
+        .arg("regions")
+        .output()
+        .expect("regions runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name}:\n{text}"))
+            .to_owned()
+    };
+    assert!(line("eastus").contains("East US") && line("eastus").contains("<> westus"));
+    assert!(
+        line("westus3").contains("-> eastus (one way)"),
+        "{}",
+        line("westus3")
+    );
+    assert!(line("brazilsouth").contains("-> southcentralus (one way)"));
+    assert!(
+        line("qatarcentral").ends_with('-'),
+        "unpaired: {}",
+        line("qatarcentral")
+    );
+}
