@@ -13,6 +13,7 @@ mod fleet;
 mod hardening;
 mod limits;
 mod observe;
+mod retry;
 mod streaming;
 mod subscriptions;
 mod support;

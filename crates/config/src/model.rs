@@ -311,6 +311,9 @@ pub struct Upstream {
     /// Largest request body buffered so a failed request can be replayed on the other account.
     /// Default 64 KiB; larger bodies are streamed and never replayed.
     pub max_replay_body: usize,
+    /// `retry_on_status`: a replay-safe request answered with one of these statuses is sent
+    /// once to the tenant's other account (when healthy). Default empty.
+    pub retry_on_status: Vec<u16>,
 }
 
 /// What a probe does.

@@ -307,6 +307,8 @@ pub struct UpstreamSpec {
     pub max_idle_per_account: Option<i64>,
     /// Bytes.
     pub max_replay_body: Option<i64>,
+    /// `retry_on_status = [502, 503, 504]`: statuses a replay-safe request is retried on.
+    pub retry_on_status: Option<Vec<i64>>,
 }
 
 /// `[health]`, or an account's `health = { ... }`; every key unset means "inherit".

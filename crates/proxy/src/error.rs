@@ -119,6 +119,11 @@ pub enum ErrorKind {
     /// The tenant's JWT issuer has no signing keys loaded, so no token can be verified.
     #[error("client authentication unavailable")]
     ClientAuthUnavailable,
+    /// The account answered with a status in `upstream.retry_on_status`. Only recorded as the
+    /// first attempt's error of a request retried on the other account; the client gets the
+    /// retry's answer, or this response when the retry fails.
+    #[error("upstream answered a status in upstream.retry_on_status")]
+    UpstreamRetryableStatus,
 }
 
 impl ErrorKind {
@@ -145,6 +150,7 @@ impl ErrorKind {
             ErrorKind::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             ErrorKind::WrongTenant => StatusCode::FORBIDDEN,
             ErrorKind::ClientAuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::UpstreamRetryableStatus => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -171,6 +177,7 @@ impl ErrorKind {
             ErrorKind::Unauthenticated { .. } => "unauthenticated",
             ErrorKind::WrongTenant => "wrong_tenant",
             ErrorKind::ClientAuthUnavailable => "client_auth_unavailable",
+            ErrorKind::UpstreamRetryableStatus => "upstream_retryable_status",
         }
     }
 
@@ -211,7 +218,9 @@ impl ErrorKind {
             // The client's credential: nothing about the account.
             | ErrorKind::Unauthenticated { .. }
             | ErrorKind::WrongTenant
-            | ErrorKind::ClientAuthUnavailable => false,
+            | ErrorKind::ClientAuthUnavailable
+            // The status itself reaches the observer as the response it is.
+            | ErrorKind::UpstreamRetryableStatus => false,
         }
     }
 
@@ -317,6 +326,11 @@ mod tests {
                 ErrorKind::ClientAuthUnavailable,
                 503,
                 "client_auth_unavailable",
+            ),
+            (
+                ErrorKind::UpstreamRetryableStatus,
+                502,
+                "upstream_retryable_status",
             ),
         ];
         for (err, status, code) in cases {

@@ -638,6 +638,17 @@ async fn send_with_replay(
     let err = match send(shared, snapshot, account_id, first, give_up_if_down).await {
         Ok(resp) => {
             note_rejection(shared, account, minted.as_ref(), &resp);
+            if replayable
+                && shared
+                    .settings
+                    .retry_on_status
+                    .contains(&resp.status().as_u16())
+                && let (Some(other_id), Some(body)) = (other_id, replay_body)
+                && let Some(retried) =
+                    retry_refused(shared, snapshot, trace, template, other_id, body).await
+            {
+                return Ok((retried, true));
+            }
             return Ok((resp, rerouted));
         }
         Err(err) => err,
@@ -687,6 +698,54 @@ async fn send_with_replay(
         note_rejection(shared, other, other_minted.as_ref(), resp);
     }
     Ok((result?, true))
+}
+
+/// `upstream.retry_on_status`: the first account answered a refusal (a 503 while it flaps,
+/// say). A request that may be replayed after it was sent (idempotent, or with an
+/// `Idempotency-Key`) is sent once to the tenant's other account when that one is healthy and
+/// has its credential; its answer replaces the refusal. `None` leaves the first answer as the
+/// answer (nothing retried, or the retry failed: never worse than not retrying).
+async fn retry_refused(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    trace: &mut Trace,
+    template: &mut Template,
+    other_id: AccountId,
+    body: Bytes,
+) -> Option<Response<Incoming>> {
+    // Sent and answered: the same rules as a request sent and lost.
+    if !may_replay(ErrorKind::UpstreamReset, &template.parts) {
+        return None;
+    }
+    let other = snapshot.table.account(other_id);
+    if other.health.load() == Health::Unhealthy {
+        return None;
+    }
+    let other_minted = minted_for(snapshot, other_id).ok()?;
+    let retry = template
+        .aim(
+            other,
+            other_minted.as_ref(),
+            Full::new(body).map_err(|never| match never {}).boxed(),
+        )
+        .ok()?;
+    match send(shared, snapshot, other_id, retry, false).await {
+        Ok(resp) => {
+            note_rejection(shared, other, other_minted.as_ref(), &resp);
+            shared
+                .stats
+                .replays_succeeded
+                .fetch_add(1, Ordering::Relaxed);
+            trace.replayed_after = Some(ErrorKind::UpstreamRetryableStatus.into());
+            let side = trace.side.map_or(Side::Secondary, Side::other);
+            trace.note_account(other_id, side);
+            Some(resp)
+        }
+        Err(_) => {
+            shared.stats.replays_failed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
 }
 
 /// An account's minted token, taken for one request.

@@ -86,6 +86,8 @@ pub struct Settings {
     pub max_idle_per_account: usize,
     /// `upstream.max_replay_body`.
     pub max_replay_body: usize,
+    /// `upstream.retry_on_status`.
+    pub retry_on_status: Vec<u16>,
     /// How long in-flight requests may take to finish at shutdown.
     pub shutdown_grace: Duration,
     /// `metrics.tenant_label_limit`.
@@ -158,6 +160,7 @@ impl Settings {
             idle_timeout: config.upstream.idle_timeout,
             max_idle_per_account: config.upstream.max_idle_per_account,
             max_replay_body: config.upstream.max_replay_body,
+            retry_on_status: config.upstream.retry_on_status.clone(),
             shutdown_grace: config.runtime.shutdown_grace,
             tenant_label_limit: config.metrics.tenant_label_limit,
             access_log: AccessLog {

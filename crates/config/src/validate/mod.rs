@@ -232,6 +232,24 @@ fn build(spec: &ConfigSpec, env: Env<'_>, problems: &mut Problems) -> Config {
             .max_replay_body
             .and_then(|n| count(n, 0, "upstream.max_replay_body", problems))
             .unwrap_or(64 * 1024),
+        retry_on_status: up
+            .retry_on_status
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, &code)| {
+                // Only refusals of the account: a 4xx is about the request itself.
+                if code == 429 || (500..=599).contains(&code) {
+                    u16::try_from(code).ok()
+                } else {
+                    problems.error(
+                        format!("upstream.retry_on_status[{i}]"),
+                        format!("{code} is not retried; expected 429 or a status from 500 to 599"),
+                    );
+                    None
+                }
+            })
+            .collect(),
     };
 
     let health_base = policy::health(
