@@ -427,20 +427,7 @@ impl Waiter {
                 ..
             } => {
                 let holds = overrides.holds.entry(region.clone()).or_default();
-                match change {
-                    RegionChange::Hold(holder) => {
-                        let note = Note {
-                            reason: reason.clone(),
-                            source: (*source).to_owned(),
-                            at_unix_ms: *at_unix_ms,
-                        };
-                        holds.insert(holder.clone(), note);
-                    }
-                    RegionChange::Release(holder) => {
-                        holds.remove(holder);
-                    }
-                    RegionChange::ReleaseAll => holds.clear(),
-                }
+                change_holds(holds, change, reason, source, *at_unix_ms);
                 if holds.is_empty() {
                     overrides.holds.remove(region);
                 }
