@@ -83,7 +83,9 @@ fn key_config(up: &MockUpstream, extra: &str) -> String {
 #[tokio::test]
 async fn api_keys_admit_only_their_own_tenant() {
     let up = mock("east", "eastus").await;
-    let gw = TestGateway::start(&key_config(&up, ""))
+    // A third tenant that does not authenticate clients.
+    let open = "[[tenant]]\nname = \"open\"\nhosts = [\"open.example.com\"]\nprimary = \"east\"\n";
+    let gw = TestGateway::start(&key_config(&up, open))
         .await
         .expect("gateway");
     let url = gw.url("/v");
@@ -151,6 +153,23 @@ async fn api_keys_admit_only_their_own_tenant() {
     let ok = call(&url, "fabrikam.example.com", &[("x-api-key", FABRIKAM_KEY)]).await;
     assert_eq!(ok.status, 200);
     assert_eq!(up.request_count(), 2);
+    // A tenant's key sent by mistake to an open tenant stays at the gateway; a value that is no
+    // configured key is the upstream's business and passes.
+    let open_call = call(&url, "open.example.com", &[("x-api-key", FABRIKAM_KEY)]).await;
+    assert_eq!(open_call.status, 200);
+    assert_eq!(up.requests().pop().expect("seen").header("x-api-key"), None);
+    let theirs = call(
+        &url,
+        "open.example.com",
+        &[("x-api-key", "upstream-own-key")],
+    )
+    .await;
+    assert_eq!(theirs.status, 200);
+    assert_eq!(
+        up.requests().pop().expect("seen").header("x-api-key"),
+        Some("upstream-own-key")
+    );
+    assert_eq!(up.request_count(), 4);
 
     let metrics = gw
         .admin("GET", "/metrics", None)
@@ -273,6 +292,15 @@ async fn jwts_from_a_key_set_file() {
             Some("bad_signature"),
         ),
         ("not.a.jwt".to_owned(), 401, Some("malformed_token")),
+        (
+            es.sign(&{
+                let mut c = claims("contoso");
+                c.as_object_mut().expect("object").remove("tenant");
+                c
+            }),
+            401,
+            Some("missing_tenant_claim"),
+        ),
         (es.sign(&claims("fabrikam")), 403, None),
     ];
     for (token, status, reason) in &cases {
@@ -327,6 +355,27 @@ async fn jwts_from_a_key_set_file() {
         accepted,
         "a token of the new key is accepted once the file has it"
     );
+
+    // Revocation: the file loses the ES256 key and the gateway reloads; a token of that key,
+    // accepted (and cached) a moment ago, is refused at once.
+    let revoked = es.sign(&claims("contoso"));
+    let before = call(
+        &url,
+        "contoso.example.com",
+        &[("authorization", &bearer(&revoked))],
+    )
+    .await;
+    assert_eq!(before.status, 200);
+    std::fs::write(&jwks_path, jwks(&[&rs, &next])).expect("revoke");
+    let reload = gw.admin("POST", "/v1/reload", None).await.expect("reload");
+    assert_eq!(reload.status, 200, "{}", reload.text());
+    let after = call(
+        &url,
+        "contoso.example.com",
+        &[("authorization", &bearer(&revoked))],
+    )
+    .await;
+    assert_eq!(after.status, 401, "{}", after.text());
     gw.shutdown().await.expect("shutdown");
 }
 

@@ -618,6 +618,9 @@ async fn azure_alert(state: &AdminState, body: &[u8]) -> Resp {
     // Indexer in East US and Storage in West Europe must not move East US when we filter on
     // Storage.
     let impacted = alert.regions_for(&config.alerts.azure_monitor_services);
+    if config.alerts.azure_monitor_scope == pairgate_config::AlertScope::Subscription {
+        return subscription_alert(state, &config, &alert, &impacted).await;
+    }
     if impacted.is_empty() {
         return json_resp(
             StatusCode::ACCEPTED,
@@ -625,9 +628,6 @@ async fn azure_alert(state: &AdminState, body: &[u8]) -> Resp {
         );
     }
     let table = state.proxy.routes();
-    if config.alerts.azure_monitor_scope == pairgate_config::AlertScope::Subscription {
-        return subscription_alert(state, &config, &alert, &impacted).await;
-    }
     let regions: Vec<String> = table
         .regions()
         .iter()
@@ -734,10 +734,16 @@ async fn subscription_alert(
             .iter()
             .any(|a| alerts::region_matches(a, &r.name, r.azure_name.as_deref()))
     };
+    // An incident holds the impacted regions' accounts of its subscription; its Resolved
+    // releases every hold it placed in the subscription, whatever regions (or services) the
+    // Resolved notification lists.
+    let resolved = alert.stage == IncidentStage::Resolved;
     let accounts: Vec<&str> = config
         .accounts
         .iter()
-        .filter(|a| a.subscription.as_deref() == Some(subscription) && in_region(a.region))
+        .filter(|a| {
+            a.subscription.as_deref() == Some(subscription) && (resolved || in_region(a.region))
+        })
         .map(|a| a.name.as_str())
         .collect();
     if accounts.is_empty() {
@@ -849,19 +855,34 @@ async fn resource_health_alert(state: &AdminState, alert: &alerts::ResourceHealt
     } else {
         RegionChange::Release(Holder::ResourceHealth)
     };
-    match state
-        .control
-        .set_account(&account.name, change, &reason, "azure-resource-health")
-        .await
+    // Several pairgate accounts may front one Azure resource (other endpoints or paths): the
+    // resource's health is each one's.
+    let mut applied = Vec::new();
+    let mut state_name = "auto";
+    for same in config
+        .accounts
+        .iter()
+        .filter(|a| a.resource_id == account.resource_id)
     {
-        Ok(view) => json_resp(
-            StatusCode::OK,
-            &json!({"status": "applied", "account": account.name,
-                    "state": if view.holds.is_empty() { "auto" } else { "down" },
-                    "health_status": alert.status.as_str()}),
-        ),
-        Err(err) => control_error(err),
+        match state
+            .control
+            .set_account(&same.name, change.clone(), &reason, "azure-resource-health")
+            .await
+        {
+            Ok(view) => {
+                if !view.holds.is_empty() {
+                    state_name = "down";
+                }
+                applied.push(same.name.as_str());
+            }
+            Err(err) => return control_error(err),
+        }
     }
+    json_resp(
+        StatusCode::OK,
+        &json!({"status": "applied", "account": account.name, "accounts": applied,
+                "state": state_name, "health_status": alert.status.as_str()}),
+    )
 }
 
 fn account_json(v: &pairgate_health::AccountView, config: &pairgate_config::Config) -> Value {

@@ -146,10 +146,23 @@ impl KeySet {
                     continue;
                 }
             };
-            let declared: Option<Algorithm> = jwk
-                .common
-                .key_algorithm
-                .and_then(|a| a.to_string().parse().ok());
+            // RFC 7517 §4.2: a key for encryption does not verify signatures.
+            if jwk.common.public_key_use == Some(jsonwebtoken::jwk::PublicKeyUse::Encryption) {
+                notes.push(format!("{label}: skipped, its use is enc"));
+                continue;
+            }
+            // A declared `alg` that is no signature algorithm (RSA-OAEP, ...) rules the key out
+            // rather than leaving it open to every algorithm of its type.
+            let declared: Option<Algorithm> = match jwk.common.key_algorithm {
+                None => None,
+                Some(a) => match a.to_string().parse() {
+                    Ok(alg) => Some(alg),
+                    Err(_) => {
+                        notes.push(format!("{label}: skipped, its alg {a} does not sign"));
+                        continue;
+                    }
+                },
+            };
             let algorithms: Vec<Algorithm> = by_type
                 .iter()
                 .copied()
@@ -302,6 +315,31 @@ impl JwksStore {
     /// The current set's generation.
     pub(crate) fn generation(&self) -> u64 {
         self.keys.load().generation
+    }
+
+    /// Reads a `jwks_file` again now (a reload); a failure keeps the current keys and is
+    /// logged. Nothing for a URL (its refresher fetches it).
+    pub fn reread_file(&self) {
+        let Some(path) = &self.path else { return };
+        let read = std::fs::read(path).map_err(|source| JwksError::Read {
+            path: path.clone(),
+            source,
+        });
+        if let Err(err) = read.and_then(|raw| self.install(Bytes::from(raw))) {
+            tracing::warn!(issuer = %self.issuer.name, error = %err, "jwks: re-read at reload failed; the last good keys stay in use");
+        }
+    }
+
+    /// Takes `old`'s keys when this store has none yet (the same source under changed issuer
+    /// settings): parsed again for this issuer's algorithms.
+    pub fn adopt_keys(&self, old: &JwksStore) {
+        let theirs = old.keys.load();
+        if self.keys.load().loaded() || !theirs.loaded() {
+            return;
+        }
+        if let Err(err) = self.install(theirs.raw.clone()) {
+            tracing::warn!(issuer = %self.issuer.name, error = %err, "jwks: previous keys do not fit the new settings");
+        }
     }
 
     /// Parses `raw` and, when it differs from the current set, installs it as a new

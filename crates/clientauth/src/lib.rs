@@ -259,6 +259,22 @@ impl Gate {
         &self.api_key_header
     }
 
+    /// Removes the API key header when it carries a key configured for some tenant: a
+    /// tenant's key sent by mistake to a tenant that does not authenticate clients must not
+    /// reach that tenant's upstream. Any other value is left alone (the header may be the
+    /// upstream's own). Costs a SHA-256 only when the header is present and keys exist.
+    pub fn strip_known_key(&self, headers: &mut HeaderMap) {
+        if self.key_owner.is_empty() {
+            return;
+        }
+        let known = headers
+            .get(&self.api_key_header)
+            .is_some_and(|v| self.key_owner.contains_key(&api_key::digest(v.as_bytes())));
+        if known {
+            headers.remove(&self.api_key_header);
+        }
+    }
+
     /// The `WWW-Authenticate` challenge of tenant `tenant`.
     pub fn challenge(&self, tenant: usize) -> &'static str {
         self.tenants
@@ -329,6 +345,8 @@ impl Gate {
                         strip_authorization: true,
                     }));
                 }
+                // A valid token that names no tenant is nobody's credential.
+                Ok(v) if v.tenant.is_none() => note(Refusal::Invalid("missing_tenant_claim")),
                 Ok(_) => note(Refusal::WrongTenant),
                 Err(jwt::Failure::Invalid(reason)) => note(Refusal::Invalid(reason)),
                 Err(jwt::Failure::Unavailable) => note(Refusal::Unavailable),
@@ -448,11 +466,24 @@ impl Issuers {
                 .position(|s| s.issuer() == issuer && s.base() == base);
             match reused {
                 Some(i) => {
-                    out.stores.push(previous.stores.swap_remove(i));
+                    let store = previous.stores.swap_remove(i);
+                    // A reload is when an operator has just edited the key file (a key
+                    // revoked): read it now, not at the next refresh.
+                    store.reread_file();
+                    out.stores.push(store);
                     out.refreshers.push(previous.refreshers.swap_remove(i));
                 }
                 None => {
+                    // Other settings of the same source keep its last good keys (a URL that
+                    // fails now must not leave the issuer with none).
+                    let same_source = previous
+                        .stores
+                        .iter()
+                        .find(|s| s.issuer().jwks == issuer.jwks && s.base() == base);
                     let store = JwksStore::new(issuer, base);
+                    if let Some(old) = same_source {
+                        store.adopt_keys(old);
+                    }
                     out.refreshers.push(Some(store.start()));
                     out.stores.push(store);
                 }

@@ -472,6 +472,7 @@ fn client_credentials(
         headers.remove(name);
     }
     if !gate.enabled(tenant.index()) {
+        gate.strip_known_key(headers);
         return;
     }
     headers.remove(gate.api_key_header());

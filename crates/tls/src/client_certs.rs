@@ -71,9 +71,58 @@ impl ClientCertPolicy {
         self.current.store(Arc::new(verifier));
     }
 
+    /// Whether client certificates are asked for now.
+    pub fn active(&self) -> bool {
+        self.current.load().is_some()
+    }
+
     fn with<T>(&self, f: impl FnOnce(&dyn ClientCertVerifier) -> T) -> Option<T> {
         let current = self.current.load();
         current.as_deref().map(f)
+    }
+}
+
+/// Session resumption that is off while client certificates are asked for. rustls restores a
+/// resumed session's client certificate without verifying it again, so without this a
+/// certificate from a CA a reload removed (or one expired since) would keep passing for as long
+/// as its session could be resumed. Without client certificates, sessions resume as usual.
+#[derive(Debug)]
+pub struct ResumptionPolicy {
+    client_certs: Arc<ClientCertPolicy>,
+    inner: Arc<dyn rustls::server::StoresServerSessions>,
+}
+
+impl ResumptionPolicy {
+    /// rustls' default in-memory session cache (256 sessions), gated by `client_certs`.
+    pub fn new(client_certs: Arc<ClientCertPolicy>) -> Arc<ResumptionPolicy> {
+        Arc::new(ResumptionPolicy {
+            client_certs,
+            inner: rustls::server::ServerSessionMemoryCache::new(256),
+        })
+    }
+}
+
+impl rustls::server::StoresServerSessions for ResumptionPolicy {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        !self.client_certs.active() && self.inner.put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        if self.client_certs.active() {
+            return None;
+        }
+        self.inner.get(key)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        if self.client_certs.active() {
+            return None;
+        }
+        self.inner.take(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        self.inner.can_cache()
     }
 }
 
@@ -131,5 +180,42 @@ impl ClientCertVerifier for ClientCertPolicy {
                     .signature_verification_algorithms
                     .supported_schemes()
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls::server::StoresServerSessions;
+
+    use super::*;
+
+    /// Sessions resume without client certificates, never with them (a swap turns it off).
+    #[test]
+    fn resumption_stops_while_client_certificates_are_asked_for() {
+        let policy = ClientCertPolicy::new(None);
+        let sessions = ResumptionPolicy::new(Arc::clone(&policy));
+        assert!(sessions.put(b"k".to_vec(), b"v".to_vec()));
+        assert_eq!(sessions.get(b"k"), Some(b"v".to_vec()));
+        let roots = {
+            let ca = rcgen::KeyPair::generate().expect("key");
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let cert = params.self_signed(&ca).expect("ca");
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(cert.der().clone()).expect("root");
+            Arc::new(roots)
+        };
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
+            .build()
+            .expect("verifier");
+        policy.swap(Some(verifier));
+        assert_eq!(
+            sessions.get(b"k"),
+            None,
+            "no resumption with client certificates"
+        );
+        assert!(!sessions.put(b"k2".to_vec(), b"v".to_vec()));
+        policy.swap(None);
+        assert_eq!(sessions.take(b"k"), Some(b"v".to_vec()));
     }
 }

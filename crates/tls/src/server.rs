@@ -187,8 +187,11 @@ pub fn server_config(
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(PROTOCOL_VERSIONS)
         .expect("the ring provider supports TLS 1.2 and 1.3")
-        .with_client_cert_verifier(client_certs)
+        .with_client_cert_verifier(
+            Arc::clone(&client_certs) as Arc<dyn rustls::server::danger::ClientCertVerifier>
+        )
         .with_cert_resolver(resolver);
+    config.session_storage = crate::client_certs::ResumptionPolicy::new(client_certs);
     config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_H1.to_vec()];
     Arc::new(config)
 }

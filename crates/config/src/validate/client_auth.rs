@@ -131,6 +131,12 @@ fn issuer(spec: &JwtIssuerSpec, at: &str, problems: &mut Problems) -> JwtIssuer 
                 && url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some());
             if !ok {
                 problems.error(key("jwks_url"), format!("{url:?} is not an http(s) URL"));
+            } else if url.starts_with("http://") {
+                problems.warning(
+                    key("jwks_url"),
+                    "plain http: whoever is on the path can replace the signing keys; use https \
+                     outside a trusted network",
+                );
             }
             JwksSource::Url(url.clone())
         }
@@ -183,10 +189,20 @@ fn issuer(spec: &JwtIssuerSpec, at: &str, problems: &mut Problems) -> JwtIssuer 
     };
     let leeway = match spec.leeway.as_deref() {
         None => Duration::from_secs(30),
-        Some(raw) => crate::duration::parse_duration(raw).unwrap_or_else(|message| {
-            problems.error(key("leeway"), message);
-            Duration::from_secs(30)
-        }),
+        Some(raw) => match crate::duration::parse_duration(raw) {
+            Ok(d) if d <= Duration::from_secs(600) => d,
+            Ok(_) => {
+                problems.error(
+                    key("leeway"),
+                    "at most \"10m\": clock skew, not a grace period",
+                );
+                Duration::from_secs(30)
+            }
+            Err(message) => {
+                problems.error(key("leeway"), message);
+                Duration::from_secs(30)
+            }
+        },
     };
     JwtIssuer {
         name: spec.name.clone().unwrap_or_default(),

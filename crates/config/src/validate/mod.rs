@@ -430,9 +430,10 @@ fn regions<'s>(specs: &'s [RegionSpec], problems: &mut Problems) -> Regions<'s> 
                 }
                 let known = (*known)?;
                 let p = known.pair?;
-                let &j = index.get(p)?;
+                // The configured spelling of the documented pair (`WestUS` for `westus`).
+                let j = names.iter().position(|n| n.eq_ignore_ascii_case(p))?;
                 let back = specs[j].pair.as_deref();
-                (known.one_way() || back.is_none() || back == Some(names[i])).then_some(p)
+                (known.one_way() || back.is_none() || back == Some(names[i])).then_some(names[j])
             })
         })
         .collect();

@@ -313,6 +313,17 @@ impl Controller {
         if before != count(&self.overrides) {
             self.persist();
         }
+        // An account whose endpoint changed starts with unknown health: its holds apply now,
+        // not at its new prober's first verdict.
+        let held: Vec<usize> = self
+            .overrides
+            .account_holds
+            .keys()
+            .filter_map(|name| self.account_by_name.get(name.as_str()).copied())
+            .collect();
+        for a in held {
+            self.apply_effective_health(a);
+        }
         self.publish(&transitions);
         transitions.len()
     }
