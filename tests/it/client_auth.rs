@@ -450,6 +450,19 @@ async fn jwts_from_a_key_set_url_with_rotation() {
     gw.shutdown().await.expect("shutdown");
 }
 
+/// `GET /v` over TLS to `host` (also the SNI) with `config`. Any failure, the handshake's
+/// included, is an error: TLS 1.3 reports a refused client certificate after the client's
+/// handshake ends, so a refusal may only show on the first exchange.
+async fn https_get(
+    addr: std::net::SocketAddr,
+    host: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> anyhow::Result<Reply> {
+    let stream = connect(addr, host, config).await?;
+    let mut sender = Sender::start(stream).await?;
+    sender.get(host, "/v").await
+}
+
 /// Client certificates on the HTTPS listener, `mtls = "required"`: a listed CN passes for its
 /// tenant and is 403 for another; a certificate from another CA, and none at all, are refused
 /// at the handshake. With `mtls = "optional"`, no certificate is a 401.
@@ -487,14 +500,9 @@ async fn client_certificates_bind_a_tenant() {
         let addr = gw.https_addr().expect("https");
 
         let with_cert = client_config_with_cert(&[&server_ca.cert_pem], &billing).expect("client");
-        let stream = connect(addr, "contoso.example.com", Arc::clone(&with_cert))
+        let ok = https_get(addr, "contoso.example.com", Arc::clone(&with_cert))
             .await
-            .expect("handshake with a listed certificate");
-        let mut sender = Sender::start(stream).await.expect("http");
-        let ok = sender
-            .get("contoso.example.com", "/v")
-            .await
-            .expect("reply");
+            .expect("a listed certificate is served");
         assert_eq!(ok.status, 200, "{mode}: {}", ok.text());
         assert_eq!(
             up.requests()
@@ -503,26 +511,17 @@ async fn client_certificates_bind_a_tenant() {
                 .header("x-pairgate-client"),
             Some("CN=billing")
         );
-        let stream = connect(addr, "fabrikam.example.com", with_cert)
-            .await
-            .expect("handshake");
-        let mut sender = Sender::start(stream).await.expect("http");
-        let other = sender
-            .get("fabrikam.example.com", "/v")
+        let other = https_get(addr, "fabrikam.example.com", with_cert)
             .await
             .expect("reply");
         assert_eq!(other.status, 403, "{mode}: {}", other.text());
 
         let rogue_client = client_config_with_cert(&[&server_ca.cert_pem], &rogue).expect("client");
         let no_cert = client_config(&[&server_ca.cert_pem], &[b"http/1.1"]).expect("client");
-        // TLS 1.3 reports a refused client certificate after the client's handshake ends:
-        // the refusal shows on the first exchange.
-        let refused = async |config| match connect(addr, "contoso.example.com", config).await {
-            Err(_) => true,
-            Ok(stream) => match Sender::start(stream).await {
-                Err(_) => true,
-                Ok(mut sender) => sender.get("contoso.example.com", "/v").await.is_err(),
-            },
+        let refused = async |config| {
+            https_get(addr, "contoso.example.com", config)
+                .await
+                .is_err()
         };
         assert!(
             refused(rogue_client).await,
@@ -534,14 +533,9 @@ async fn client_certificates_bind_a_tenant() {
                 "no certificate is refused when required"
             );
         } else {
-            let stream = connect(addr, "contoso.example.com", no_cert)
+            let reply = https_get(addr, "contoso.example.com", no_cert)
                 .await
                 .expect("optional: no certificate still connects");
-            let mut sender = Sender::start(stream).await.expect("http");
-            let reply = sender
-                .get("contoso.example.com", "/v")
-                .await
-                .expect("reply");
             assert_eq!(reply.status, 401, "{}", reply.text());
         }
         gw.shutdown().await.expect("shutdown");
