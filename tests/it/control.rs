@@ -8,7 +8,7 @@ use pairgate_test_support::{
     ADMIN_TOKEN, GatewayProcess, MockUpstream, TestGateway, admin_call, get,
 };
 
-use crate::support::{eventually, mock, pair_config, temp_path};
+use crate::support::{eventually, mock, pair_config, temp_path, wait_ready};
 
 /// Fast checks and a 1s hold-down, so tests see moves and failbacks quickly.
 const FAST: &str = r#"
@@ -725,19 +725,6 @@ async fn reload_keeps_an_unhealthy_account_unhealthy() {
     );
     assert_eq!(a["active_side"], "secondary");
     assert_eq!(served_by(&f.gw, "a").await, "west");
-}
-
-/// Waits (bounded) until the gateway reports ready: config loaded, first probe round done.
-async fn wait_ready(gw: &TestGateway) {
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            gw.admin("GET", "/readyz", None)
-                .await
-                .is_ok_and(|r| r.status == 200)
-        })
-        .await,
-        "never ready"
-    );
 }
 
 /// POSTs the sample payload `schema_file` from docs/alerts to the receiver, with the token.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pairgate_test_support::{MockUpstream, TestGateway, get};
 
-use crate::support::{eventually, mock};
+use crate::support::{eventually, mock, wait_ready};
 
 /// The subscription the docs/alerts samples were sent for.
 const SUB_A: &str = "11111111-1111-1111-1111-111111111111";
@@ -77,13 +77,7 @@ secondary = "west-b"
 "#
     );
     let gw = TestGateway::start(&toml).await.expect("gateway");
-    let ready = eventually(Duration::from_secs(5), || async {
-        gw.admin("GET", "/readyz", None)
-            .await
-            .is_ok_and(|r| r.status == 200)
-    })
-    .await;
-    assert!(ready, "never ready");
+    wait_ready(&gw).await;
     Fleet { gw, _mocks: mocks }
 }
 

@@ -130,3 +130,17 @@ pub async fn mock(name: &str, region: &str) -> MockUpstream {
         .await
         .expect("mock starts")
 }
+
+/// Waits (bounded) until the gateway reports ready (`/readyz` 200): config loaded, first probe
+/// round done.
+pub async fn wait_ready(gw: &pairgate_test_support::TestGateway) {
+    assert!(
+        eventually(std::time::Duration::from_secs(5), || async {
+            gw.admin("GET", "/readyz", None)
+                .await
+                .is_ok_and(|r| r.status == 200)
+        })
+        .await,
+        "never ready"
+    );
+}

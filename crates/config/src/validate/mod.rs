@@ -588,6 +588,14 @@ fn accounts<'s>(
     }
 }
 
+/// The ARM resource an account's `auth` mints its token for, if any.
+fn arm_resource(auth: Option<&crate::AccountAuth>) -> Option<&crate::ArmResourceId> {
+    match auth {
+        Some(crate::AccountAuth::AzureVideoIndexer(arm)) => Some(&arm.resource_id),
+        _ => None,
+    }
+}
+
 /// An account's ARM resource id, lower-cased: `resource_id` (checked like `auth.resource_id`),
 /// else the one in its `auth`; both set and different is an error.
 fn resource_id(
@@ -596,12 +604,7 @@ fn resource_id(
     at: &dyn Fn(&str) -> String,
     problems: &mut Problems,
 ) -> Option<String> {
-    let from_auth = match auth {
-        Some(crate::AccountAuth::AzureVideoIndexer(arm)) => {
-            Some(arm.resource_id.id.to_ascii_lowercase())
-        }
-        _ => None,
-    };
+    let from_auth = arm_resource(auth).map(|r| r.id.to_ascii_lowercase());
     let Some(raw) = spec.resource_id.as_deref() else {
         return from_auth;
     };
@@ -631,12 +634,7 @@ fn subscription(
     at: &dyn Fn(&str) -> String,
     problems: &mut Problems,
 ) -> Option<String> {
-    let from_auth = match auth {
-        Some(crate::AccountAuth::AzureVideoIndexer(arm)) => {
-            Some(arm.resource_id.subscription.to_ascii_lowercase())
-        }
-        _ => None,
-    };
+    let from_auth = arm_resource(auth).map(|r| r.subscription.to_ascii_lowercase());
     let Some(raw) = spec.subscription.as_deref() else {
         return from_auth;
     };
